@@ -1,0 +1,55 @@
+"""The ``dmlp`` command line.
+
+Each subcommand lives in its own module of this package and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (called with the
+parsed namespace; returns an exit code). ``main`` lists them in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from ..errors import DmlpError
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+# Order is the order of `dmlp --help`.
+COMMANDS = ("purify", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="dmlp",
+        description="DMLP: purify noisy labels from frozen self-supervised features, "
+        "then hand them to your learning-with-noisy-labels method.")
+    parser.add_argument("--version", action="version", version=f"dmlp-plugin {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DmlpError as exc:
+        from .console import err_console
+
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

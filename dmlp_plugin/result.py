@@ -1,0 +1,160 @@
+"""`PurifyResult`: what purification returns, and its file format.
+
+A result is saved as one ``.npz``: the arrays, plus a JSON metadata string under the key
+``__meta__`` (schema version, config, class count and names, input checksums, history,
+timings). Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import PurifyConfig
+from .errors import CorruptFileError, MissingFileError
+from .io import PathLike, atomic_write, export_labels
+
+__all__ = ["PurifyResult", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+_ARRAYS = ("soft_labels", "labels", "given_labels", "confidence", "changed", "label_quality",
+           "label_issues", "trusted_indices")
+
+
+@dataclass
+class PurifyResult:
+    """Purified labels and a record of how they were made.
+
+    All per-sample arrays are in the original index order of the training set, trusted
+    samples included (they carry their clean labels).
+
+    Attributes
+    ----------
+    soft_labels : np.ndarray, shape (N, C), float32
+        Purified label distributions; each row is on the probability simplex.
+    labels : np.ndarray, shape (N,), int64
+        Hard purified labels, ``soft_labels.argmax(1)``.
+    given_labels : np.ndarray, shape (N,), int64
+        The noisy labels that went in (trusted samples: their given noisy label too).
+    confidence : np.ndarray, shape (N,), float32
+        ``soft_labels.max(1)``: how sure the purifier is of ``labels``.
+    changed : np.ndarray, shape (N,), bool
+        ``labels != given_labels``.
+    label_quality : np.ndarray, shape (N,), float32
+        ``soft_labels[i, given_labels[i]]``: the purifier's belief that the given label is
+        right. Low means a likely label error.
+    label_issues : np.ndarray, shape (K,), int64
+        Indices of the samples whose label was changed, most likely error first (ascending
+        ``label_quality``), like ``cleanlab.filter.find_label_issues(...,
+        return_indices_ranked_by=...)``.
+    trusted_indices : np.ndarray, shape (V,), int64
+        Indices of training samples used as the trusted set (empty when the trusted set
+        was given as separate ``val_features``).
+    num_classes : int
+    class_names : list of str or None
+    config : PurifyConfig
+        The configuration actually used.
+    history : list of dict
+        One record per epoch: losses and, when clean labels were given, label accuracy.
+    timings : dict
+        Seconds spent per stage (``setup``, ``ipc_factor``, ``epochs``, ``total``).
+    metadata : dict
+        Input checksums, device, seed, package version, anything else worth keeping.
+    """
+
+    soft_labels: np.ndarray
+    labels: np.ndarray
+    given_labels: np.ndarray
+    confidence: np.ndarray
+    changed: np.ndarray
+    label_quality: np.ndarray
+    label_issues: np.ndarray
+    trusted_indices: np.ndarray
+    num_classes: int
+    class_names: list[str] | None = None
+    config: PurifyConfig = field(default_factory=PurifyConfig)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_soft_labels(cls, soft_labels: np.ndarray, given_labels: np.ndarray, **kwargs: Any) -> "PurifyResult":
+        """Derive hard labels, confidence, change mask and the issue ranking from soft labels."""
+        soft = np.asarray(soft_labels, dtype=np.float32)
+        given = np.asarray(given_labels, dtype=np.int64)
+        labels = soft.argmax(1).astype(np.int64)
+        quality = soft[np.arange(len(given)), given].astype(np.float32)
+        changed = labels != given
+        issues = np.flatnonzero(changed)
+        issues = issues[np.argsort(quality[issues], kind="stable")].astype(np.int64)
+        kwargs.setdefault("trusted_indices", np.zeros(0, np.int64))
+        return cls(soft_labels=soft, labels=labels, given_labels=given, confidence=soft.max(1),
+                   changed=changed, label_quality=quality, label_issues=issues,
+                   num_classes=soft.shape[1], **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_changed(self) -> int:
+        return int(self.changed.sum())
+
+    def accuracy(self, clean_labels: np.ndarray, *, exclude_trusted: bool = False) -> float:
+        """Fraction of hard labels equal to ``clean_labels``."""
+        mask = np.ones(len(self.labels), bool)
+        if exclude_trusted and len(self.trusted_indices):
+            mask[self.trusted_indices] = False
+        return float((self.labels[mask] == np.asarray(clean_labels)[mask]).mean())
+
+    # -- files -----------------------------------------------------------------------------
+
+    def save(self, path: PathLike) -> Path:
+        """Write the result to one ``.npz`` file, atomically. Returns the path."""
+        path = Path(path)
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "num_classes": int(self.num_classes),
+            "class_names": self.class_names,
+            "config": self.config.to_dict(),
+            "history": self.history,
+            "timings": self.timings,
+            "metadata": self.metadata,
+        }
+        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        with atomic_write(path) as fh:
+            np.savez_compressed(fh, __meta__=np.array(json.dumps(meta)), **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: PathLike) -> "PurifyResult":
+        """Read a result written by :meth:`save`."""
+        path = Path(path)
+        if not path.exists():
+            raise MissingFileError(f"purified-label file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "__meta__" not in z.files:
+                    raise CorruptFileError(f"{path} is not a dmlp-plugin result file (no __meta__ entry)")
+                meta = json.loads(str(z["__meta__"]))
+                arrays = {name: z[name] for name in _ARRAYS}
+        except CorruptFileError:
+            raise
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+            raise CorruptFileError(f"cannot read purified-label file {path}: {exc}") from exc
+        version = meta.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise CorruptFileError(
+                f"{path} has schema version {version}; this dmlp-plugin reads version {SCHEMA_VERSION}")
+        return cls(num_classes=meta["num_classes"], class_names=meta.get("class_names"),
+                   config=PurifyConfig.from_dict(meta["config"]), history=meta.get("history", []),
+                   timings=meta.get("timings", {}), metadata=meta.get("metadata", {}), **arrays)
+
+    def export(self, path: PathLike, fmt: str = "npy") -> Path:
+        """Write the labels in an upstream format: ``"dividemix"`` (JSON list of ints),
+        ``"npy"`` (int64) or ``"soft-npy"`` (float32 ``(N, C)``)."""
+        return export_labels(self.soft_labels if fmt == "soft-npy" else self.labels, path, fmt)
