@@ -34,6 +34,10 @@ _EXPORTS = {
     "AdapterError": "errors",
     "AlignmentError": "errors",
     "export_labels": "io",
+    "hookimpl": "hookspecs",
+    "Adapter": "adapter",
+    "get_adapter": "adapter",
+    "list_adapters": "adapter",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -1,0 +1,496 @@
+"""Adapters: how purified labels reach one upstream codebase.
+
+An adapter is a subclass of :class:`Adapter` that declares, for one upstream
+learning-with-noisy-labels codebase:
+
+* its ``name`` (the registry key) and ``upstream`` (repository, plus the
+  ``upstream_commits`` it is tested against);
+* how dataset indices map to positions in the upstream's label array
+  (:meth:`Adapter.index_map`: :class:`IdentityMap`, :class:`StoredIndexMap` or
+  :class:`SeededSplitMap`);
+* how to write labels in the upstream's native file format (``label_format``,
+  :meth:`Adapter.write_labels`, :meth:`Adapter.read_labels`);
+* how to inject labels into an already constructed dataset object
+  (:meth:`Adapter.get_labels`, :meth:`Adapter.set_labels`);
+* how the upstream's loader yields labels (:meth:`Adapter.loader_labels`), which
+  :meth:`Adapter.verify_alignment` compares with the purified labels at sampled indices.
+
+Adapters are registered by plugins through the ``dmlp_register_adapters`` hook;
+:func:`list_adapters` and :func:`get_adapter` look them up. ``docs/writing-adapters.md``
+walks through writing one.
+
+Vocabulary used throughout: the *dataset index* ``i`` is a sample's index in the dataset
+that was purified (``result.labels[i]``); a *position* ``p`` is an index into the
+upstream's own label array, which may be a permuted subset of the dataset.
+"""
+
+from __future__ import annotations
+
+import abc
+import difflib
+import fnmatch
+import re
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Literal
+
+import numpy as np
+
+from .errors import AdapterError, AlignmentError, LabelError, ShapeError, UnknownAdapterError
+from .io import PathLike, load_array
+
+__all__ = [
+    "Adapter",
+    "IndexMap",
+    "IdentityMap",
+    "StoredIndexMap",
+    "SeededSplitMap",
+    "permutation_split",
+    "validate_adapter_class",
+    "list_adapters",
+    "get_adapter",
+    "as_label_array",
+]
+
+SplitRecipe = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+
+# Registry names are typed on command lines and used as entry-point names.
+_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def as_label_array(labels: Any, *, what: str = "labels") -> np.ndarray:
+    """``(N,)`` int64 hard labels from an array-like or a :class:`~dmlp_plugin.result.PurifyResult`.
+
+    Raises :class:`~dmlp_plugin.errors.ShapeError` unless one-dimensional and
+    :class:`~dmlp_plugin.errors.LabelError` unless non-negative integers.
+    """
+    if hasattr(labels, "soft_labels") and hasattr(labels, "labels"):  # a PurifyResult
+        labels = labels.labels
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ShapeError(f"{what} must be one-dimensional (N,), got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if not (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
+            raise LabelError(f"{what} must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and arr.min() < 0:
+        raise LabelError(f"{what} must be >= 0, found {int(arr.min())}")
+    return arr
+
+
+# -- index maps ----------------------------------------------------------------------------
+
+
+class IndexMap(abc.ABC):
+    """Maps the upstream's label positions to dataset indices.
+
+    ``indices(N)[p]`` is the dataset index whose label sits at position ``p`` of the
+    upstream's label array, so the upstream's labels are ``labels[indices(N)]``.
+    """
+
+    kind: ClassVar[str]
+
+    @abc.abstractmethod
+    def _indices(self, num_samples: int) -> np.ndarray:
+        """The raw index array; validated by :meth:`indices`."""
+
+    def indices(self, num_samples: int) -> np.ndarray:
+        """``(M,)`` int64 dataset indices, one per upstream position, for a dataset of ``N``.
+
+        Raises :class:`~dmlp_plugin.errors.AlignmentError` if an index is outside
+        ``[0, N)`` or repeated.
+        """
+        idx = np.asarray(self._indices(num_samples))
+        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+            raise AlignmentError(f"{self!r} gave {idx.dtype} indices of shape {idx.shape}, expected (M,) integers")
+        idx = idx.astype(np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= num_samples):
+            raise AlignmentError(
+                f"{self!r} refers to dataset index {int(idx.max() if idx.max() >= num_samples else idx.min())}, "
+                f"outside the {num_samples} purified samples; were the labels purified on a different dataset?")
+        if np.unique(idx).size != idx.size:
+            raise AlignmentError(f"{self!r} maps {idx.size - np.unique(idx).size} upstream positions to a repeated dataset index")
+        return idx
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (dataset order, first axis ``N``) rearranged into upstream order."""
+        values = np.asarray(values)
+        return values[self.indices(len(values))]
+
+
+class IdentityMap(IndexMap):
+    """Upstream position ``p`` holds dataset index ``p``: same samples, same order."""
+
+    kind = "identity"
+
+    def _indices(self, num_samples: int) -> np.ndarray:
+        return np.arange(num_samples, dtype=np.int64)
+
+    def __repr__(self) -> str:
+        return "IdentityMap()"
+
+
+class StoredIndexMap(IndexMap):
+    """Upstream position ``p`` holds dataset index ``indices[p]``, from an array or a file.
+
+    Use when the upstream keeps (or writes) the indices of the samples it trains on,
+    for example a ``torch.utils.data.Subset`` or a saved ``train_idx.npy``.
+
+    Parameters
+    ----------
+    indices
+        ``(M,)`` integer array, or a path :func:`~dmlp_plugin.io.load_array` reads.
+    key
+        Array name inside an ``.npz``/``.pt`` file.
+    """
+
+    kind = "stored"
+
+    def __init__(self, indices: np.ndarray | PathLike | Any, *, key: str | None = None) -> None:
+        if isinstance(indices, (str, Path)):
+            self.source = str(indices)
+            indices = load_array(indices, key=key, what="index")
+        else:
+            self.source = None
+        self._stored = np.asarray(indices)
+
+    def _indices(self, num_samples: int) -> np.ndarray:
+        return self._stored
+
+    def __repr__(self) -> str:
+        where = self.source if self.source is not None else f"{self._stored.size} indices"
+        return f"StoredIndexMap({where})"
+
+
+def permutation_split(num_samples: int, seed: int, *, num_val: int | float,
+                      val_first: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The common seeded split: ``np.random.seed(seed); perm = np.random.permutation(N)``.
+
+    The validation set is the first ``num_val`` entries of the permutation (the last,
+    with ``val_first=False``) and the training set the rest, both in permutation order.
+    The numbers drawn equal those after ``np.random.seed(seed)``, but the global random
+    state is left untouched.
+
+    Parameters
+    ----------
+    num_val
+        Validation size: a count, or a fraction of ``num_samples`` (rounded down, as
+        ``int(N * fraction)``).
+
+    Returns
+    -------
+    (train_indices, val_indices) : tuple of ``(M,)`` int64 arrays
+    """
+    n_val = int(num_samples * num_val) if isinstance(num_val, float) else int(num_val)
+    if not 0 <= n_val <= num_samples:
+        raise ShapeError(f"num_val={num_val!r} is not between 0 and the {num_samples} samples")
+    perm = np.random.RandomState(seed).permutation(num_samples).astype(np.int64)
+    if val_first:
+        return perm[n_val:], perm[:n_val]
+    return perm[: num_samples - n_val], perm[num_samples - n_val:]
+
+
+class SeededSplitMap(IndexMap):
+    """The upstream draws a seeded train/validation split; recompute it exactly.
+
+    Parameters
+    ----------
+    seed
+        The seed the upstream splits with.
+    num_val
+        Validation size for the default recipe, :func:`permutation_split`.
+    part
+        Which part of the split the upstream's dataset object holds.
+    recipe
+        ``recipe(num_samples, seed) -> (train_indices, val_indices)`` reproducing the
+        upstream's split, each in the order the upstream keeps it. Draw from a local
+        ``np.random.RandomState(seed)`` or ``torch.Generator``, never the global state.
+        Bind extra inputs (a label-stratified split needs the given labels) with
+        :func:`functools.partial`.
+    """
+
+    kind = "seeded-split"
+
+    def __init__(self, seed: int, *, num_val: int | float | None = None,
+                 part: Literal["train", "val"] = "train", recipe: SplitRecipe | None = None) -> None:
+        if part not in ("train", "val"):
+            raise ShapeError(f"part must be 'train' or 'val', got {part!r}")
+        if recipe is None:
+            if num_val is None:
+                raise ShapeError("SeededSplitMap needs num_val (for the default permutation split) or a recipe")
+
+            def recipe(n: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+                return permutation_split(n, s, num_val=num_val)
+
+        self.seed, self.num_val, self.part, self.recipe = int(seed), num_val, part, recipe
+
+    def split(self, num_samples: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(train_indices, val_indices)``, checked to be disjoint."""
+        train, val = (np.asarray(a, dtype=np.int64) for a in self.recipe(num_samples, self.seed))
+        if np.intersect1d(train, val).size:
+            raise AlignmentError(f"{self!r}: the recipe's train and validation parts overlap")
+        return train, val
+
+    def _indices(self, num_samples: int) -> np.ndarray:
+        train, val = self.split(num_samples)
+        return train if self.part == "train" else val
+
+    def __repr__(self) -> str:
+        size = f", num_val={self.num_val!r}" if self.num_val is not None else ""
+        return f"SeededSplitMap(seed={self.seed}{size}, part={self.part!r})"
+
+
+# -- the adapter base class ----------------------------------------------------------------
+
+
+class Adapter(abc.ABC):
+    """Base class of every adapter: what one upstream codebase needs to use purified labels.
+
+    Subclasses set the class attributes and implement the four abstract methods; the
+    workflow methods (:meth:`export`, :meth:`inject`, :meth:`verify_alignment`) are built
+    on them and rarely need overriding. Options (a split seed, an attribute name) are
+    keyword arguments of ``__init__``; ``cls()`` must work with defaults.
+
+    Attributes
+    ----------
+    name : str
+        Registry name: lowercase letters, digits, ``-``, ``_`` and ``.``.
+    upstream : str
+        The upstream codebase: its repository URL (or package name).
+    upstream_commits : tuple of str
+        Commits or release tags the adapter is tested against; ``()`` if not pinned.
+    label_format : str
+        Short name of the label file format the upstream reads, e.g. ``"npy"``
+        (int64 ``.npy``), ``"dividemix-json"`` (JSON list), ``"txt"``.
+    label_suffix : str
+        File suffix of that format, used by tools that pick a file name.
+    description : str
+        One line for listings.
+    """
+
+    name: ClassVar[str]
+    upstream: ClassVar[str]
+    upstream_commits: ClassVar[tuple[str, ...]]
+    label_format: ClassVar[str]
+    label_suffix: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    #: Checked by :func:`validate_adapter_class` when a plugin registers the class.
+    REQUIRED_ATTRIBUTES: ClassVar[tuple[str, ...]] = ("name", "upstream", "upstream_commits", "label_format")
+
+    # -- index map -----------------------------------------------------------------------
+
+    def index_map(self, dataset: Any = None) -> IndexMap:
+        """How dataset indices map to the label array held by ``dataset``.
+
+        The default is :class:`IdentityMap`. ``dataset`` is the upstream dataset object
+        when one is at hand (inject, verify) and ``None`` otherwise.
+        """
+        return IdentityMap()
+
+    def upstream_labels(self, labels: Any, dataset: Any = None) -> np.ndarray:
+        """``labels`` (dataset order) rearranged into the order of the upstream's label array."""
+        return self.index_map(dataset).apply(as_label_array(labels))
+
+    # -- native label files --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def write_labels(self, labels: np.ndarray, path: PathLike) -> Path:
+        """Write ``(N,)`` int64 labels, in dataset order, in the upstream's native format.
+
+        Write atomically (:func:`dmlp_plugin.io.atomic_write` or
+        :func:`dmlp_plugin.io.export_labels`). If the upstream reads its file after
+        splitting, rearrange with :meth:`index_map` here. Returns the path written.
+        """
+
+    @abc.abstractmethod
+    def read_labels(self, path: PathLike) -> np.ndarray:
+        """Read a file written by :meth:`write_labels`; returns ``(N,)`` int64 labels in dataset order."""
+
+    # -- dataset objects -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_labels(self, dataset: Any) -> np.ndarray:
+        """The label array ``dataset`` holds, in upstream order, as ``(M,)`` int64."""
+
+    @abc.abstractmethod
+    def set_labels(self, dataset: Any, labels: np.ndarray) -> None:
+        """Replace the label array ``dataset`` holds with ``labels`` (``(M,)`` int64, upstream order).
+
+        Keep the container type the upstream uses (list, array, tensor) and update
+        every copy it reads from (``ImageFolder`` keeps labels in ``samples`` too).
+        """
+
+    def loader_labels(self, dataset: Any, positions: np.ndarray) -> np.ndarray:
+        """The labels the upstream's loader yields at ``positions``.
+
+        The default reads ``dataset[p][1]``, which fits ``(input, label, ...)`` items.
+        Override for upstreams that yield labels elsewhere or only in some modes.
+        """
+        out = np.empty(len(positions), dtype=np.int64)
+        for k, p in enumerate(positions):
+            item = dataset[int(p)]
+            if not isinstance(item, (tuple, list)) or len(item) < 2:
+                raise AdapterError(
+                    f"adapter {self.name!r}: dataset[{int(p)}] is a {type(item).__name__}, not an "
+                    "(input, label, ...) tuple; override loader_labels() for this upstream")
+            out[k] = int(item[1])
+        return out
+
+    # -- workflow ------------------------------------------------------------------------
+
+    def export(self, labels: Any, path: PathLike) -> Path:
+        """Write purified labels (array or :class:`~dmlp_plugin.result.PurifyResult`) where the upstream reads them."""
+        return self.write_labels(as_label_array(labels), path)
+
+    def inject(self, dataset: Any, labels: Any, *, verify: bool = True, num_checks: int | None = 64,
+               seed: int = 0) -> Any:
+        """Put purified labels into an already constructed upstream dataset object.
+
+        Parameters
+        ----------
+        dataset
+            The upstream's dataset object, as its training script built it.
+        labels
+            ``(N,)`` purified labels in dataset order, or a
+            :class:`~dmlp_plugin.result.PurifyResult`.
+        verify
+            Run :meth:`verify_alignment` afterwards.
+        num_checks, seed
+            Passed to :meth:`verify_alignment`.
+
+        Returns
+        -------
+        The same ``dataset``, for chaining.
+        """
+        upstream = self.upstream_labels(labels, dataset)
+        self._check_length(dataset, len(upstream))
+        self.set_labels(dataset, upstream)
+        if verify:
+            self.verify_alignment(dataset, labels, num_checks=num_checks, seed=seed)
+        return dataset
+
+    def verify_alignment(self, dataset: Any, labels: Any, *, num_checks: int | None = 64, seed: int = 0) -> int:
+        """Check that the upstream's loader yields the purified labels at sampled positions.
+
+        Samples ``num_checks`` positions (always including the first and the last; all
+        of them when ``None``), reads the labels the loader yields there with
+        :meth:`loader_labels`, and compares them with the purified labels mapped by
+        :meth:`index_map`.
+
+        Returns the number of positions checked; raises
+        :class:`~dmlp_plugin.errors.AlignmentError` listing the first mismatches.
+        """
+        labels = as_label_array(labels)
+        mapping = self.index_map(dataset)
+        idx = mapping.indices(len(labels))
+        expected = labels[idx]
+        self._check_length(dataset, len(expected))
+        positions = _sample_positions(len(expected), num_checks, seed)
+        got = np.asarray(self.loader_labels(dataset, positions))
+        if got.shape != positions.shape:
+            raise AdapterError(f"adapter {self.name!r}: loader_labels returned shape {got.shape} "
+                               f"for {positions.size} positions")
+        bad = np.flatnonzero(got != expected[positions])
+        if bad.size:
+            shown = "; ".join(
+                f"position {positions[k]} (dataset index {idx[positions[k]]}): loader yields {got[k]}, "
+                f"purified label is {expected[positions[k]]}" for k in bad[:5])
+            raise AlignmentError(
+                f"adapter {self.name!r}: {bad.size} of {positions.size} sampled positions disagree "
+                f"under {mapping!r}: {shown}")
+        return int(positions.size)
+
+    def _check_length(self, dataset: Any, expected: int) -> None:
+        try:
+            size = len(dataset)
+        except TypeError:  # datasets without __len__ are checked by sampling only
+            return
+        if size != expected:
+            raise AlignmentError(
+                f"adapter {self.name!r}: the dataset holds {size} samples but {self.index_map(dataset)!r} "
+                f"gives {expected} labels for it")
+
+    # -- conformance -----------------------------------------------------------------------
+
+    @classmethod
+    def conformance_dataset(cls, labels: np.ndarray) -> Any | None:
+        """A tiny upstream dataset object holding ``labels`` (dataset order), or ``None``.
+
+        :func:`dmlp_plugin.testing.check_adapter` injects into it to test
+        :meth:`inject` and :meth:`verify_alignment` end to end. Build it the way the
+        upstream would (same class, same split), from synthetic inputs; return ``None``
+        only if the upstream cannot be constructed without real data.
+        """
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _sample_positions(size: int, num_checks: int | None, seed: int) -> np.ndarray:
+    if num_checks is None or num_checks >= size:
+        return np.arange(size, dtype=np.int64)
+    if num_checks < 2:
+        raise ShapeError(f"num_checks must be >= 2 or None, got {num_checks}")
+    # First and last positions catch off-by-one shifts that random draws may miss.
+    middle = np.random.default_rng(seed).choice(np.arange(1, size - 1), size=num_checks - 2, replace=False)
+    return np.sort(np.concatenate([[0, size - 1], middle])).astype(np.int64)
+
+
+def validate_adapter_class(cls: Any) -> None:
+    """Raise :class:`~dmlp_plugin.errors.AdapterError` unless ``cls`` is a complete adapter class.
+
+    Checks that it subclasses :class:`Adapter`, declares every attribute in
+    ``Adapter.REQUIRED_ATTRIBUTES`` with the right type, and implements every abstract
+    method. The message names everything missing at once.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        raise AdapterError(f"{cls!r} is not a subclass of dmlp_plugin.adapter.Adapter")
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    missing = [a for a in cls.REQUIRED_ATTRIBUTES if not hasattr(cls, a)]
+    methods = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing or methods:
+        parts = []
+        if missing:
+            parts.append(f"attribute(s) {', '.join(missing)}")
+        if methods:
+            parts.append(f"method(s) {', '.join(methods)}")
+        raise AdapterError(f"adapter class {where} is missing required {' and '.join(parts)}")
+    problems = []
+    if not isinstance(cls.name, str) or not _NAME_PATTERN.match(cls.name):
+        problems.append(f"name {cls.name!r} must be lowercase letters, digits, '-', '_' or '.'")
+    for attr in ("upstream", "label_format"):
+        if not isinstance(getattr(cls, attr), str) or not getattr(cls, attr).strip():
+            problems.append(f"{attr} must be a non-empty string, got {getattr(cls, attr)!r}")
+    commits = cls.upstream_commits
+    if not isinstance(commits, (tuple, list)) or not all(isinstance(c, str) for c in commits):
+        problems.append(f"upstream_commits must be a tuple of strings, got {commits!r}")
+    if problems:
+        raise AdapterError(f"adapter class {where}: {'; '.join(problems)}")
+
+
+# -- registry lookups ------------------------------------------------------------------------
+
+
+def list_adapters(pattern: str | None = None) -> list[str]:
+    """Names of the registered adapters, sorted, optionally filtered by a glob ``pattern``."""
+    from .plugins import get_plugin_manager
+
+    names = sorted(get_plugin_manager().adapters)
+    return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
+
+
+def get_adapter(name: str) -> type[Adapter]:
+    """The adapter class registered as ``name``; instantiate it with its options.
+
+    Raises :class:`~dmlp_plugin.errors.UnknownAdapterError` suggesting close matches.
+    """
+    from .plugins import get_plugin_manager
+
+    adapters = get_plugin_manager().adapters
+    if name in adapters:
+        return adapters[name].cls
+    close = difflib.get_close_matches(name, list(adapters), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
+    known = ", ".join(sorted(adapters)) or "none (is dmlp-plugin installed, e.g. `pip install -e .`?)"
+    raise UnknownAdapterError(f"no adapter named {name!r}{hint} Registered adapters: {known}")
