@@ -349,21 +349,43 @@ class Adapter(abc.ABC):
         Parameters
         ----------
         dataset
-            The upstream's dataset object, as its training script built it.
+            The upstream's dataset object, as its training script built it, still holding
+            the noisy labels it loaded.
         labels
             ``(N,)`` purified labels in dataset order, or a
             :class:`~dmlp_plugin.result.PurifyResult`.
         verify
-            Run :meth:`verify_alignment` afterwards.
+            Check alignment twice. Before: when ``labels`` is a ``PurifyResult``, the
+            labels ``dataset`` holds must equal ``result.given_labels`` mapped by
+            :meth:`index_map` (this catches a wrong split seed or index file, and labels
+            purified from another noise file). After: :meth:`verify_alignment` (this
+            catches labels that did not reach the loader).
         num_checks, seed
             Passed to :meth:`verify_alignment`.
 
         Returns
         -------
         The same ``dataset``, for chaining.
+
+        Raises
+        ------
+        AlignmentError
+            On either check, or when the dataset's length does not match the index map.
         """
-        upstream = self.upstream_labels(labels, dataset)
+        mapping = self.index_map(dataset)
+        upstream = mapping.apply(as_label_array(labels))
         self._check_length(dataset, len(upstream))
+        given = getattr(labels, "given_labels", None)
+        if verify and given is not None:
+            held = np.asarray(self.get_labels(dataset))
+            expected = mapping.apply(as_label_array(given, what="given_labels"))
+            if held.shape != expected.shape or not np.array_equal(held, expected):
+                differ = int((held != expected).sum()) if held.shape == expected.shape else len(expected)
+                raise AlignmentError(
+                    f"adapter {self.name!r}: before injection the dataset holds labels that differ from the "
+                    f"purified run's given labels at {differ} of {len(expected)} positions under {mapping!r}. "
+                    "Check the adapter's options (split seed, index file) and that the dataset loaded the "
+                    "same noisy labels that were purified; pass verify=False to inject anyway")
         self.set_labels(dataset, upstream)
         if verify:
             self.verify_alignment(dataset, labels, num_checks=num_checks, seed=seed)

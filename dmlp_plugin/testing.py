@@ -104,10 +104,13 @@ def check_adapter(cls: type[Adapter], *, options: dict[str, Any] | None = None,
         else:
             run("get_labels", lambda: _check_get_labels(adapter, probe, given))
             run("verify_alignment accepts aligned labels", lambda: adapter.verify_alignment(factory(given), given))
-            run("inject", lambda: _check_inject(adapter, factory(given), purified))
+            run("inject", lambda: _check_inject(adapter, factory(given), given, purified, num_classes))
             run("verify_alignment rejects misaligned labels",
                 lambda: _check_detects_misalignment(adapter, factory(given), given, purified))
-            run("inject rejects a wrong length", lambda: _check_wrong_length(adapter, factory(given), purified))
+            run("inject rejects a result purified on another dataset size",
+                lambda: _check_wrong_length(adapter, factory(given), given, purified, num_classes))
+            run("inject rejects a result purified from other noisy labels",
+                lambda: _check_detects_other_given(adapter, factory(given), given, purified, num_classes))
     if failures:
         raise AdapterError(_summary(cls, failures))
     return report
@@ -132,8 +135,6 @@ def _check_index_map(adapter: Adapter, n: int) -> None:
 
 def _check_files(adapter: Adapter, given: np.ndarray, purified: np.ndarray, folder: Path,
                  num_classes: int) -> None:
-    from .result import PurifyResult
-
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"labels{adapter.label_suffix}"
     written = adapter.write_labels(given.copy(), path)
@@ -143,8 +144,7 @@ def _check_files(adapter: Adapter, given: np.ndarray, purified: np.ndarray, fold
     _expect(back.dtype == np.int64, f"read_labels() returned dtype {back.dtype}, expected int64")
     _expect(np.array_equal(back, given), "read_labels(write_labels(labels)) differs from labels")
     # Overwriting must work too, and export() must accept a PurifyResult.
-    soft = np.eye(num_classes, dtype=np.float32)[purified]
-    result = PurifyResult.from_soft_labels(soft, given)
+    result = _result(given, purified, num_classes)
     adapter.export(result, written)
     _expect(np.array_equal(adapter.read_labels(written), purified),
             "export(result) then read_labels() does not give result.labels")
@@ -159,8 +159,9 @@ def _check_get_labels(adapter: Adapter, dataset: Any, given: np.ndarray) -> None
             "get_labels() on a dataset built from labels does not give those labels in index-map order")
 
 
-def _check_inject(adapter: Adapter, dataset: Any, purified: np.ndarray) -> None:
-    returned = adapter.inject(dataset, purified, num_checks=None)
+def _check_inject(adapter: Adapter, dataset: Any, given: np.ndarray, purified: np.ndarray,
+                  num_classes: int) -> None:
+    returned = adapter.inject(dataset, _result(given, purified, num_classes), num_checks=None)
     _expect(returned is dataset, "inject() must return the dataset it was given")
     expected = adapter.index_map(dataset).apply(purified)
     _expect(np.array_equal(np.asarray(adapter.get_labels(dataset)), expected),
@@ -177,11 +178,30 @@ def _check_detects_misalignment(adapter: Adapter, dataset: Any, given: np.ndarra
     raise AdapterError("verify_alignment() accepted labels that differ from what the loader yields at every position")
 
 
-def _check_wrong_length(adapter: Adapter, dataset: Any, purified: np.ndarray) -> None:
+def _check_wrong_length(adapter: Adapter, dataset: Any, given: np.ndarray, purified: np.ndarray,
+                        num_classes: int) -> None:
+    shorter = _result(given[:-1], purified[:-1], num_classes)
     try:
-        adapter.inject(dataset, purified[:-1])
+        adapter.inject(dataset, shorter)
     except DmlpError:
         return
-    # A stored index array that never refers to the last sample cannot tell N-1 labels from N.
+    # A stored index array that never refers to the last sample is unaffected by it.
     if adapter.index_map(dataset).kind != "stored":
-        raise AdapterError("inject() accepted labels for one sample fewer than were purified")
+        raise AdapterError("inject() accepted a result purified on one sample fewer than the dataset's")
+
+
+def _check_detects_other_given(adapter: Adapter, dataset: Any, given: np.ndarray, purified: np.ndarray,
+                               num_classes: int) -> None:
+    other = _result(np.roll(given, 1), purified, num_classes)
+    try:
+        adapter.inject(dataset, other)
+    except AlignmentError:
+        return
+    raise AdapterError("inject() accepted a result whose given labels differ from the labels the dataset holds; "
+                       "does get_labels() read the label array the upstream loads?")
+
+
+def _result(given: np.ndarray, purified: np.ndarray, num_classes: int) -> Any:
+    from .result import PurifyResult
+
+    return PurifyResult.from_soft_labels(np.eye(num_classes, dtype=np.float32)[purified], given)
