@@ -123,8 +123,9 @@ def dmlp_extract_features(dataset: Any, backbone: str, device: str) -> np.ndarra
     """Extract features for a dataset with a custom backbone.
 
     Called by :func:`dmlp_plugin.plugins.extract_features` before dmlp-plugin's own
-    extractors. Return ``None`` for backbones you do not handle. Stops at first non-None
-    result.
+    extractors. Return ``None`` for backbones you do not handle.
+
+    Stops at first non-None result.
 
     :param dataset: The training set, following the
         :class:`~dmlp_plugin.data.base.ImageDataset` contract: ``dataset[i]`` is
