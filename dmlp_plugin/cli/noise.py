@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io import export_labels
     from ..noise import load_cifar_n, make_noisy_labels
 
+    if args.output.is_dir():
+        raise InputError(f"--output {args.output} is a folder; give a file name")
     labels, dataset = _clean_labels(args)
     if args.cifar_n is not None:
         result = load_cifar_n(args.cifar_n, key=args.key, clean_labels=labels)
@@ -117,7 +119,7 @@ def _print_summary(result, path: Path, fmt: str) -> None:
 
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # wrap long paths rather than cut them
     kind = result.kind + (f" ({result.convention} convention)" if result.convention else "")
     nominal = "unknown" if result.nominal_rate is None else f"{result.nominal_rate:.2%}"
     table.add_row("kind", kind)

@@ -89,5 +89,6 @@ def load_torch_numpy(path: str | os.PathLike, *, what: str = "torch") -> Any:
     try:
         with torch.serialization.safe_globals(allowed):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, zipfile.BadZipFile) as exc:
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, zipfile.BadZipFile,
+            OSError) as exc:  # OSError: torch's zip reader on a truncated file
         raise CorruptFileError(f"cannot read {what} file {path}: {exc}") from exc
