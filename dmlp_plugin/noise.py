@@ -283,6 +283,9 @@ def transition_from_labels(clean_labels: np.ndarray, noisy_labels: np.ndarray, *
         raise ShapeError(f"clean and noisy labels must be (N,) of one length, got {clean.shape} and {noisy.shape}")
     if num_classes is None:
         num_classes = int(max(clean.max(initial=0), noisy.max(initial=0))) + 1
+    low, high = min(clean.min(initial=0), noisy.min(initial=0)), max(clean.max(initial=0), noisy.max(initial=0))
+    if low < 0 or high >= num_classes:
+        raise LabelError(f"labels must be in [0, {num_classes}), got [{low}, {high}]")
     counts = np.bincount(clean * num_classes + noisy, minlength=num_classes * num_classes)
     counts = counts.reshape(num_classes, num_classes).astype(np.float64)
     sizes = counts.sum(axis=1, keepdims=True)
@@ -455,6 +458,8 @@ def _instance_noise(labels: np.ndarray, num_classes: int, rate: float, features:
     x = np.asarray(features)
     if x.ndim != 2 or len(x) != len(labels):
         raise ShapeError(f"features must be (N, d) with N = {len(labels)} labels, got shape {x.shape}")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise InputError("features contain NaN or infinite values")
     if not std > 0:
         raise ConfigError(f"instance_std must be positive, got {std}")
     n = len(labels)

@@ -135,6 +135,8 @@ def test_transition_rows_sum_to_one_and_reproduce_counts(kind):
 def test_transition_of_an_absent_class_is_the_identity_row():
     t = transition_from_labels(np.array([0, 0, 2]), np.array([2, 0, 2]), num_classes=3)
     np.testing.assert_allclose(t, [[0.5, 0, 0.5], [0, 1, 0], [0, 0, 1]])
+    with pytest.raises(LabelError, match=r"\[0, 2\)"):
+        transition_from_labels(np.array([0, 1]), np.array([0, 2]), num_classes=2)
 
 
 @pytest.mark.parametrize("rate", [0.2, 0.4])
@@ -184,6 +186,7 @@ def test_asymmetric_without_a_mapping_lists_the_ones_that_have_one(dataset):
     (dict(convention="coteaching"), InputError, "convention 'coteaching'.*dividemix, exclusive"),
     (dict(kind="instance"), InputError, "needs features"),
     (dict(kind="instance", features=np.zeros((99, 4))), ShapeError, r"N = 100"),
+    (dict(kind="instance", features=np.full((100, 4), np.nan)), InputError, "NaN"),
     (dict(num_classes=5), LabelError, r"\[0, 5\)"),
     (dict(num_classes=1), ConfigError, "at least 2 classes"),
     (dict(kind="asymmetric", dataset="cifar10", num_classes=12), ConfigError, "10 classes"),

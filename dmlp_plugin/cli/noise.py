@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..data import ImageDataset
+    from ..noise import NoiseResult
 
 __all__ = ["register"]
 
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clean_labels(args: argparse.Namespace):
+def _clean_labels(args: argparse.Namespace) -> tuple[np.ndarray | None, ImageDataset | None]:
     """The clean labels and, when read from one, the dataset (both None when not given)."""
     from ..data import load_dataset
     from ..io import load_array
@@ -101,7 +106,7 @@ def _clean_labels(args: argparse.Namespace):
     return None, None
 
 
-def _features(args: argparse.Namespace, dataset, n: int) -> np.ndarray:
+def _features(args: argparse.Namespace, dataset: ImageDataset | None, n: int) -> np.ndarray:
     from ..io import load_array
 
     if args.features is not None:
@@ -112,7 +117,7 @@ def _features(args: argparse.Namespace, dataset, n: int) -> np.ndarray:
                      "dataset (CIFAR) whose pixels serve as features")
 
 
-def _print_summary(result, path: Path, fmt: str) -> None:
+def _print_summary(result: NoiseResult, path: Path, fmt: str) -> None:
     from rich.table import Table
 
     from .console import console

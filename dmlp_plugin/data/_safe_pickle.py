@@ -9,6 +9,7 @@ globals an array needs and refuse everything else. Failures become
 
 from __future__ import annotations
 
+import codecs
 import os
 import pickle
 import zipfile
@@ -35,7 +36,8 @@ _NUMPY_GLOBALS: dict[tuple[str, str], Any] = {
 for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
     _NUMPY_GLOBALS[(_module, "_reconstruct")] = _reconstruct
     _NUMPY_GLOBALS[(_module, "scalar")] = scalar
-_NUMPY_GLOBALS[("_codecs", "encode")] = __import__("codecs").encode
+# Python 3 pickles of bytes (protocol 2) rebuild them with _codecs.encode.
+_NUMPY_GLOBALS[("_codecs", "encode")] = codecs.encode
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):

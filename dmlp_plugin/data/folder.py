@@ -56,6 +56,6 @@ class ImageFolder(FileListDataset):
         empty = sorted(set(classes) - {Path(p).relative_to(root).parts[0] for p, _ in samples})
         if empty:
             warnings.warn(f"image folder {root}: no images in class folders {empty}", stacklevel=2)
-        files = [str(Path(p).relative_to(root)) for p, _ in samples]
+        files = [Path(p).relative_to(root).as_posix() for p, _ in samples]
         targets = np.fromiter((t for _, t in samples), dtype=np.int64, count=len(samples))
         super().__init__(root, files, targets, classes, name=f"imagefolder:{root.name}", transform=transform)
