@@ -189,10 +189,7 @@ def make_noisy_labels(
     _check_choice("convention", convention, CONVENTIONS)
     rate = _check_rate(rate)
     if kind == "asymmetric":
-        targets = asymmetric_targets(dataset)
-        if num_classes is not None and num_classes != len(targets):
-            raise ConfigError(f"the {dataset} asymmetric mapping has {len(targets)} classes, "
-                              f"but num_classes={num_classes}")
+        targets = _mapping(dataset, num_classes)
         num_classes = len(targets)
     labels, num_classes = _check_labels(labels, num_classes)
     rng = np.random.default_rng(seed)
@@ -250,10 +247,7 @@ def nominal_transition(kind: str, rate: float, num_classes: int, *, dataset: str
     if kind == "pairflip":
         targets = (np.arange(num_classes) + 1) % num_classes
     else:
-        targets = asymmetric_targets(dataset)
-        if len(targets) != num_classes:
-            raise ConfigError(f"the {dataset} asymmetric mapping has {len(targets)} classes, "
-                              f"but num_classes={num_classes}")
+        targets = _mapping(dataset, num_classes)
     matrix = (1.0 - rate) * eye
     matrix[np.arange(num_classes), targets] += rate
     return matrix
@@ -400,6 +394,14 @@ def _result(clean: np.ndarray, noisy: np.ndarray, num_classes: int, **fields) ->
     return NoiseResult(noisy_labels=noisy, clean_labels=clean,
                        transition=transition_from_labels(clean, noisy, num_classes=num_classes),
                        realised_rate=float((noisy != clean).mean()), **fields)
+
+
+def _mapping(dataset: str | None, num_classes: int | None) -> np.ndarray:
+    targets = asymmetric_targets(dataset)
+    if num_classes is not None and num_classes != len(targets):
+        raise ConfigError(f"the {dataset} asymmetric mapping has {len(targets)} classes, "
+                          f"but num_classes={num_classes}")
+    return targets
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:

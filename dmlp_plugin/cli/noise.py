@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "noise", help="make noisy labels (synthetic or CIFAR-N) and write them to a file",
         description="Corrupt clean labels with seeded synthetic noise, or take a CIFAR-N human "
         "label set, and write the noisy labels. Prints the realised noise rate next to the "
-        "nominal one: they differ (symmetric 50%% in the DivideMix convention leaves about 45%% "
+        "nominal one: they differ (symmetric 50% in the DivideMix convention leaves about 45% "
         "of labels wrong).")
     src = p.add_argument_group("clean labels: --labels FILE, or --dataset NAME --root DIR")
     src.add_argument("--labels", type=Path, metavar="FILE",
