@@ -206,14 +206,12 @@ class DmlpPluginManager(pluggy.PluginManager):
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             source = PluginSource.from_entry_point(ep)
             found_builtin |= source.is_builtin
-            if not source.is_builtin:
-                keys = {_normalize(ep.name), _normalize(source.distribution or "")}
-                if wanted is not None:
-                    if not keys & wanted:
-                        continue
-                    matched |= keys & wanted
-                elif not autoload:
-                    continue
+            keys = {_normalize(ep.name), _normalize(source.distribution or "")}
+            if wanted is not None:
+                matched |= keys & wanted
+            selected = bool(keys & wanted) if wanted is not None else autoload
+            if not (source.is_builtin or selected):
+                continue
             if self.is_blocked(ep.name):
                 continue
             if self._register_entry_point(ep, source):
