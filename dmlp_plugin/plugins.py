@@ -239,19 +239,22 @@ class DmlpPluginManager(pluggy.PluginManager):
             return self._fail(source, f"failed to import ({ep.value}): {type(exc).__name__}: {exc}", exc)
         try:
             self.register(plugin, name=ep.name, source=source)
-        except (pluggy.PluginValidationError, ValueError) as exc:
+        except pluggy.PluginValidationError as exc:
             return self._fail(source, f"does not match the dmlp_plugin hook specifications: {exc}", exc)
+        except ValueError as exc:  # pluggy: this module is already registered under another name
+            return self._fail(source, f"cannot be registered: {exc}", exc)
         return True
 
     def _fail(self, source: PluginSource, problem: str, cause: BaseException | None) -> bool:
-        error = PluginLoadError(
-            f"{source.describe()} {problem}. Fix or uninstall it, or leave it out with "
-            f"`dmlp adapters list --skip-broken`, {ENV_PLUGINS}=... or {ENV_DISABLE_AUTOLOAD}=1")
-        error.__cause__ = cause
-        if not self.skip_broken:
-            raise error
-        self._load_failures.append(BrokenPlugin(source, error))
-        return False
+        message = f"{source.describe()} {problem}"
+        if self.skip_broken:
+            error = PluginLoadError(message)
+            error.__cause__ = cause
+            self._load_failures.append(BrokenPlugin(source, error))
+            return False
+        raise PluginLoadError(
+            f"{message}. Fix or uninstall it, or leave it out with `dmlp adapters list --skip-broken`, "
+            f"{ENV_PLUGINS}=... or {ENV_DISABLE_AUTOLOAD}=1") from cause
 
     # -- adapters --------------------------------------------------------------------------
 
