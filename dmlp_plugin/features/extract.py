@@ -1,0 +1,257 @@
+"""Batched feature extraction with a frozen backbone, cached on disk.
+
+:func:`extract_features` runs a backbone (a name or any ``nn.Module``, optionally filled
+from a self-supervised checkpoint) over a dataset in index order and returns ``(N, D)``
+float32 features, plus those of horizontally flipped images for DMLP's two-view mode.
+Inference is no-grad and channels-last, with float16 autocast on CUDA. Results are cached
+by what determines them, so a rerun returns the stored arrays without touching the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.base import ImageDataset
+from ..errors import ConfigError, InputError
+from ..io import atomic_write
+from ._device import resolve_device
+from .backbones import create_backbone, forward_features, parse_backbone
+from .cache import FeatureCache, cache_key
+from .checkpoints import file_sha256, load_checkpoint
+
+__all__ = ["extract_features", "default_transform", "save_features", "VIEWS", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+VIEWS = ("none", "hflip")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_transform(image_size: int | None = None) -> Callable:
+    """PIL image → normalised tensor (ImageNet mean/std, as timm, torchvision and
+    ``dmlp pretrain`` use). With ``image_size``, resize the short side to
+    ``image_size * 8/7`` and centre-crop ``image_size`` (the usual evaluation crop)."""
+    from torchvision import transforms as T
+
+    steps: list[Any] = []
+    if image_size is not None:
+        steps += [T.Resize(round(image_size * 8 / 7)), T.CenterCrop(image_size)]
+    steps += [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    return T.Compose(steps)
+
+
+def extract_features(
+    dataset: ImageDataset,
+    backbone: str | nn.Module,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    views: Sequence[str] = ("none",),
+    transform: Callable | None = None,
+    image_size: int | None = None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+    output: str | os.PathLike | None = None,
+    strict: bool = True,
+    trust_checkpoint: bool = False,
+) -> np.ndarray | tuple[np.ndarray, ...]:
+    """Features of every image of ``dataset``, in its index order.
+
+    Parameters
+    ----------
+    dataset : ImageDataset
+        Yields ``(image, label, index)``; only :meth:`~ImageDataset.load_image` is used,
+        so the dataset's own training transform is ignored.
+    backbone : str or nn.Module
+        A torchvision/timm name, ``-cifar`` for the CIFAR stem (``"resnet18-cifar"``), or
+        a module whose output is ``(N, D)`` or ``(N, C, H, W)`` (average-pooled).
+    checkpoint : path, optional
+        Local weights (SimCLR/MoCo/BYOL/``dmlp pretrain`` checkpoints or a plain state
+        dict), loaded with prefix remapping. Without one, a named backbone is random.
+    batch_size, num_workers : int
+        Inference batch size and data-loading worker processes.
+    device : str or torch.device, optional
+        CUDA when available by default.
+    views : sequence of {"none", "hflip"}
+        Which views to extract: ``("none",)`` or ``("none", "hflip")`` for DMLP's two-view
+        mode (the flip is applied to the batch, so images are read once).
+    transform : callable, optional
+        PIL image → ``(3, H, W)`` tensor; :func:`default_transform` by default.
+    image_size : int, optional
+        Resize/centre-crop size of the default transform; ``None`` keeps in-memory images
+        (CIFAR) at their size and uses 224 for file-backed datasets.
+    cache : bool
+        Look up and store results in the feature cache.
+    cache_dir : path, optional
+        Cache folder; ``$DMLP_CACHE_DIR/features`` or ``~/.cache/dmlp/features`` by default.
+    progress : bool
+        Show a rich progress bar (on stderr).
+    output : path, optional
+        Also write the features: ``.npz`` with arrays ``features`` (and
+        ``features_hflip``), or ``.npy`` (the flipped view beside it as
+        ``<stem>.features_hflip.npy``).
+    strict, trust_checkpoint : bool
+        See :func:`~dmlp_plugin.features.checkpoints.load_checkpoint` (``trusted``).
+
+    Returns
+    -------
+    np.ndarray or tuple of np.ndarray
+        ``(N, D)`` float32 for one view; a tuple ``(features, features_hflip)`` for two.
+        Cache hits are read-only memory maps.
+
+    Raises
+    ------
+    InputError
+        Unknown backbone (with close matches), a checkpoint that does not fit it, bad views.
+    ConfigError
+        ``batch_size`` or ``num_workers`` out of range.
+    """
+    views = _check_views(views)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if num_workers < 0:
+        raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
+    if not isinstance(dataset, Dataset) or not hasattr(dataset, "load_image"):
+        raise InputError(f"dataset must be an ImageDataset (see dmlp_plugin.data), got {type(dataset).__name__}")
+    if len(dataset) == 0:
+        raise InputError("dataset is empty")
+    if transform is None:
+        if image_size is None and getattr(dataset, "images", None) is None:
+            image_size = 224
+        transform = default_transform(image_size)
+
+    parts = {"dataset": dataset.fingerprint(), "n": len(dataset), "backbone": _backbone_id(backbone),
+             "checkpoint": file_sha256(checkpoint) if checkpoint is not None else None,
+             "transform": repr(transform), "views": list(views)}
+    store = FeatureCache(cache_dir) if cache else None
+    key = cache_key(parts)
+    arrays = store.get(key, views) if store is not None else None
+    if arrays is None:
+        arrays = _run(dataset, backbone, checkpoint, transform, views, batch_size=batch_size,
+                      device=resolve_device(device), num_workers=num_workers, progress=progress,
+                      strict=strict, trusted=trust_checkpoint)
+        if store is not None:
+            store.put(key, views, arrays, parts)
+    if output is not None:
+        save_features(output, {_array_name(v): a for v, a in zip(views, arrays)})
+    return arrays[0] if len(arrays) == 1 else tuple(arrays)
+
+
+def save_features(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> list[Path]:
+    """Write named arrays atomically: one ``.npz``, or ``.npy`` files (the first at
+    ``path``, each other beside it as ``<stem>.<name>.npy``, memory-mappable).
+
+    Returns the paths written.
+    """
+    path = Path(path).expanduser()
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz"):
+        raise InputError(f"feature output must end in .npy or .npz, got {path.name!r}")
+    if path.is_dir():
+        raise InputError(f"feature output {path} is a folder; give a file name")
+    if suffix == ".npz":
+        with atomic_write(path) as fh:
+            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+        return [path]
+    written = []
+    for i, (name, array) in enumerate(arrays.items()):
+        target = path if i == 0 else path.with_name(f"{path.stem}.{name}.npy")
+        with atomic_write(target) as fh:
+            np.save(fh, np.ascontiguousarray(array))
+        written.append(target)
+    return written
+
+
+class _Images(Dataset):
+    """``(tensor, index)`` pairs: the dataset's raw images through our own transform."""
+
+    def __init__(self, dataset: ImageDataset, transform: Callable) -> None:
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.dataset.load_image(index)), index
+
+
+def _run(dataset: ImageDataset, backbone: str | nn.Module, checkpoint: str | os.PathLike | None,
+         transform: Callable, views: tuple[str, ...], *, batch_size: int, device: torch.device,
+         num_workers: int, progress: bool, strict: bool, trusted: bool) -> list[np.ndarray]:
+    # a named backbone starts from a fixed seed, so uncheckpointed (random) features are
+    # reproducible and agree with the cache, whose key cannot see the RNG state
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = create_backbone(backbone)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint, strict=strict, trusted=trusted)
+    elif not isinstance(backbone, nn.Module):
+        warnings.warn(f"no checkpoint given: features of {backbone} come from random weights "
+                      "(fine for tests; pass checkpoint= for meaningful features)", stacklevel=3)
+    model = model.eval().to(device=device, memory_format=torch.channels_last)
+    loader = DataLoader(_Images(dataset, transform), batch_size=batch_size, shuffle=False,
+                        num_workers=num_workers, pin_memory=device.type == "cuda")
+    outputs: list[np.ndarray] | None = None
+    bar = _progress(progress, len(dataset), type(model).__name__)
+    try:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16,
+                                                    enabled=device.type == "cuda"):
+            for images, index in loader:
+                x = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                feats = [forward_features(model, x if v == "none" else x.flip(3)).float().cpu().numpy()
+                         for v in views]
+                if outputs is None:
+                    outputs = [np.empty((len(dataset), f.shape[1]), dtype=np.float32) for f in feats]
+                for out, f in zip(outputs, feats):
+                    out[index.numpy()] = f
+                if bar is not None:
+                    bar[0].update(bar[1], advance=len(index))
+    finally:
+        if bar is not None:
+            bar[0].stop()
+    return outputs
+
+
+def _progress(enabled: bool, total: int, what: str) -> tuple[Any, Any] | None:
+    if not enabled:
+        return None
+    from ..cli.console import make_progress
+
+    bar = make_progress()
+    task = bar.add_task(f"features ({what})", total=total, status="")
+    bar.start()
+    return bar, task
+
+
+def _backbone_id(backbone: str | nn.Module) -> str:
+    if isinstance(backbone, nn.Module):
+        # a module has no name to trust: identify it by class and current weights
+        h = hashlib.sha256(type(backbone).__qualname__.encode())
+        for name, tensor in backbone.state_dict().items():
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return f"module:{type(backbone).__qualname__}:{h.hexdigest()[:16]}"
+    return parse_backbone(backbone).name
+
+
+def _check_views(views: Sequence[str]) -> tuple[str, ...]:
+    views = (views,) if isinstance(views, str) else tuple(views)
+    if not views or len(set(views)) != len(views) or any(v not in VIEWS for v in views):
+        raise InputError(f"views must be distinct entries of {VIEWS}, e.g. ('none',) or ('none', 'hflip'); got {views}")
+    return views
+
+
+def _array_name(view: str) -> str:
+    return "features" if view == "none" else f"features_{view}"

@@ -1,0 +1,414 @@
+"""Single-layer k-means features (Coates & Ng, 2011): unsupervised features on a CPU.
+
+The pipeline, fitted without labels:
+
+1. sample 6x6 patches; normalise each (subtract its mean, divide by ``sqrt(var + 10)``)
+   and ZCA-whiten them (``eps = 0.1``);
+2. run k-means (Lloyd, matmul distances) on the whitened patches;
+3. encode every stride-1 patch of an image with the *triangle* activation
+   ``f_k = max(0, mean_j(z_j) - z_k)``, ``z_k = ||patch - c_k||``;
+4. sum-pool the activations over the four image quadrants (``4 K`` values an image);
+5. reduce with PCA (fitted on the training images) and standardise each dimension.
+
+The encoder never materialises all patches: images go through in small chunks whose
+``(patches x K)`` distance block stays in cache, and the buffers are reused, so memory is
+``O(chunk x patches x K)`` however many images there are. Step 3 is one GEMM per chunk
+(the squared patch norms and centroid norms ride along as two extra columns, so the GEMM
+returns squared distances directly) plus a few in-place passes; pooling is a second GEMM.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError, CorruptFileError, InputError, MissingFileError, ShapeError
+from ..io import atomic_write
+from ._device import resolve_device
+
+__all__ = ["KMeansFeatures"]
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class _Whitening:
+    mean: torch.Tensor  # (P,) mean of normalised patches
+    matrix: torch.Tensor  # (P, P) symmetric ZCA matrix
+
+
+class KMeansFeatures:
+    """Coates & Ng (2011) k-means features for ``uint8`` images, fitted without labels.
+
+    Parameters
+    ----------
+    num_centroids : int
+        ``K``, the dictionary size. The pooled code has ``4 K`` dimensions.
+    output_dim : int or None
+        Dimensions kept by PCA (capped at ``4 K`` and at the number of fitting images);
+        ``None`` skips PCA and returns the standardised pooled code.
+    patch_size : int
+        Side of the square patches (6 in the paper).
+    num_patches : int
+        Patches sampled (uniformly over images and positions) to fit whitening and k-means.
+    kmeans_iters : int
+        Lloyd iterations.
+    power : float
+        Exponent applied to the pooled activations before PCA (``1`` leaves them as the
+        paper does; ``0.5``, a signed square root, evens out heavy-tailed dimensions and
+        helps a linear classifier after PCA).
+    pca_images : int
+        At most this many images (a random subset) fit the PCA; they are encoded and kept
+        in memory at ``4 K`` floats each, so this bounds :meth:`fit`'s memory.
+    chunk_size : int
+        Images encoded together. Small chunks keep the distance block in cache.
+    norm_eps, whiten_eps : float
+        Regularisers of patch normalisation (pixel units, 0–255) and ZCA whitening.
+    device : str or torch.device, optional
+        CUDA when available by default.
+    seed : int
+        Seeds patch sampling, k-means initialisation and the PCA subset.
+    """
+
+    def __init__(
+        self,
+        num_centroids: int = 1600,
+        *,
+        output_dim: int | None = 512,
+        patch_size: int = 6,
+        num_patches: int = 400_000,
+        kmeans_iters: int = 10,
+        power: float = 1.0,
+        pca_images: int = 50_000,
+        chunk_size: int = 8,
+        norm_eps: float = 10.0,
+        whiten_eps: float = 0.1,
+        device: str | torch.device | None = None,
+        seed: int = 0,
+    ) -> None:
+        for name, value, low in (("num_centroids", num_centroids, 2), ("patch_size", patch_size, 1),
+                                 ("num_patches", num_patches, 2), ("kmeans_iters", kmeans_iters, 1),
+                                 ("pca_images", pca_images, 2), ("chunk_size", chunk_size, 1)):
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        if output_dim is not None and (not isinstance(output_dim, int) or output_dim < 1):
+            raise ConfigError(f"output_dim must be a positive integer or None, got {output_dim!r}")
+        if not power > 0:
+            raise ConfigError(f"power must be > 0, got {power}")
+        if num_patches < num_centroids:
+            raise ConfigError(f"num_patches ({num_patches}) must be at least num_centroids ({num_centroids})")
+        self.num_centroids = num_centroids
+        self.output_dim = output_dim
+        self.patch_size = patch_size
+        self.num_patches = num_patches
+        self.kmeans_iters = kmeans_iters
+        self.power = float(power)
+        self.pca_images = pca_images
+        self.chunk_size = chunk_size
+        self.norm_eps = float(norm_eps)
+        self.whiten_eps = float(whiten_eps)
+        self.device = resolve_device(device)
+        self.seed = seed
+        self.image_shape: tuple[int, int, int] | None = None
+        self.whitening: _Whitening | None = None
+        self.centroids: torch.Tensor | None = None  # (K, P) in whitened patch space
+        self.pooled_mean: torch.Tensor | None = None  # (4K,)
+        # output = (pooled ** power - pooled_mean) @ projection, or * scale when output_dim is None
+        self.projection: torch.Tensor | None = None  # (4K, D) PCA basis scaled to unit variance
+        self.scale: torch.Tensor | None = None  # (4K,) 1/std
+        self.explained_variance_ratio: float | None = None
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def is_fitted(self) -> bool:
+        return self.pooled_mean is not None
+
+    @property
+    def dim(self) -> int:
+        """Dimensions of :meth:`transform`'s output (after fitting)."""
+        self._check_fitted()
+        return int(self.pooled_mean.shape[0] if self.projection is None else self.projection.shape[1])
+
+    def fit(self, images: np.ndarray, *, progress: ProgressFn | None = None) -> "KMeansFeatures":
+        """Fit whitening, centroids and PCA on ``(N, H, W, 3)`` uint8 images."""
+        self._fit(images, progress=progress)
+        return self
+
+    def fit_transform(self, images: np.ndarray, *, progress: ProgressFn | None = None) -> np.ndarray:
+        """:meth:`fit` then :meth:`transform`, encoding each image once when all of them fit the PCA."""
+        pooled = self._fit(images, progress=progress)
+        if pooled is not None:
+            return self._project(pooled).cpu().numpy()
+        return self.transform(images, progress=progress)
+
+    def transform(self, images: np.ndarray, *, progress: ProgressFn | None = None) -> np.ndarray:
+        """``(N, output_dim)`` float32 features of ``(N, H, W, 3)`` uint8 images, in input order.
+
+        ``progress``, when given, is called with the number of images just finished.
+        """
+        self._check_fitted()
+        images = self._check_images(images)
+        out = np.empty((len(images), self.dim), dtype=np.float32)
+        # project a few hundred images at a time: encoding is the cost, the GEMM with the
+        # PCA basis is cheap, and the pooled block stays small
+        step = max(self.chunk_size, 512 // self.chunk_size * self.chunk_size)
+        for start in range(0, len(images), step):
+            pooled = self.encode(images[start:start + step], progress=progress)
+            out[start:start + step] = self._project(pooled).cpu().numpy()
+        return out
+
+    def encode(self, images: np.ndarray, *, progress: ProgressFn | None = None) -> torch.Tensor:
+        """The pooled triangle code, ``(N, 4 K)`` float32 on the device, before power and PCA."""
+        if self.centroids is None:
+            raise InputError("KMeansFeatures is not fitted: call fit() first")
+        images = self._check_images(images)
+        return self._encode(images, progress)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model (a torch file, atomically)."""
+        self._check_fitted()
+        path = Path(path)
+        state = {"format": "dmlp-kmeans-features/1", "config": self._config(),
+                 "image_shape": self.image_shape,
+                 "whiten_mean": self.whitening.mean.cpu(), "whiten_matrix": self.whitening.matrix.cpu(),
+                 "centroids": self.centroids.cpu(), "pooled_mean": self.pooled_mean.cpu(),
+                 "projection": _cpu(self.projection), "scale": _cpu(self.scale),
+                 "explained_variance_ratio": self.explained_variance_ratio}
+        with atomic_write(path) as fh:
+            torch.save(state, fh)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> "KMeansFeatures":
+        """Read a model written by :meth:`save`."""
+        path = Path(path)
+        if not path.exists():
+            raise MissingFileError(f"k-means feature model not found: {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if state.get("format") != "dmlp-kmeans-features/1":
+                raise KeyError("format")
+            model = cls(**state["config"], device=device)
+            dev = model.device
+            model.image_shape = tuple(state["image_shape"])
+            model.whitening = _Whitening(state["whiten_mean"].to(dev), state["whiten_matrix"].to(dev))
+            model.centroids = state["centroids"].to(dev)
+            model.pooled_mean = state["pooled_mean"].to(dev)
+            model.projection = _to(state["projection"], dev)
+            model.scale = _to(state["scale"], dev)
+            model.explained_variance_ratio = state["explained_variance_ratio"]
+        except (KeyError, AttributeError, TypeError, RuntimeError, EOFError, OSError) as exc:
+            raise CorruptFileError(f"{path} is not a k-means feature model written by KMeansFeatures.save(): {exc}") from exc
+        return model
+
+    def __repr__(self) -> str:
+        return (f"KMeansFeatures(num_centroids={self.num_centroids}, output_dim={self.output_dim}, "
+                f"power={self.power}, fitted={self.is_fitted})")
+
+    # ------------------------------------------------------------------ fitting
+    def _config(self) -> dict:
+        return {"num_centroids": self.num_centroids, "output_dim": self.output_dim,
+                "patch_size": self.patch_size, "num_patches": self.num_patches,
+                "kmeans_iters": self.kmeans_iters, "power": self.power, "pca_images": self.pca_images,
+                "chunk_size": self.chunk_size, "norm_eps": self.norm_eps, "whiten_eps": self.whiten_eps,
+                "seed": self.seed}
+
+    def _fit(self, images: np.ndarray, *, progress: ProgressFn | None) -> torch.Tensor | None:
+        """Fit everything; return the pooled code of all images when all of them fitted the PCA."""
+        images = self._check_images(images, fitting=True)
+        gen = torch.Generator().manual_seed(self.seed)
+        patches = self._normalise(self._sample_patches(images, gen).to(self.device))
+        self.whitening = self._fit_whitening(patches)
+        patches = self._whiten(patches)
+        self.centroids = _lloyd(patches, self.num_centroids, self.kmeans_iters, gen)
+        del patches
+        if len(images) > self.pca_images:
+            subset = torch.randperm(len(images), generator=gen)[:self.pca_images].sort().values.numpy()
+            pooled = self._encode(images[subset], progress)
+        else:
+            pooled = self._encode(images, progress)
+        self._fit_pca(pooled)
+        return pooled if len(images) <= self.pca_images else None
+
+    def _sample_patches(self, images: np.ndarray, gen: torch.Generator) -> torch.Tensor:
+        n, h, w, c = images.shape
+        p = self.patch_size
+        idx = torch.randint(0, n, (self.num_patches,), generator=gen).numpy()
+        rows = torch.randint(0, h - p + 1, (self.num_patches,), generator=gen).numpy()
+        cols = torch.randint(0, w - p + 1, (self.num_patches,), generator=gen).numpy()
+        # fancy-index one (patch row, patch col) offset at a time: (num_patches, c) each,
+        # never a (num_patches, p, p, c) temporary of int64 indices
+        out = np.empty((self.num_patches, c, p, p), dtype=np.uint8)
+        for i in range(p):
+            for j in range(p):
+                out[:, :, i, j] = images[idx, rows + i, cols + j]
+        # (C, p, p) flattening matches F.unfold's channel-major patch layout
+        return torch.from_numpy(out.reshape(self.num_patches, -1)).float()
+
+    def _normalise(self, patches: torch.Tensor) -> torch.Tensor:
+        patches = patches - patches.mean(1, keepdim=True)
+        return patches.div_(patches.var(1, keepdim=True).add_(self.norm_eps).sqrt_())
+
+    def _fit_whitening(self, patches: torch.Tensor) -> _Whitening:
+        mean = patches.mean(0)
+        centred = patches - mean
+        cov = (centred.T @ centred).double() / (len(patches) - 1)
+        evals, evecs = torch.linalg.eigh(cov)
+        matrix = (evecs * (evals.clamp_min(0) + self.whiten_eps).rsqrt()) @ evecs.T
+        return _Whitening(mean, matrix.float())
+
+    def _whiten(self, patches: torch.Tensor) -> torch.Tensor:
+        # W is symmetric, so (x - m) W == W (x - m) row-wise; addmm folds the mean in
+        return torch.addmm(self.whitening.mean @ self.whitening.matrix, patches, self.whitening.matrix,
+                           beta=-1)
+
+    def _fit_pca(self, pooled: torch.Tensor) -> None:
+        code = self._power(pooled.clone())
+        mean = code.mean(0)
+        code -= mean
+        cov = torch.zeros(code.shape[1], code.shape[1], dtype=torch.float64, device=code.device)
+        for block in code.split(8192):
+            cov += (block.T @ block).double()
+        cov /= max(len(code) - 1, 1)
+        del code
+        self.pooled_mean = mean
+        if self.output_dim is None:
+            self.projection = None
+            self.scale = cov.diagonal().clamp_min(1e-12).rsqrt().float()
+            self.explained_variance_ratio = 1.0
+            return
+        dim = min(self.output_dim, cov.shape[0], len(pooled))
+        evals, evecs = _top_eigenpairs(cov, dim, torch.Generator().manual_seed(self.seed))
+        # scaling each component by 1/sqrt(eigenvalue) standardises the output dimensions
+        self.projection = (evecs * evals.clamp_min(1e-12).rsqrt()).float()
+        self.scale = None
+        self.explained_variance_ratio = float(evals.sum() / cov.diagonal().sum().clamp_min(1e-12))
+
+    def _power(self, pooled: torch.Tensor) -> torch.Tensor:
+        # activations are >= 0, so a plain power is the signed power
+        return pooled if self.power == 1.0 else pooled.pow_(self.power)
+
+    def _project(self, pooled: torch.Tensor) -> torch.Tensor:
+        code = self._power(pooled).sub_(self.pooled_mean)
+        return code.mul_(self.scale) if self.projection is None else code @ self.projection
+
+    # ------------------------------------------------------------------ encoding
+    def _encode(self, images: np.ndarray, progress: ProgressFn | None) -> torch.Tensor:
+        n, h, w, _ = images.shape
+        p = self.patch_size
+        oh, ow = h - p + 1, w - p + 1
+        k = self.num_centroids
+        dev = self.device
+        # [x, ||x||², 1] · [-2c, 1, ||c||²] = ||x - c||², so one GEMM gives squared distances
+        c = self.centroids
+        rhs = torch.cat([-2 * c, torch.ones(k, 1, device=dev), (c * c).sum(1, keepdim=True)], 1).T.contiguous()
+        pool = _quadrant_pooling(oh, ow, dev)  # (4, oh*ow)
+        out = torch.empty(n, 4 * k, device=dev)
+        chunk = self.chunk_size
+        dist = torch.empty(chunk * oh * ow, k, device=dev)
+        for start in range(0, n, chunk):
+            xb = torch.from_numpy(np.ascontiguousarray(images[start:start + chunk])).to(dev)
+            b = len(xb)
+            cols = F.unfold(xb.permute(0, 3, 1, 2).float(), p)  # (b, P, oh*ow)
+            x = self._whiten(self._normalise(cols.transpose(1, 2).reshape(b * oh * ow, -1)))
+            lhs = torch.cat([x, (x * x).sum(1, keepdim=True), torch.ones(len(x), 1, device=dev)], 1)
+            z = dist[:len(x)]
+            torch.mm(lhs, rhs, out=z)
+            z.clamp_min_(0).sqrt_()
+            # triangle activation max(0, mean_k z - z_k), written over the distances
+            torch.sub(z.mean(1, keepdim=True), z, out=z).clamp_min_(0)
+            torch.matmul(pool, z.view(b, oh * ow, k), out=out[start:start + b].view(b, 4, k))
+            if progress is not None:
+                progress(b)
+        return out
+
+    # ------------------------------------------------------------------ checks
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise InputError("KMeansFeatures is not fitted: call fit() first")
+
+    def _check_images(self, images: np.ndarray, *, fitting: bool = False) -> np.ndarray:
+        if not isinstance(images, np.ndarray):
+            raise InputError(f"images must be a numpy uint8 array (N, H, W, 3), got {type(images).__name__}")
+        if images.dtype != np.uint8:
+            raise InputError(f"images must be uint8 (N, H, W, 3), got dtype {images.dtype}")
+        if images.ndim != 4 or images.shape[3] != 3:
+            raise ShapeError(f"images must be (N, H, W, 3) RGB, got shape {images.shape}")
+        if len(images) == 0:
+            raise ShapeError("images is empty")
+        if min(images.shape[1:3]) < self.patch_size + 1:
+            raise ShapeError(f"images of {images.shape[1]}x{images.shape[2]} are too small for "
+                             f"{self.patch_size}x{self.patch_size} patches and 4-quadrant pooling")
+        if fitting:
+            self.image_shape = tuple(images.shape[1:])
+        elif self.image_shape is not None and tuple(images.shape[1:]) != self.image_shape:
+            raise ShapeError(f"images are {images.shape[1:]} but the model was fitted on {self.image_shape}; "
+                             "resize them to the same size")
+        return images
+
+
+def _lloyd(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.Tensor:
+    """k-means (Lloyd) on the rows of ``x``; empty clusters restart at random rows."""
+    n = len(x)
+    centroids = x[torch.randperm(n, generator=gen)[:k].to(x.device)].clone()
+    # blocks of rows keep the (rows x k) distance matrix to ~100 MB
+    block = max(1, (1 << 25) // k)
+    assign = torch.empty(n, dtype=torch.long, device=x.device)
+    for _ in range(iters):
+        half_norm = 0.5 * (centroids * centroids).sum(1)
+        for start in range(0, n, block):
+            # argmin ||x - c||² == argmax (x·c - ||c||²/2); ||x||² is common to every c
+            scores = torch.addmm(half_norm, x[start:start + block], centroids.T, beta=-1)
+            assign[start:start + block] = scores.argmax(1)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
+        counts = torch.bincount(assign, minlength=k)
+        empty = counts == 0
+        centroids = sums / counts.clamp_min(1).unsqueeze(1).to(x.dtype)
+        if empty.any():
+            refill = torch.randint(0, n, (int(empty.sum()),), generator=gen).to(x.device)
+            centroids[empty] = x[refill]
+    return centroids
+
+
+def _quadrant_pooling(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """``(4, h*w)`` 0/1 matrix summing a map over its four quadrants (row-major order)."""
+    rh, cw = math.ceil(h / 2), math.ceil(w / 2)
+    rows = torch.arange(h, device=device).unsqueeze(1) >= rh
+    cols = torch.arange(w, device=device).unsqueeze(0) >= cw
+    quadrant = (rows.long() * 2 + cols.long()).reshape(-1)
+    return F.one_hot(quadrant, 4).T.float().contiguous()
+
+
+def _top_eigenpairs(sym: torch.Tensor, k: int, gen: torch.Generator, *, iters: int = 6
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest eigenvalues (descending) and eigenvectors of a PSD matrix.
+
+    A full ``eigh`` of a 6400x6400 covariance takes minutes on two cores; block subspace
+    iteration with some oversampling, finished by Rayleigh–Ritz, needs a handful of
+    GEMMs and converges fast because pooled-code spectra decay steeply.
+    """
+    n = sym.shape[0]
+    if n <= 2 * k or n <= 1024:
+        evals, evecs = torch.linalg.eigh(sym)
+        return evals.flip(0)[:k], evecs.flip(1)[:, :k]
+    width = min(n, k + max(64, k // 4))
+    basis = torch.randn(n, width, generator=gen, dtype=sym.dtype).to(sym.device)
+    for _ in range(iters):
+        basis, _ = torch.linalg.qr(sym @ basis)
+    evals, small = torch.linalg.eigh(basis.T @ sym @ basis)
+    evals, small = evals.flip(0)[:k], small.flip(1)[:, :k]
+    return evals, basis @ small
+
+
+def _cpu(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.cpu()
+
+
+def _to(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if t is None else t.to(device)
