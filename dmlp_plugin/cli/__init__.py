@@ -17,7 +17,7 @@ from ..errors import DmlpError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # Order is the order of `dmlp --help`.
-COMMANDS = ("purify", "demo", "noise", "adapters")
+COMMANDS = ("purify", "demo", "noise", "adapters", "features", "pretrain")
 
 
 def build_parser() -> argparse.ArgumentParser:

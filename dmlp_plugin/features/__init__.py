@@ -2,36 +2,57 @@
 SimCLR pretraining, CPU k-means features, and a linear probe to score them.
 
     >>> from dmlp_plugin.data import load_dataset
-    >>> from dmlp_plugin.features import extract_features, KMeansFeatures, linear_probe
-    >>> train = load_dataset("cifar10", "~/data")
+    >>> from dmlp_plugin.features import extract_features, kmeans_features, linear_probe
+    >>> train, test = load_dataset("cifar10", "~/data"), load_dataset("cifar10", "~/data", "test")
     >>> f, f_flip = extract_features(train, "resnet18-cifar", checkpoint="simclr.pt",
     ...                              views=("none", "hflip"))
-    >>> km = KMeansFeatures(1600, output_dim=512)
-    >>> f_train = km.fit_transform(train.images)
+    >>> k_train, k_test = kmeans_features(train, test)          # CPU, no labels
+    >>> linear_probe(k_train, train.targets, k_test, test.targets)
+
+Names are imported lazily, so importing this package (and ``dmlp --help``) does not load
+torch until a name that needs it is used.
 """
 
-from .backbones import BackboneSpec, create_backbone, feature_dim, parse_backbone
-from .cache import FeatureCache, default_cache_dir
-from .checkpoints import LoadReport, load_checkpoint, read_state_dict
-from .extract import default_transform, extract_features, save_features
-from .kmeans import KMeansFeatures
-from .probe import LinearClassifier, fit_linear_classifier, linear_probe
+from __future__ import annotations
 
-__all__ = [
-    "extract_features",
-    "save_features",
-    "default_transform",
-    "BackboneSpec",
-    "parse_backbone",
-    "create_backbone",
-    "feature_dim",
-    "load_checkpoint",
-    "read_state_dict",
-    "LoadReport",
-    "FeatureCache",
-    "default_cache_dir",
-    "KMeansFeatures",
-    "linear_probe",
-    "fit_linear_classifier",
-    "LinearClassifier",
-]
+import importlib
+from typing import Any
+
+# name -> submodule that defines it
+_EXPORTS = {
+    "extract_features": "extract",
+    "save_features": "extract",
+    "default_transform": "extract",
+    "BackboneSpec": "backbones",
+    "parse_backbone": "backbones",
+    "create_backbone": "backbones",
+    "feature_dim": "backbones",
+    "load_checkpoint": "checkpoints",
+    "read_state_dict": "checkpoints",
+    "LoadReport": "checkpoints",
+    "FeatureCache": "cache",
+    "default_cache_dir": "cache",
+    "KMeansFeatures": "kmeans",
+    "kmeans_features": "kmeans",
+    "SimCLRConfig": "config",
+    "pretrain_simclr": "simclr",
+    "SimCLRResult": "simclr",
+    "linear_probe": "probe",
+    "fit_linear_classifier": "probe",
+    "LinearClassifier": "probe",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

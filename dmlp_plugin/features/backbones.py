@@ -138,10 +138,15 @@ def forward_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _use_cifar_stem(model: nn.Module, arch: str) -> None:
     conv = getattr(model, "conv1", None)
-    if not isinstance(conv, nn.Conv2d) or not hasattr(model, "maxpool"):
+    if isinstance(conv, nn.Sequential) and isinstance(conv[0], nn.Conv2d) and hasattr(model, "maxpool"):
+        # timm's deep stems (three 3x3 convs): keep them, but at full resolution
+        conv[0].stride = (1, 1)
+    elif isinstance(conv, nn.Conv2d) and hasattr(model, "maxpool"):
+        model.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=3, stride=1, padding=1,
+                                bias=False)
+    else:
         raise ConfigError(f"the CIFAR stem needs a ResNet-style model (conv1 + maxpool); {arch} has none. "
                           "Drop the -cifar suffix, or pass your own nn.Module.")
-    model.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
 
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import CorruptFileError, InputError, MissingFileError
 
-__all__ = ["LoadReport", "load_checkpoint", "read_state_dict", "remap_state_dict", "file_sha256"]
+__all__ = ["LoadReport", "load_checkpoint", "read_state_dict", "remap_state_dict", "file_sha256", "load_torch_file"]
 
 # Containers a training script nests the weights in, tried in this order.
 CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "encoder", "online_network", "net", "backbone")
@@ -93,6 +93,36 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def load_torch_file(path: str | os.PathLike, *, trusted: bool = False) -> Any:
+    """``torch.load`` on CPU with clear errors; tensors and plain containers only unless
+    ``trusted`` (see :func:`read_state_dict`).
+
+    Raises
+    ------
+    MissingFileError
+        No such file.
+    CorruptFileError
+        Not a torch file, damaged, or (untrusted) pickling other objects.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingFileError(f"checkpoint not found: {path}")
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    # torch.save writes a zip (b"PK"), older versions a pickle (protocol byte 0x80)
+    if not (magic == b"PK" or magic[:1] == b"\x80"):
+        raise CorruptFileError(f"cannot read checkpoint {path}: not a torch.save file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as exc:
+        raise CorruptFileError(
+            f"checkpoint {path} holds objects other than tensors and plain containers, which are not "
+            f"unpickled by default ({str(exc).splitlines()[0]}). If you trust the file, load it with "
+            "trusted=True (CLI: --trust-checkpoint).") from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise CorruptFileError(f"cannot read checkpoint {path}: {exc}") from exc
+
+
 def read_state_dict(path: str | os.PathLike, *, trusted: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file, unwrapped from the usual containers.
 
@@ -117,17 +147,7 @@ def read_state_dict(path: str | os.PathLike, *, trusted: bool = False) -> dict[s
         The file cannot be read as a torch checkpoint, or holds no tensors.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise MissingFileError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as exc:
-        raise CorruptFileError(
-            f"checkpoint {path} holds objects other than tensors and plain containers, which are not "
-            f"unpickled by default ({str(exc).splitlines()[0]}). If you trust the file, load it with "
-            "trusted=True (CLI: --trust-checkpoint).") from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise CorruptFileError(f"cannot read checkpoint {path}: {exc}") from exc
+    obj = load_torch_file(path, trusted=trusted)
     state = _unwrap(obj)
     if state is None:
         top = sorted(obj)[:SHOW] if isinstance(obj, Mapping) else type(obj).__name__

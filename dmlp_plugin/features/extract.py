@@ -24,6 +24,7 @@ from ..data.base import ImageDataset
 from ..errors import ConfigError, InputError
 from ..io import atomic_write
 from ._device import resolve_device
+from ._progress import progress_bar
 from .backbones import create_backbone, forward_features, parse_backbone
 from .cache import FeatureCache, cache_key
 from .checkpoints import file_sha256, load_checkpoint
@@ -200,39 +201,34 @@ def _run(dataset: ImageDataset, backbone: str | nn.Module, checkpoint: str | os.
     elif not isinstance(backbone, nn.Module):
         warnings.warn(f"no checkpoint given: features of {backbone} come from random weights "
                       "(fine for tests; pass checkpoint= for meaningful features)", stacklevel=3)
+    was_training = model.training
     model = model.eval().to(device=device, memory_format=torch.channels_last)
+    try:
+        return _infer(model, dataset, transform, views, batch_size=batch_size, device=device,
+                      num_workers=num_workers, progress=progress)
+    finally:
+        model.train(was_training)
+
+
+def _infer(model: nn.Module, dataset: ImageDataset, transform: Callable, views: tuple[str, ...], *,
+           batch_size: int, device: torch.device, num_workers: int, progress: bool) -> list[np.ndarray]:
     loader = DataLoader(_Images(dataset, transform), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, pin_memory=device.type == "cuda")
     outputs: list[np.ndarray] | None = None
-    bar = _progress(progress, len(dataset), type(model).__name__)
-    try:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16,
-                                                    enabled=device.type == "cuda"):
-            for images, index in loader:
-                x = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                feats = [forward_features(model, x if v == "none" else x.flip(3)).float().cpu().numpy()
-                         for v in views]
-                if outputs is None:
-                    outputs = [np.empty((len(dataset), f.shape[1]), dtype=np.float32) for f in feats]
-                for out, f in zip(outputs, feats):
-                    out[index.numpy()] = f
-                if bar is not None:
-                    bar[0].update(bar[1], advance=len(index))
-    finally:
-        if bar is not None:
-            bar[0].stop()
+    with progress_bar(progress, len(dataset), f"features ({type(model).__name__})") as advance, \
+            torch.inference_mode(), \
+            torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        for images, index in loader:
+            x = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            feats = [forward_features(model, x if v == "none" else x.flip(3)).float().cpu().numpy()
+                     for v in views]
+            if outputs is None:
+                outputs = [np.empty((len(dataset), f.shape[1]), dtype=np.float32) for f in feats]
+            for out, f in zip(outputs, feats):
+                out[index.numpy()] = f
+            if advance is not None:
+                advance(len(index))
     return outputs
-
-
-def _progress(enabled: bool, total: int, what: str) -> tuple[Any, Any] | None:
-    if not enabled:
-        return None
-    from ..cli.console import make_progress
-
-    bar = make_progress()
-    task = bar.add_task(f"features ({what})", total=total, status="")
-    bar.start()
-    return bar, task
 
 
 def _backbone_id(backbone: str | nn.Module) -> str:

@@ -20,19 +20,25 @@ returns squared distances directly) plus a few in-place passes; pooling is a sec
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.base import ImageDataset
 from ..errors import ConfigError, CorruptFileError, InputError, MissingFileError, ShapeError
 from ..io import atomic_write
 from ._device import resolve_device
+from ._progress import progress_bar
+from .checkpoints import load_torch_file
 
-__all__ = ["KMeansFeatures"]
+__all__ = ["KMeansFeatures", "kmeans_features", "dataset_images"]
 
 ProgressFn = Callable[[int], None]
 
@@ -70,6 +76,14 @@ class KMeansFeatures:
         Images encoded together. Small chunks keep the distance block in cache.
     norm_eps, whiten_eps : float
         Regularisers of patch normalisation (pixel units, 0–255) and ZCA whitening.
+    num_threads : int, optional
+        CPU worker threads encoding chunks in parallel (each with one torch thread);
+        ``torch.get_num_threads()`` by default.
+    matmul_dtype : {"auto", "float32", "bfloat16"}
+        Input precision of the patch-centroid GEMM, the bulk of the work. ``"auto"``
+        picks bfloat16 on CPUs with AMX tiles (4x faster GEMMs there; the pooled code
+        moves by ~0.2% relative, far below what matters to a linear classifier) and
+        float32 elsewhere. Everything after the GEMM is float32.
     device : str or torch.device, optional
         CUDA when available by default.
     seed : int
@@ -89,6 +103,8 @@ class KMeansFeatures:
         chunk_size: int = 8,
         norm_eps: float = 10.0,
         whiten_eps: float = 0.1,
+        num_threads: int | None = None,
+        matmul_dtype: str = "auto",
         device: str | torch.device | None = None,
         seed: int = 0,
     ) -> None:
@@ -113,6 +129,12 @@ class KMeansFeatures:
         self.chunk_size = chunk_size
         self.norm_eps = float(norm_eps)
         self.whiten_eps = float(whiten_eps)
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise ConfigError(f"num_threads must be a positive integer, got {num_threads!r}")
+        self.num_threads = num_threads or torch.get_num_threads()
+        if matmul_dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"matmul_dtype must be 'auto', 'float32' or 'bfloat16', got {matmul_dtype!r}")
+        self.matmul_dtype = matmul_dtype
         self.device = resolve_device(device)
         self.seed = seed
         self.image_shape: tuple[int, int, int] | None = None
@@ -187,11 +209,8 @@ class KMeansFeatures:
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> "KMeansFeatures":
         """Read a model written by :meth:`save`."""
-        path = Path(path)
-        if not path.exists():
-            raise MissingFileError(f"k-means feature model not found: {path}")
+        state = load_torch_file(path)
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
             if state.get("format") != "dmlp-kmeans-features/1":
                 raise KeyError("format")
             model = cls(**state["config"], device=device)
@@ -203,7 +222,7 @@ class KMeansFeatures:
             model.projection = _to(state["projection"], dev)
             model.scale = _to(state["scale"], dev)
             model.explained_variance_ratio = state["explained_variance_ratio"]
-        except (KeyError, AttributeError, TypeError, RuntimeError, EOFError, OSError) as exc:
+        except (KeyError, AttributeError, TypeError, RuntimeError) as exc:
             raise CorruptFileError(f"{path} is not a k-means feature model written by KMeansFeatures.save(): {exc}") from exc
         return model
 
@@ -216,7 +235,7 @@ class KMeansFeatures:
         return {"num_centroids": self.num_centroids, "output_dim": self.output_dim,
                 "patch_size": self.patch_size, "num_patches": self.num_patches,
                 "kmeans_iters": self.kmeans_iters, "power": self.power, "pca_images": self.pca_images,
-                "chunk_size": self.chunk_size, "norm_eps": self.norm_eps, "whiten_eps": self.whiten_eps,
+                "chunk_size": self.chunk_size, "matmul_dtype": self.matmul_dtype, "norm_eps": self.norm_eps, "whiten_eps": self.whiten_eps,
                 "seed": self.seed}
 
     def _fit(self, images: np.ndarray, *, progress: ProgressFn | None) -> torch.Tensor | None:
@@ -308,24 +327,46 @@ class KMeansFeatures:
         # [x, ||x||², 1] · [-2c, 1, ||c||²] = ||x - c||², so one GEMM gives squared distances
         c = self.centroids
         rhs = torch.cat([-2 * c, torch.ones(k, 1, device=dev), (c * c).sum(1, keepdim=True)], 1).T.contiguous()
+        low = self.matmul_dtype == "bfloat16" or (self.matmul_dtype == "auto" and _fast_bfloat16(dev))
+        rhs = rhs.bfloat16() if low else rhs
         pool = _quadrant_pooling(oh, ow, dev)  # (4, oh*ow)
         out = torch.empty(n, 4 * k, device=dev)
         chunk = self.chunk_size
-        dist = torch.empty(chunk * oh * ow, k, device=dev)
-        for start in range(0, n, chunk):
+        local = threading.local()
+
+        def encode_chunk(start: int) -> None:
+            if not hasattr(local, "dist"):
+                if dev.type == "cpu":
+                    # one intra-op thread per worker: the workers share the cores, with no
+                    # OpenMP barrier per small op (those stall badly on a busy machine)
+                    torch.set_num_threads(1)
+                local.dist = torch.empty(chunk * oh * ow, k, device=dev)
             xb = torch.from_numpy(np.ascontiguousarray(images[start:start + chunk])).to(dev)
             b = len(xb)
             cols = F.unfold(xb.permute(0, 3, 1, 2).float(), p)  # (b, P, oh*ow)
             x = self._whiten(self._normalise(cols.transpose(1, 2).reshape(b * oh * ow, -1)))
             lhs = torch.cat([x, (x * x).sum(1, keepdim=True), torch.ones(len(x), 1, device=dev)], 1)
-            z = dist[:len(x)]
-            torch.mm(lhs, rhs, out=z)
+            z = local.dist[:len(x)]
+            if low:
+                z.copy_(torch.mm(lhs.bfloat16(), rhs))
+            else:
+                torch.mm(lhs, rhs, out=z)
             z.clamp_min_(0).sqrt_()
             # triangle activation max(0, mean_k z - z_k), written over the distances
             torch.sub(z.mean(1, keepdim=True), z, out=z).clamp_min_(0)
             torch.matmul(pool, z.view(b, oh * ow, k), out=out[start:start + b].view(b, 4, k))
             if progress is not None:
                 progress(b)
+
+        starts = range(0, n, chunk)
+        workers = self.num_threads if dev.type == "cpu" else 1
+        if workers == 1:
+            for start in starts:
+                encode_chunk(start)
+        else:
+            with ThreadPoolExecutor(workers) as pool_:
+                # list() re-raises the first error of any chunk
+                list(pool_.map(encode_chunk, starts))
         return out
 
     # ------------------------------------------------------------------ checks
@@ -353,6 +394,78 @@ class KMeansFeatures:
         return images
 
 
+def kmeans_features(
+    train: ImageDataset,
+    *others: ImageDataset,
+    num_centroids: int = 1600,
+    output_dim: int | None = 512,
+    power: float = 1.0,
+    image_size: int = 32,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> list[np.ndarray]:
+    """k-means features of ``train`` (which fits the model) and of each of ``others``.
+
+    Parameters
+    ----------
+    train, *others : ImageDataset
+        In-memory datasets (CIFAR, arrays) are used at their size; others are read image
+        by image and resized to ``image_size`` (see :func:`dataset_images`).
+    num_centroids, output_dim, power, device, seed, **options
+        Passed to :class:`KMeansFeatures`.
+    cache, cache_dir
+        As in :func:`~dmlp_plugin.features.extract.extract_features`: the result is
+        stored under a key of the datasets' fingerprints and every option, so a rerun
+        returns at once.
+    progress : bool
+        Show a rich progress bar of images encoded.
+
+    Returns
+    -------
+    list of np.ndarray
+        ``(N_i, output_dim)`` float32 features, ``train`` first, each in index order.
+    """
+    from .cache import FeatureCache, cache_key
+
+    model = KMeansFeatures(num_centroids, output_dim=output_dim, power=power, device=device, seed=seed,
+                           **options)
+    names = [f"split{i}" for i in range(1 + len(others))]
+    parts = {"method": "kmeans", "datasets": [d.fingerprint() for d in (train, *others)],
+             "config": model._config(), "image_size": image_size}
+    store = FeatureCache(cache_dir) if cache else None
+    key = cache_key(parts)
+    found = store.get(key, names) if store is not None else None
+    if found is not None:
+        return found
+    datasets = (train, *others)
+    total = sum(len(d) for d in datasets) + min(len(train), model.pca_images) * (len(train) > model.pca_images)
+    with progress_bar(progress, total, "k-means features") as advance:
+        arrays = [model.fit_transform(dataset_images(train, image_size), progress=advance)]
+        arrays += [model.transform(dataset_images(d, image_size), progress=advance) for d in others]
+    if store is not None:
+        store.put(key, names, arrays, parts)
+    return arrays
+
+
+def dataset_images(dataset: ImageDataset, image_size: int = 32) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 images of a dataset: its in-memory array when it has one,
+    else each image loaded and resized (bicubic) to ``image_size`` x ``image_size``."""
+    images = getattr(dataset, "images", None)
+    if images is not None:
+        return np.asarray(images)
+    from PIL import Image
+
+    out = np.empty((len(dataset), image_size, image_size, 3), dtype=np.uint8)
+    for i in range(len(dataset)):
+        image = dataset.load_image(i).convert("RGB")
+        out[i] = np.asarray(image.resize((image_size, image_size), Image.BICUBIC))
+    return out
+
+
 def _lloyd(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.Tensor:
     """k-means (Lloyd) on the rows of ``x``; empty clusters restart at random rows."""
     n = len(x)
@@ -374,6 +487,17 @@ def _lloyd(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.T
             refill = torch.randint(0, n, (int(empty.sum()),), generator=gen).to(x.device)
             centroids[empty] = x[refill]
     return centroids
+
+
+def _fast_bfloat16(device: torch.device) -> bool:
+    """Whether bfloat16 GEMMs run on matrix units here (CPU AMX); guarded private probe."""
+    if device.type != "cpu":
+        return False
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
 
 
 def _quadrant_pooling(h: int, w: int, device: torch.device) -> torch.Tensor:
