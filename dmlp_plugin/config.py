@@ -21,11 +21,13 @@ class PurifyConfig:
 
     IPC (intrinsic primary correction)
     ----------------------------------
+    ipc : bool
+        Run IPC's label updates at all (``False`` leaves only EAC, an ablation).
     epochs : int
         Passes over the training set. Each pass updates every label once.
     batch_size : int
         Size ``b`` of the mini-batches over which the least-squares fit ``W*(Y)`` is
-        solved. The remainder batch is kept (never dropped).
+        solved. The remainder is kept: batches are balanced to equal sizes.
     ridge : float
         Ridge added to ``FᵀF``, relative to its mean diagonal, so the factorisation is
         well posed even when ``b < d`` or features are collinear.
@@ -38,9 +40,9 @@ class PurifyConfig:
         L2 decay applied to the label rows being updated (never to other rows).
     ce_weight, mse_weight, prior_weight : float
         Weights of the trusted-set cross-entropy, squared error, and class-prior KL terms
-        in the IPC loss.
+        of the IPC loss.
     prior : {"uniform", "trusted"}
-        Class prior of the prior term: uniform, or the class frequencies of the trusted set.
+        Class prior of the prior terms: uniform, or the class frequencies of the trusted set.
     project_simplex : bool
         Project label rows onto the probability simplex after each step.
     reshuffle_every : int
@@ -49,35 +51,41 @@ class PurifyConfig:
     EAC (extrinsic auxiliary correction)
     ------------------------------------
     eac : bool
-        Train the linear head and mix its predictions into the labels.
+        Fit an auxiliary head on the current labels and mix its predictions into them.
+    eac_head : {"least-squares", "linear"}
+        ``"least-squares"``: closed-form ridge regression on the current labels plus the
+        trusted set (weight ``trusted_weight``), refitted at every mixing step; exact and
+        low-variance under noise. ``"linear"``: the paper's softmax head trained by Adam
+        every epoch with cross-entropy, a confidence penalty and a class-balance term.
+    eac_target : {"posterior", "head"}
+        What is mixed into the labels. ``"head"``: the head's predictions ``C(F)``, as in
+        the paper. ``"posterior"``: the head's calibrated probabilities combined with the
+        noise transition measured on the trusted set, ``p(y | x, ỹ) ∝ p(y | x)·T[y, ỹ]``;
+        a given label is then kept unless the evidence against it outweighs how noisy
+        that class was measured to be (not in the paper; see docs/engine.md).
     eac_period : int
-        ``T``: mix every this many epochs (the paper's Eq. 11), and once after the last epoch
-        when ``eac_final`` is set.
+        ``T``: mix every this many epochs (the paper's Eq. 11).
     eac_eta : float
-        ``η_E`` in ``Y ← (1-η_E)·Y + η_E·C(F)``.
-    eac_lr, eac_weight_decay, eac_batch_size : float, float, int
-        Adam settings and mini-batch size of the head.
-    eac_steps : int
-        Head mini-batch steps per epoch.
-    eac_conf_weight : float
-        Weight of the confidence (entropy) penalty.
-    eac_balance_weight : float
-        Weight of the class-balance KL term.
+        ``η_E`` in ``Y ← (1-η_E)·Y + η_E·target``.
     eac_final : bool
-        Also mix once after the last epoch.
-
-    Label posterior (not in the paper)
-    ----------------------------------
-    posterior : {"none", "transition"}
-        ``"transition"``: after purification, combine the head's class probabilities with
-        the noise-transition matrix estimated on the trusted set,
-        ``p(y | x, ỹ) ∝ p(y | x) · T[y, ỹ]``, which keeps a given label unless the evidence
-        against it outweighs the measured noise rate. ``"none"``: the purified labels as is.
-    posterior_temperature : float
-        Temperature applied to the head's logits before the combination (calibration).
+        Also mix after the last epoch when it is not a multiple of ``T``.
+    select_round : bool
+        With ``eac_target="posterior"``, return the posterior of the mixing round whose
+        cross-fitted trusted-set log-loss was lowest rather than the last one (guards
+        against self-training drift at low noise).
+    trusted_weight : float
+        Weight of a trusted sample relative to a training sample in the least-squares head.
+    eac_lr, eac_weight_decay, eac_batch_size, eac_steps, eac_lr_decay_epoch
+        Linear head only: Adam settings, mini-batch size, steps per epoch, and the epoch
+        after which its learning rate drops tenfold (official: 3; 0 keeps it constant).
+    eac_conf_weight, eac_balance_weight : float
+        Linear head only: weights of the confidence penalty and the class-balance term.
+    extra : dict
+        Free-form settings for plugins; ignored by the engine.
     """
 
     # IPC
+    ipc: bool = True
     epochs: int = 100
     batch_size: int = 7000
     ridge: float = 1e-3
@@ -93,18 +101,20 @@ class PurifyConfig:
     reshuffle_every: int = 0
     # EAC
     eac: bool = True
+    eac_head: Literal["least-squares", "linear"] = "least-squares"
+    eac_target: Literal["posterior", "head"] = "posterior"
     eac_period: int = 20
     eac_eta: float = 0.5
+    eac_final: bool = True
+    select_round: bool = True
+    trusted_weight: float = 5.0
     eac_lr: float = 0.03
     eac_weight_decay: float = 3e-4
     eac_batch_size: int = 500
-    eac_steps: int = 1
+    eac_steps: int = 14
+    eac_lr_decay_epoch: int = 0
     eac_conf_weight: float = 0.4
     eac_balance_weight: float = 1.0
-    eac_final: bool = True
-    # posterior
-    posterior: Literal["none", "transition"] = "transition"
-    posterior_temperature: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -113,21 +123,21 @@ class PurifyConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.reshuffle_every, int) or self.reshuffle_every < 0:
-            raise ConfigError(f"reshuffle_every must be an integer >= 0, got {self.reshuffle_every!r}")
+        for name in ("reshuffle_every", "eac_lr_decay_epoch"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
         non_negative = ("ridge", "label_lr", "label_weight_decay", "ce_weight", "mse_weight",
                         "prior_weight", "eac_lr", "eac_weight_decay", "eac_conf_weight",
-                        "eac_balance_weight")
+                        "eac_balance_weight", "trusted_weight")
         for name in non_negative:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0:
                 raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
         if not 0.0 <= self.eac_eta <= 1.0:
             raise ConfigError(f"eac_eta must lie in [0, 1], got {self.eac_eta!r}")
-        if not self.posterior_temperature > 0:
-            raise ConfigError(f"posterior_temperature must be > 0, got {self.posterior_temperature!r}")
         choices = {"label_optimizer": ("adam", "sgd"), "prior": ("uniform", "trusted"),
-                   "posterior": ("none", "transition")}
+                   "eac_head": ("least-squares", "linear"), "eac_target": ("posterior", "head")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -150,8 +160,9 @@ class PurifyConfig:
             ridge=1e-6, label_optimizer="adam", label_lr=0.01, label_betas=(0.5, 0.999),
             label_weight_decay=3e-4, ce_weight=1.0, mse_weight=1.0, prior_weight=1.0,
             prior="uniform", project_simplex=False, reshuffle_every=0, eac=True, eac_period=20,
-            eac_eta=1.0, eac_lr=0.03, eac_weight_decay=3e-4, eac_batch_size=500, eac_steps=14,
-            eac_conf_weight=0.4, eac_balance_weight=1.0, eac_final=False, posterior="none")
+            eac_head="linear", eac_target="head", eac_eta=1.0, eac_lr=0.006, eac_lr_decay_epoch=3,
+            eac_weight_decay=3e-4, eac_batch_size=500, eac_steps=14, eac_conf_weight=0.4,
+            eac_balance_weight=1.0, eac_final=False, select_round=False)
         base.update(overrides)
         return cls(**base)
 

@@ -1,0 +1,172 @@
+"""IPC, intrinsic primary correction: labels as variables of a closed-form linear fit.
+
+For one mini-batch with features ``F`` (b×d) and label variables ``Y`` (b×C), the
+least-squares weights are ``W*(Y) = (FᵀF + λI)⁻¹ FᵀY = K·Y``. The trusted set's
+predictions are ``F_v·W*(Y) = A·Y``, and the loss on the trusted set is differentiated
+with respect to ``Y``.
+
+All batches are stacked into one ``(B, b, d)`` tensor (the remainder batch padded with
+zero rows, which contribute nothing to ``FᵀF`` or ``FᵀY`` and are masked out of the
+prior term), so an epoch is a handful of batched matrix products on any device. Each
+``FᵀF + λI`` is Cholesky-factored once in float64 and ``K = (FᵀF + λI)⁻¹Fᵀ`` is obtained
+by triangular solves (no explicit inverse), then kept in the features' dtype: an epoch
+is ``W = K·Y`` forward and ``∂Y = Kᵀ·∂W`` backward. ``K`` takes as much memory as the
+features. (Solving against the stored factor every epoch instead would save that
+memory, but batched ``cholesky_solve`` with few right-hand sides is ~30× slower than a
+matrix product on CPU.)
+
+Gradients are written out by hand rather than taken by autograd: the epoch then needs
+no graph, and ``tests/test_engine_ipc.py`` checks them against autograd on a naive
+per-batch formulation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["IPCBatches", "partition", "factor", "ipc_loss_and_grad", "IPCLossWeights"]
+
+
+@dataclass
+class IPCBatches:
+    """A training set cut into equal-size, zero-padded mini-batches, factored once."""
+
+    index: torch.Tensor  # (B, b) long: row of the training set, or -1 for padding
+    mask: torch.Tensor  # (B, b, 1) float: 1 for real rows, 0 for padding
+    features: torch.Tensor  # (B, b, d) float32, padding rows are zero
+    solver: torch.Tensor  # (B, d, b) K = (FᵀF + λI)⁻¹Fᵀ, so that W*(Y) = K·Y
+    counts: torch.Tensor  # (B, 1, 1) float: real rows per batch
+    positions: torch.Tensor  # (N,) long: flat slot of each real row in (B*b)
+    rows: torch.Tensor  # (N,) long: training-set row held at each of those slots
+
+    @property
+    def num_batches(self) -> int:
+        return self.index.shape[0]
+
+    def gather(self, rows: torch.Tensor) -> torch.Tensor:
+        """Lay out a per-sample tensor ``(N, ...)`` as ``(B, b, ...)``, zeros at padding."""
+        out = rows[self.index.clamp(min=0)]
+        return out * self.mask.view(*self.mask.shape[:2], *([1] * (rows.dim() - 1))).to(out.dtype)
+
+    def scatter(self, batched: torch.Tensor, n: int) -> torch.Tensor:
+        """Inverse of :meth:`gather`: ``(B, b, ...)`` back to ``(n, ...)`` in original order."""
+        out = batched.new_empty((n, *batched.shape[2:]))
+        out[self.rows] = batched.reshape(-1, *batched.shape[2:])[self.positions]
+        return out
+
+
+def partition(n: int, batch_size: int, *, generator: torch.Generator | None = None,
+              shuffle: bool = True, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Cut ``range(n)`` into ``ceil(n / b)`` batches of equal size; the remainder is kept.
+
+    Sizes differ by at most one (``n=49000, b=7000`` gives seven batches of 7000; ``n=50,
+    b=20`` gives three of 17, 17, 16), so no batch is a tiny, badly conditioned tail.
+    Returns a ``(B, b_max)`` long tensor padded with ``-1``.
+    """
+    num_batches = max(1, -(-n // batch_size))
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    width = -(-n // num_batches)
+    index = torch.full((num_batches * width,), -1, dtype=torch.long)
+    # Spread the padding so that every batch gets at most one pad row.
+    sizes = torch.full((num_batches,), n // num_batches, dtype=torch.long)
+    sizes[: n % num_batches] += 1
+    slots = (torch.arange(num_batches).unsqueeze(1) * width + torch.arange(width)).reshape(-1)
+    valid = (torch.arange(width).unsqueeze(0) < sizes.unsqueeze(1)).reshape(-1)
+    index[slots[valid]] = order
+    return index.view(num_batches, width).to(device)
+
+
+def factor(features: torch.Tensor, index: torch.Tensor, *, ridge: float) -> IPCBatches:
+    """Gather the batches and factor ``FᵀF + λI`` once per batch, in float64.
+
+    ``ridge`` is relative: ``λ = ridge · mean(diag(FᵀF))``, so it means the same for any
+    feature scale. A batch with fewer rows than feature dimensions is singular without it:
+    such a batch gets at least ``1e-3`` and a warning.
+    """
+    mask = (index >= 0).to(features.dtype).unsqueeze(-1)
+    batch_features = features[index.clamp(min=0)] * mask
+    counts = mask.sum(1, keepdim=True)
+    d = features.shape[1]
+    gram = torch.einsum("bnd,bne->bde", batch_features.double(), batch_features.double())
+    scale = torch.diagonal(gram, dim1=1, dim2=2).mean(-1).clamp(min=1e-12)
+    rel = torch.full_like(scale, float(ridge))
+    small = counts.view(-1) < d
+    if bool(small.any()) and ridge < 1e-3:
+        warnings.warn(
+            f"IPC batch of {int(counts.min())} samples is smaller than the feature dimension {d}: "
+            f"FᵀF is singular, regularising with ridge 1e-3 (raise batch_size to avoid this)",
+            RuntimeWarning, stacklevel=3)
+        rel = torch.where(small, rel.clamp(min=1e-3), rel)
+    gram.diagonal(dim1=1, dim2=2).add_((rel * scale).unsqueeze(-1))
+    chol, info = torch.linalg.cholesky_ex(gram)
+    if bool((info > 0).any()):
+        # Only reachable with ridge=0 on rank-deficient features.
+        gram.diagonal(dim1=1, dim2=2).add_((1e-6 * scale).unsqueeze(-1))
+        chol = torch.linalg.cholesky(gram)
+    solver = torch.cholesky_solve(batch_features.double().transpose(1, 2), chol)
+    # Long-index positions, found once: boolean masks in the epoch loop would sync on CUDA.
+    positions = torch.nonzero(index.reshape(-1) >= 0).squeeze(1)
+    return IPCBatches(index=index, mask=mask, features=batch_features,
+                      solver=solver.to(features.dtype), counts=counts, positions=positions,
+                      rows=index.reshape(-1)[positions])
+
+
+@dataclass(frozen=True)
+class IPCLossWeights:
+    ce: float = 1.0
+    mse: float = 1.0
+    prior: float = 1.0
+
+
+def ipc_loss_and_grad(
+    labels: torch.Tensor,
+    batches: IPCBatches,
+    val_features: torch.Tensor,
+    val_targets: torch.Tensor,
+    prior: torch.Tensor,
+    weights: IPCLossWeights = IPCLossWeights(),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Trusted-set loss of every batch and its gradient with respect to the labels.
+
+    Parameters
+    ----------
+    labels : (B, b, C)
+        Current label variables in batch layout (padding rows are ignored).
+    batches : IPCBatches
+    val_features : (V, d)
+    val_targets : (V, C)
+        One-hot (or soft) clean labels of the trusted set.
+    prior : (C,)
+        Class prior of the KL term.
+    weights : IPCLossWeights
+
+    Returns
+    -------
+    loss : (B,)
+        ``ce·CE(F_v W, y_v) + mse·Σ(F_v W − Y_v)² + prior·KL(π ‖ mean softmax(F W))`` per batch.
+    grad : (B, b, C)
+        ``∂loss_b / ∂Y_b``; zero on padding rows.
+    """
+    feats = batches.features
+    weights_w = batches.solver @ labels  # (B, d, C)
+    val_pred = val_features @ weights_w  # (B, V, C)
+    num_val = val_features.shape[0]
+    log_p = torch.log_softmax(val_pred, dim=-1)
+    residual = val_pred - val_targets
+    loss = (-(val_targets * log_p).sum(-1).mean(-1) * weights.ce
+            + residual.square().sum((-1, -2)) * weights.mse)
+    grad_pred = (log_p.exp() - val_targets) * (weights.ce / num_val) + residual * (2.0 * weights.mse)
+    grad_w = val_features.transpose(0, 1) @ grad_pred  # (B, d, C)
+    if weights.prior > 0:
+        probs = torch.softmax(feats @ weights_w, dim=-1) * batches.mask  # (B, b, C)
+        mean_p = probs.sum(1, keepdim=True) / batches.counts  # (B, 1, C)
+        loss = loss + weights.prior * (prior * (prior.clamp_min(1e-12).log()
+                                                - mean_p.clamp_min(1e-12).log())).sum((-1, -2))
+        g = -prior / mean_p.clamp_min(1e-12)  # ∂KL/∂mean_p
+        grad_logits = probs * (g - (probs * g).sum(-1, keepdim=True)) / batches.counts
+        grad_w = grad_w + feats.transpose(1, 2) @ (grad_logits * weights.prior)
+    grad = batches.solver.transpose(1, 2) @ grad_w  # (B, b, C); zero on padding rows
+    return loss, grad

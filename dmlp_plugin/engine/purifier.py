@@ -1,0 +1,282 @@
+"""The purification loop: IPC every epoch, EAC mixing every T epochs.
+
+Inputs are tensors already validated and placed on one device by the API layer
+(:mod:`dmlp_plugin.purify`). Nothing inside the epoch loop reads a tensor value on the
+host: metrics stay on the device and are copied out once at the end, so on CUDA the
+loop runs without host-device synchronisation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..config import PurifyConfig
+from .eac import EACHead
+from .ipc import IPCBatches, IPCLossWeights, factor, ipc_loss_and_grad, partition
+from .label_update import LabelOptimizer, project_simplex
+from .ls_head import LeastSquaresHead, fit_temperature
+from .posterior import transition_from_pairs, transition_from_predictions
+
+__all__ = ["purify_tensors", "EngineOutput", "METRICS"]
+
+#: Columns of the per-epoch metrics, in order.
+METRICS = ("ipc_loss", "eac_loss", "label_accuracy", "eac_mixed", "trusted_nll")
+
+
+@dataclass
+class EngineOutput:
+    soft_labels: torch.Tensor  # (N, C) rows on the simplex
+    history: list[dict[str, float]]
+    timings: dict[str, float]
+    transition: torch.Tensor | None = None
+    selected_round: int | None = None
+
+
+class _View:
+    """One feature view: its label variables, optimizer, factored batches and head."""
+
+    def __init__(self, features: torch.Tensor, val_features: torch.Tensor, init: torch.Tensor,
+                 index: torch.Tensor, val_onehot: torch.Tensor, config: PurifyConfig,
+                 prior: torch.Tensor, generator: torch.Generator) -> None:
+        self.features = features
+        self.val_features = val_features
+        self.config = config
+        self.place(index, init)
+        self.linear_head = self.ls_head = None
+        if config.eac and config.eac_head == "linear":
+            self.linear_head = EACHead(
+                features.shape[1], init.shape[1], prior=prior, lr=config.eac_lr,
+                betas=(0.5, 0.999), weight_decay=config.eac_weight_decay,
+                conf_weight=config.eac_conf_weight, balance_weight=config.eac_balance_weight,
+                generator=generator, device=features.device)
+        elif config.eac:
+            self.ls_head = LeastSquaresHead(features, val_features, val_onehot,
+                                            trusted_weight=config.trusted_weight,
+                                            ridge=config.ridge, generator=generator)
+
+    def place(self, index: torch.Tensor, flat_labels: torch.Tensor) -> None:
+        """(Re-)partition and factor; Adam moments restart because rows moved.
+
+        Without IPC nothing is factored and the labels stay in the original order.
+        """
+        cfg = self.config
+        if not cfg.ipc:
+            self.batches = None
+            self.labels = flat_labels.clone()
+            return
+        self.batches: IPCBatches | None = factor(self.features, index, ridge=cfg.ridge)
+        self.labels = self.batches.gather(flat_labels)  # (B, b, C), the optimised variables
+        self.optimizer = LabelOptimizer(self.labels, kind=cfg.label_optimizer, lr=cfg.label_lr,
+                                        betas=cfg.label_betas, weight_decay=cfg.label_weight_decay)
+
+    def flat_labels(self) -> torch.Tensor:
+        if self.batches is None:
+            return self.labels
+        return self.batches.scatter(self.labels, self.features.shape[0])
+
+    def laid_out(self, flat: torch.Tensor) -> torch.Tensor:
+        """A per-sample tensor in the layout of ``self.labels``."""
+        return flat if self.batches is None else self.batches.gather(flat)
+
+    def head_scores(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head scores on the training rows and honest scores on the trusted rows."""
+        if self.linear_head is not None:
+            # The linear head never sees the trusted rows, so its scores there are held out.
+            return (self.linear_head.logits(self.features).detach(),
+                    self.linear_head.logits(self.val_features).detach())
+        flat = self.flat_labels()
+        weights = self.ls_head.fit(flat)
+        return self.ls_head.scores(weights), self.ls_head.crossfit_val_scores(flat)
+
+
+def purify_tensors(
+    features: torch.Tensor,
+    init_labels: torch.Tensor,
+    val_features: torch.Tensor,
+    val_labels: torch.Tensor,
+    *,
+    config: PurifyConfig,
+    generator: torch.Generator,
+    features_view2: torch.Tensor | None = None,
+    val_features_view2: torch.Tensor | None = None,
+    val_given: torch.Tensor | None = None,
+    clean_labels: torch.Tensor | None = None,
+    on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+) -> EngineOutput:
+    """Run DMLP on prepared tensors.
+
+    Parameters
+    ----------
+    features : (N, d) float
+        Training features (trusted samples excluded).
+    init_labels : (N, C) float
+        Initial label distributions: one-hot given labels.
+    val_features : (V, d) float
+    val_labels : (V,) long
+        Clean labels of the trusted set.
+    config : PurifyConfig
+    generator : torch.Generator (CPU)
+        Drives every random choice, for determinism.
+    features_view2, val_features_view2 : optional
+        A second feature view; each view's labels are then mixed with the *other* view's
+        head (the official cross-update) and the result is the mean of both views.
+    val_given : (V,) long, optional
+        Given (noisy) labels of the trusted samples, to count the noise transition;
+        without them it is estimated from the head's predictions.
+    clean_labels : (N,) long, optional
+        Only for the per-epoch label accuracy in the history.
+    on_epoch : callable, optional
+        ``on_epoch(epoch, metrics)`` after each epoch, ``metrics`` still on the device
+        (columns :data:`METRICS`): reading them synchronises, so a progress bar should
+        only count epochs.
+    """
+    t_start = time.perf_counter()
+    device = features.device
+    n, num_classes = init_labels.shape
+    given = init_labels.argmax(1)
+    val_onehot = torch.nn.functional.one_hot(val_labels, num_classes).to(features.dtype)
+    if config.prior == "trusted":
+        prior = val_onehot.mean(0) + 1e-3
+        prior = prior / prior.sum()
+    else:
+        prior = torch.full((num_classes,), 1.0 / num_classes, device=device, dtype=features.dtype)
+    weights = IPCLossWeights(ce=config.ce_weight, mse=config.mse_weight, prior=config.prior_weight)
+    transition = None
+    if val_given is not None:
+        transition = transition_from_pairs(val_labels, val_given, num_classes).to(features.dtype)
+
+    def new_partition() -> torch.Tensor:
+        return partition(n, config.batch_size, generator=generator, device=device)
+
+    index = new_partition()
+    view_feats = [(features, val_features)]
+    if features_view2 is not None:
+        view_feats.append((features_view2, val_features_view2))
+    views = [_View(f, vf, init_labels, index, val_onehot, config, prior, generator)
+             for f, vf in view_feats]
+    t_factor = time.perf_counter()
+
+    epochs = config.epochs
+    metrics = torch.full((epochs, len(METRICS)), float("nan"), device=device)
+    metrics[:, :2] = 0
+    metrics[:, 3] = 0
+    best_nll = torch.full((), float("inf"), device=device)
+    best_soft = None
+    best_round = torch.zeros((), dtype=torch.long, device=device)
+    eac_rows = min(config.eac_batch_size, n)
+    mixes = 0
+    for epoch in range(epochs):
+        if config.ipc and config.reshuffle_every and epoch and epoch % config.reshuffle_every == 0:
+            index = new_partition()
+            for view in views:
+                view.place(index, view.flat_labels())
+        if config.ipc:
+            for view in views:
+                loss, grad = ipc_loss_and_grad(view.labels, view.batches, view.val_features,
+                                               val_onehot, prior, weights)
+                view.optimizer.step(grad)
+                if config.project_simplex:
+                    view.labels.copy_(project_simplex(view.labels) * view.batches.mask)
+                metrics[epoch, 0] += loss.mean() / len(views)
+        if config.eac and config.eac_head == "linear":
+            lr = config.eac_lr
+            if config.eac_lr_decay_epoch and epoch > config.eac_lr_decay_epoch:
+                lr *= 0.1
+            rows = torch.randint(0, n, (config.eac_steps, eac_rows), generator=generator).to(device)
+            for view in views:
+                view.linear_head.set_lr(lr)
+                targets = view.flat_labels().argmax(1)
+                metrics[epoch, 1] += view.linear_head.train_steps(view.features, targets, rows) / len(views)
+        due = (epoch + 1) % config.eac_period == 0 or (config.eac_final and epoch == epochs - 1)
+        if config.eac and due:
+            targets, nll, transition = _mix_targets(views, config, given, val_labels, val_given,
+                                                    transition)
+            _mix(views, targets, config.eac_eta)
+            mixes += 1
+            metrics[epoch, 3] = 1.0
+            metrics[epoch, 4] = nll
+            if config.eac_target == "posterior":
+                soft_now = sum(targets) / len(targets)
+                better = nll < best_nll if config.select_round else torch.ones((), dtype=torch.bool, device=device)
+                best_soft = soft_now if best_soft is None else torch.where(better, soft_now, best_soft)
+                best_round = torch.where(better, torch.full_like(best_round, mixes), best_round)
+                best_nll = torch.where(better, nll, best_nll)
+        if clean_labels is not None:
+            current = sum(view.flat_labels() for view in views)
+            metrics[epoch, 2] = (current.argmax(1) == clean_labels).float().mean()
+        if on_epoch is not None:
+            on_epoch(epoch, metrics[epoch])
+    t_epochs = time.perf_counter()
+
+    selected = None
+    if best_soft is not None:
+        soft = best_soft
+        selected = int(best_round)
+    else:
+        soft = sum(view.flat_labels() for view in views) / len(views)
+    soft = _to_simplex(soft)
+    rows_out = metrics.cpu().tolist()
+    t_end = time.perf_counter()
+
+    history = []
+    for epoch, row in enumerate(rows_out):
+        record: dict[str, float] = {"epoch": epoch + 1}
+        for name, value in zip(METRICS, row):
+            if value == value:  # NaN marks "not measured this epoch"
+                record[name] = bool(value) if name == "eac_mixed" else value
+        history.append(record)
+    timings = {"factor": t_factor - t_start, "epochs": t_epochs - t_factor, "finish": t_end - t_epochs}
+    return EngineOutput(soft_labels=soft, history=history, timings=timings,
+                        transition=transition, selected_round=selected)
+
+
+@torch.no_grad()
+def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
+                 val_labels: torch.Tensor, val_given: torch.Tensor | None,
+                 transition: torch.Tensor | None):
+    """What each view mixes in, the trusted-set log-loss of that target, and ``T``."""
+    targets, nlls = [], []
+    for view in views:
+        scores, val_scores = view.head_scores()
+        if config.eac_target == "head":
+            if view.linear_head is not None:  # the paper: the head's own softmax
+                targets.append(torch.softmax(scores, -1))
+                nlls.append(torch.nn.functional.cross_entropy(val_scores, val_labels))
+                continue
+            scale, nll = fit_temperature(val_scores, val_labels)
+            targets.append(torch.softmax(scale * scores, -1))
+            nlls.append(nll)
+            continue
+        if transition is None:
+            scale, _ = fit_temperature(val_scores, val_labels)
+            transition = transition_from_predictions(torch.softmax(scale * scores, -1), given,
+                                                     scores.shape[1]).to(scores.dtype)
+        log_t = transition.clamp_min(1e-12).log().T  # row ỹ: log T[:, ỹ]
+        if val_given is not None:
+            scale, nll = fit_temperature(val_scores, val_labels, log_t[val_given])
+        else:  # no given labels for the trusted set: calibrate the head alone
+            scale, nll = fit_temperature(val_scores, val_labels)
+        targets.append(torch.softmax(scale * scores + log_t[given], -1))
+        nlls.append(nll)
+    return targets, sum(nlls) / len(nlls), transition
+
+
+@torch.no_grad()
+def _mix(views: list[_View], targets: list[torch.Tensor], eta: float) -> None:
+    """``Y ← (1 − η)·Y + η·target``; with two views each takes the other view's target."""
+    if len(views) == 2:
+        targets = targets[::-1]
+    for view, target in zip(views, targets):
+        view.labels.mul_(1 - eta).add_(view.laid_out(target), alpha=eta)
+
+
+def _to_simplex(soft: torch.Tensor) -> torch.Tensor:
+    """Rows onto the simplex for output: clip negatives, renormalise (uniform if all zero)."""
+    soft = soft.clamp_min(0)
+    total = soft.sum(1, keepdim=True)
+    uniform = torch.full_like(soft, 1.0 / soft.shape[1])
+    return torch.where(total > 1e-12, soft / total.clamp_min(1e-12), uniform)

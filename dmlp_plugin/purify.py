@@ -1,0 +1,243 @@
+"""`purify_dataset`: the one function most users call."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import PurifyConfig
+from .errors import InputError, ShapeError
+from .io import array_checksum
+from .result import PurifyResult
+from .validation import (as_features, as_labels, check_classes_present, check_trusted_indices,
+                         infer_num_classes)
+
+__all__ = ["purify_dataset", "choose_device"]
+
+
+def choose_device(device: Any = None):
+    """``device`` as a ``torch.device``; ``None`` picks CUDA when available, else CPU."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"unknown device {device!r}: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} was asked for but CUDA is not available on this machine")
+    return dev
+
+
+def purify_dataset(
+    features: Any,
+    labels: Any,
+    *,
+    val_indices: Any = None,
+    val_labels: Any = None,
+    val_features: Any = None,
+    num_classes: int | None = None,
+    config: PurifyConfig | None = None,
+    device: Any = None,
+    seed: int = 0,
+    progress: bool = False,
+    clean_labels: Any = None,
+    features_view2: Any = None,
+    val_features_view2: Any = None,
+    class_names: list[str] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> PurifyResult:
+    """Purify noisy labels with DMLP, from frozen features and a small trusted set.
+
+    Parameters
+    ----------
+    features : array-like of shape (N, d), torch tensor, or path to a feature file
+        Frozen self-supervised features of the training set, in dataset index order.
+        Files may be ``.npy``, ``.npz`` (single array) or ``.pt``.
+    labels : array-like of shape (N,) or path
+        Given (noisy) integer labels in ``[0, num_classes)``.
+    val_indices : array-like of shape (V,), optional
+        Indices of training samples whose clean labels are known (the CIFAR protocol:
+        1,000 clean samples carved from the training set). Needs ``val_labels``. These
+        samples are not purified: they keep their clean labels in the result.
+    val_labels : array-like of shape (V,)
+        Clean labels of the trusted set, aligned with ``val_indices`` or ``val_features``.
+    val_features : array-like of shape (V, d), optional
+        Features of a separate trusted set (the Clothing1M protocol), instead of
+        ``val_indices``.
+    num_classes : int, optional
+        Number of classes ``C``; inferred as ``max label + 1`` when omitted.
+    config : PurifyConfig, optional
+        Hyperparameters; ``PurifyConfig()`` (the benchmark's best) by default,
+        ``PurifyConfig.paper()`` for the paper's method.
+    device : str or torch.device, optional
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; CUDA when available by default.
+    seed : int
+        Seeds every random choice; the same inputs and seed give identical labels on CPU.
+    progress : bool
+        Show a rich progress bar over epochs (on stderr).
+    clean_labels : array-like of shape (N,), optional
+        True labels, used *only* to report label accuracy per epoch in ``history``.
+    features_view2, val_features_view2 : array-like, optional
+        A second view of the features (e.g. of flipped images) for the two-view mode.
+    class_names : list of str, optional
+        Stored in the result for reports.
+    on_epoch : callable, optional
+        ``on_epoch(epoch, record)`` after every epoch with that epoch's metrics. Reading
+        metrics each epoch costs a device synchronisation on CUDA.
+
+    Returns
+    -------
+    PurifyResult
+        Soft labels ``(N, C)`` on the simplex in the original order (trusted samples
+        included with their clean labels), hard labels, confidence, changed mask, label
+        issues ranked most likely first, per-epoch history, the config used and timings.
+
+    Raises
+    ------
+    ShapeError, LabelError, InputError
+        On inconsistent lengths, labels out of range, non-finite features, a trusted set
+        that is empty, duplicated, out of range, or missing a class.
+    MissingFileError, CorruptFileError
+        When an input given as a path cannot be read.
+
+    Examples
+    --------
+    >>> result = purify_dataset(feats, noisy, val_indices=idx, val_labels=clean[idx])
+    >>> result.accuracy(clean)             # label accuracy, if you have clean labels
+    >>> result.export("noise.json", "dividemix")
+    """
+    import torch
+
+    from .engine import purify_tensors
+
+    t0 = time.perf_counter()
+    config = config or PurifyConfig()
+    feats = as_features(features)
+    n = feats.shape[0]
+    given = as_labels(labels, "labels")
+    if len(given) != n:
+        raise ShapeError(f"features have {n} rows but labels have {len(given)} entries; they must align")
+    if val_labels is None:
+        raise InputError("a trusted set is required: pass val_labels with val_indices or val_features")
+    val_y = as_labels(val_labels, "val_labels")
+    if (val_indices is None) == (val_features is None):
+        raise InputError("pass exactly one of val_indices (trusted samples inside the training set) "
+                         "or val_features (a separate trusted set)")
+    clean = None
+    if clean_labels is not None:
+        clean = as_labels(clean_labels, "clean_labels")
+        if len(clean) != n:
+            raise ShapeError(f"clean_labels has {len(clean)} entries but there are {n} samples")
+    num_classes = infer_num_classes(num_classes, given, val_y, *([clean] if clean is not None else []))
+    for arr, what in ((given, "labels"), (val_y, "val_labels")):
+        as_labels(arr, what, num_classes=num_classes)
+    if len(val_y) == 0:
+        raise InputError("the trusted set is empty: val_labels has no entries")
+    if class_names is not None and len(class_names) != num_classes:
+        raise ShapeError(f"class_names has {len(class_names)} names but there are {num_classes} classes")
+
+    feats2 = as_features(features_view2, "features_view2") if features_view2 is not None else None
+    if feats2 is not None and len(feats2) != n:
+        raise ShapeError(f"features_view2 has {len(feats2)} rows but features have {n}")
+    if val_indices is not None:
+        trusted = check_trusted_indices(val_indices, n)
+        if len(trusted) != len(val_y):
+            raise ShapeError(f"val_indices has {len(trusted)} entries but val_labels has {len(val_y)}")
+        if len(trusted) >= n:
+            raise InputError(f"the trusted set covers all {n} samples: nothing is left to purify")
+        train_mask = np.ones(n, bool)
+        train_mask[trusted] = False
+        train_rows = np.flatnonzero(train_mask)
+        vfeats, vfeats2, val_given = feats[trusted], None if feats2 is None else feats2[trusted], given[trusted]
+    else:
+        trusted = np.zeros(0, np.int64)
+        train_rows = np.arange(n)
+        vfeats = as_features(val_features, "val_features")
+        if vfeats.shape[1] != feats.shape[1]:
+            raise ShapeError(f"val_features have {vfeats.shape[1]} dims but features have {feats.shape[1]}")
+        if len(vfeats) != len(val_y):
+            raise ShapeError(f"val_features has {len(vfeats)} rows but val_labels has {len(val_y)}")
+        vfeats2 = None
+        if feats2 is not None:
+            if val_features_view2 is None:
+                raise InputError("features_view2 needs val_features_view2 when the trusted set is separate")
+            vfeats2 = as_features(val_features_view2, "val_features_view2")
+        val_given = None
+    check_classes_present(val_y, num_classes)
+    if len(val_y) < 10 * num_classes:
+        warnings.warn(f"the trusted set has only {len(val_y)} samples for {num_classes} classes; "
+                      "purification will be noisy", RuntimeWarning, stacklevel=2)
+
+    dev = choose_device(device)
+    generator = torch.Generator().manual_seed(int(seed))
+
+    def tensor(a: np.ndarray | None):
+        return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+
+    train_given = given[train_rows]
+    init = torch.nn.functional.one_hot(tensor(train_given), num_classes).float()
+    t_setup = time.perf_counter()
+
+    progress_bar, callback = _progress(progress, config.epochs, on_epoch)
+    try:
+        out = purify_tensors(
+            tensor(feats[train_rows]), init, tensor(vfeats), tensor(val_y), config=config,
+            generator=generator,
+            features_view2=tensor(None if feats2 is None else feats2[train_rows]),
+            val_features_view2=tensor(vfeats2), val_given=tensor(val_given),
+            clean_labels=tensor(None if clean is None else clean[train_rows]),
+            on_epoch=callback)
+    finally:
+        if progress_bar is not None:
+            progress_bar.stop()
+
+    soft = np.zeros((n, num_classes), np.float32)
+    soft[train_rows] = out.soft_labels.cpu().numpy()
+    soft[trusted, val_y] = 1.0 if len(trusted) else 0.0
+    timings = {"setup": t_setup - t0, **out.timings}
+    timings["total"] = time.perf_counter() - t0
+    metadata: dict[str, Any] = {
+        "features_sha": array_checksum(feats), "labels_sha": array_checksum(given),
+        "val_labels_sha": array_checksum(val_y), "num_samples": n, "feature_dim": feats.shape[1],
+        "num_trusted": len(val_y), "trusted_protocol": "indices" if len(trusted) else "separate",
+        "device": str(dev), "seed": int(seed), "two_view": feats2 is not None,
+    }
+    if out.transition is not None:
+        metadata["transition"] = out.transition.cpu().numpy().round(6).tolist()
+    from . import __version__
+
+    metadata["dmlp_plugin_version"] = __version__
+    result = PurifyResult.from_soft_labels(
+        soft, given, trusted_indices=trusted, class_names=class_names, config=config,
+        history=out.history, timings=timings, metadata=metadata)
+    if clean is not None:
+        result.metadata["label_accuracy_before"] = float((given == clean).mean())
+        result.metadata["label_accuracy_after"] = float((result.labels == clean).mean())
+    return result
+
+
+def _progress(enabled: bool, epochs: int, on_epoch: Callable | None):
+    """A rich progress bar and/or the user's per-epoch callback, as one engine callback."""
+    bar = task = None
+    if enabled:
+        from .cli.console import make_progress
+
+        bar = make_progress()
+        task = bar.add_task("purifying", total=epochs, status="")
+        bar.start()
+    if bar is None and on_epoch is None:
+        return None, None
+    names = ("ipc_loss", "eac_loss", "label_accuracy", "eac_mixed")
+
+    def callback(epoch: int, metrics=None) -> None:
+        if bar is not None:
+            bar.update(task, advance=1, status=f"epoch {epoch + 1}")
+        if on_epoch is not None and metrics is not None:
+            on_epoch(epoch + 1, dict(zip(names, metrics.tolist())))
+
+    return bar, callback
