@@ -85,7 +85,7 @@ class PurifyConfig:
     """
 
     # IPC
-    ipc: bool = True
+    ipc: bool = False
     epochs: int = 100
     batch_size: int = 7000
     ridge: float = 1e-3
