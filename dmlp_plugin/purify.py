@@ -115,8 +115,11 @@ def purify_dataset(
 
     from .engine import purify_tensors
 
+    from . import plugins
+
     t0 = time.perf_counter()
-    config = config or PurifyConfig()
+    pm = plugins.get_plugin_manager()
+    config = plugins.configure(config or PurifyConfig(), pm=pm)
     feats = as_features(features)
     n = feats.shape[0]
     given = as_labels(labels, "labels")
@@ -183,7 +186,11 @@ def purify_dataset(
     init = torch.nn.functional.one_hot(tensor(train_given), num_classes).float()
     t_setup = time.perf_counter()
 
-    progress_bar, callback = _progress(progress, config.epochs, on_epoch)
+    pm.hook.dmlp_purify_start(config=config, num_samples=n, num_classes=num_classes)
+    observers = [on_epoch] if on_epoch is not None else []
+    if pm.hook.dmlp_purify_epoch.get_hookimpls():
+        observers.append(lambda epoch, record: pm.hook.dmlp_purify_epoch(epoch=epoch, record=record))
+    progress_bar, callback = _progress(progress, config.epochs, observers)
     try:
         out = purify_tensors(
             tensor(feats[train_rows]), init, tensor(vfeats), tensor(val_y), config=config,
@@ -218,11 +225,19 @@ def purify_dataset(
     if clean is not None:
         result.metadata["label_accuracy_before"] = float((given == clean).mean())
         result.metadata["label_accuracy_after"] = float((result.labels == clean).mean())
+    pm.hook.dmlp_purify_end(result=result)
     return result
 
 
-def _progress(enabled: bool, epochs: int, on_epoch: Callable | None):
-    """A rich progress bar and/or the user's per-epoch callback, as one engine callback."""
+def _progress(enabled: bool, epochs: int, observers: list[Callable]):
+    """A rich progress bar and the per-epoch observers, as one engine callback.
+
+    Observers get ``(epoch, record)`` with the same record that lands in the history;
+    building it reads the epoch's metrics, so observers cost a device synchronisation
+    per epoch and the bar alone does not.
+    """
+    from .engine.purifier import epoch_record
+
     bar = task = None
     if enabled:
         from .cli.console import make_progress
@@ -230,14 +245,15 @@ def _progress(enabled: bool, epochs: int, on_epoch: Callable | None):
         bar = make_progress()
         task = bar.add_task("purifying", total=epochs, status="")
         bar.start()
-    if bar is None and on_epoch is None:
+    if bar is None and not observers:
         return None, None
-    names = ("ipc_loss", "eac_loss", "label_accuracy", "eac_mixed")
 
-    def callback(epoch: int, metrics=None) -> None:
+    def callback(epoch: int, metrics) -> None:
         if bar is not None:
             bar.update(task, advance=1, status=f"epoch {epoch + 1}")
-        if on_epoch is not None and metrics is not None:
-            on_epoch(epoch + 1, dict(zip(names, metrics.tolist())))
+        if observers:
+            record = epoch_record(epoch, metrics.tolist())
+            for observer in observers:
+                observer(epoch + 1, record)
 
     return bar, callback

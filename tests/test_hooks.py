@@ -238,11 +238,6 @@ def test_hook_dmlp_purify_end(pm):
 
 
 # -- purify_dataset calls the hooks ------------------------------------------------------------
-# purify.py is written in parallel; these are strict xfails until it calls the hooks, so the
-# marker must be removed (the test then XPASSes and fails) the moment it does.
-
-_NOT_WIRED = pytest.mark.xfail(strict=True, reason="dmlp_plugin/purify.py does not call the hooks yet")
-
 
 def _blobs(n=240, c=3, d=8, seed=0):
     rng = np.random.default_rng(seed)
@@ -253,7 +248,6 @@ def _blobs(n=240, c=3, d=8, seed=0):
     return features.astype(np.float32), noisy, clean, trusted
 
 
-@_NOT_WIRED
 def test_hook_dmlp_purify_start_epoch_end_called_by_purify_dataset(pm):
     from dmlp_plugin.purify import purify_dataset
 
@@ -270,7 +264,6 @@ def test_hook_dmlp_purify_start_epoch_end_called_by_purify_dataset(pm):
     assert recorder.calls[-1][1] is result
 
 
-@_NOT_WIRED
 def test_hook_dmlp_configure_applied_by_purify_dataset(pm):
     from dmlp_plugin.purify import purify_dataset
 

@@ -21,7 +21,7 @@ from .label_update import LabelOptimizer, project_simplex
 from .ls_head import LeastSquaresHead, fit_temperature
 from .posterior import transition_from_pairs, transition_from_predictions
 
-__all__ = ["purify_tensors", "EngineOutput", "METRICS"]
+__all__ = ["purify_tensors", "EngineOutput", "METRICS", "epoch_record"]
 
 #: Columns of the per-epoch metrics, in order.
 METRICS = ("ipc_loss", "eac_loss", "label_accuracy", "eac_mixed", "trusted_nll")
@@ -222,16 +222,19 @@ def purify_tensors(
     rows_out = metrics.cpu().tolist()
     t_end = time.perf_counter()
 
-    history = []
-    for epoch, row in enumerate(rows_out):
-        record: dict[str, float] = {"epoch": epoch + 1}
-        for name, value in zip(METRICS, row):
-            if value == value:  # NaN marks "not measured this epoch"
-                record[name] = bool(value) if name == "eac_mixed" else value
-        history.append(record)
+    history = [epoch_record(epoch, row) for epoch, row in enumerate(rows_out)]
     timings = {"factor": t_factor - t_start, "epochs": t_epochs - t_factor, "finish": t_end - t_epochs}
     return EngineOutput(soft_labels=soft, history=history, timings=timings,
                         transition=transition, selected_round=selected)
+
+
+def epoch_record(epoch: int, row: list[float]) -> dict[str, float]:
+    """The history entry of 0-based ``epoch`` from its metrics row (NaN: not measured)."""
+    record: dict[str, float] = {"epoch": epoch + 1}
+    for name, value in zip(METRICS, row):
+        if value == value:
+            record[name] = bool(value) if name == "eac_mixed" else value
+    return record
 
 
 @torch.no_grad()
