@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--output must end in .npy or .npz, got {args.output.name!r}")
     if args.output.suffix.lower() == ".npy" and (len(splits) > 1 or args.hflip):
         raise InputError("several splits or --hflip need an .npz output (or one .npy per run)")
+    if args.method == "kmeans" and (args.backbone or args.checkpoint or args.hflip):
+        raise InputError("--backbone, --checkpoint and --hflip apply to --method backbone, not kmeans")
     datasets = [load_dataset(args.dataset, args.root, s) for s in splits]
     cache = dict(cache=not args.no_cache, cache_dir=args.cache_dir)
     arrays: dict[str, np.ndarray] = {}

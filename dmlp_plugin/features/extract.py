@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.base import ImageDataset
 from ..errors import ConfigError, InputError
 from ..io import atomic_write
-from ._device import resolve_device
+from ..purify import choose_device
 from ._progress import progress_bar
 from .backbones import create_backbone, forward_features, parse_backbone
 from .cache import FeatureCache, cache_key
@@ -140,7 +140,7 @@ def extract_features(
     arrays = store.get(key, views) if store is not None else None
     if arrays is None:
         arrays = _run(dataset, backbone, checkpoint, transform, views, batch_size=batch_size,
-                      device=resolve_device(device), num_workers=num_workers, progress=progress,
+                      device=choose_device(device), num_workers=num_workers, progress=progress,
                       strict=strict, trusted=trust_checkpoint)
         if store is not None:
             store.put(key, views, arrays, parts)

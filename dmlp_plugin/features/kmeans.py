@@ -20,9 +20,9 @@ returns squared distances directly) plus a few in-place passes; pooling is a sec
 from __future__ import annotations
 
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from ..data.base import ImageDataset
-from ..errors import ConfigError, CorruptFileError, InputError, MissingFileError, ShapeError
+from ..errors import ConfigError, CorruptFileError, InputError, ShapeError
 from ..io import atomic_write
-from ._device import resolve_device
+from ..purify import choose_device
 from ._progress import progress_bar
 from .checkpoints import load_torch_file
 
@@ -66,9 +66,9 @@ class KMeansFeatures:
     kmeans_iters : int
         Lloyd iterations.
     power : float
-        Exponent applied to the pooled activations before PCA (``1`` leaves them as the
-        paper does; ``0.5``, a signed square root, evens out heavy-tailed dimensions and
-        helps a linear classifier after PCA).
+        Exponent applied to the pooled activations before PCA. ``1`` leaves them as the
+        paper does; the default ``0.5`` (square root) evens out heavy-tailed dimensions
+        and gained a few tenths of a point of probe accuracy on CIFAR-10 after PCA.
     pca_images : int
         At most this many images (a random subset) fit the PCA; they are encoded and kept
         in memory at ``4 K`` floats each, so this bounds :meth:`fit`'s memory.
@@ -98,9 +98,9 @@ class KMeansFeatures:
         patch_size: int = 6,
         num_patches: int = 400_000,
         kmeans_iters: int = 10,
-        power: float = 1.0,
+        power: float = 0.5,
         pca_images: int = 50_000,
-        chunk_size: int = 8,
+        chunk_size: int = 4,
         norm_eps: float = 10.0,
         whiten_eps: float = 0.1,
         num_threads: int | None = None,
@@ -135,7 +135,7 @@ class KMeansFeatures:
         if matmul_dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"matmul_dtype must be 'auto', 'float32' or 'bfloat16', got {matmul_dtype!r}")
         self.matmul_dtype = matmul_dtype
-        self.device = resolve_device(device)
+        self.device = choose_device(device)
         self.seed = seed
         self.image_shape: tuple[int, int, int] | None = None
         self.whitening: _Whitening | None = None
@@ -164,9 +164,9 @@ class KMeansFeatures:
 
     def fit_transform(self, images: np.ndarray, *, progress: ProgressFn | None = None) -> np.ndarray:
         """:meth:`fit` then :meth:`transform`, encoding each image once when all of them fit the PCA."""
-        pooled = self._fit(images, progress=progress)
-        if pooled is not None:
-            return self._project(pooled).cpu().numpy()
+        code = self._fit(images, progress=progress)
+        if code is not None:
+            return self._reduce(code).cpu().numpy()
         return self.transform(images, progress=progress)
 
     def transform(self, images: np.ndarray, *, progress: ProgressFn | None = None) -> np.ndarray:
@@ -182,7 +182,7 @@ class KMeansFeatures:
         step = max(self.chunk_size, 512 // self.chunk_size * self.chunk_size)
         for start in range(0, len(images), step):
             pooled = self.encode(images[start:start + step], progress=progress)
-            out[start:start + step] = self._project(pooled).cpu().numpy()
+            out[start:start + step] = self._reduce(self._power(pooled)).cpu().numpy()
         return out
 
     def encode(self, images: np.ndarray, *, progress: ProgressFn | None = None) -> torch.Tensor:
@@ -235,11 +235,11 @@ class KMeansFeatures:
         return {"num_centroids": self.num_centroids, "output_dim": self.output_dim,
                 "patch_size": self.patch_size, "num_patches": self.num_patches,
                 "kmeans_iters": self.kmeans_iters, "power": self.power, "pca_images": self.pca_images,
-                "chunk_size": self.chunk_size, "matmul_dtype": self.matmul_dtype, "norm_eps": self.norm_eps, "whiten_eps": self.whiten_eps,
-                "seed": self.seed}
+                "chunk_size": self.chunk_size, "matmul_dtype": self.matmul_dtype,
+                "norm_eps": self.norm_eps, "whiten_eps": self.whiten_eps, "seed": self.seed}
 
     def _fit(self, images: np.ndarray, *, progress: ProgressFn | None) -> torch.Tensor | None:
-        """Fit everything; return the pooled code of all images when all of them fitted the PCA."""
+        """Fit everything; return the powered code of all images when all of them fitted the PCA."""
         images = self._check_images(images, fitting=True)
         gen = torch.Generator().manual_seed(self.seed)
         patches = self._normalise(self._sample_patches(images, gen).to(self.device))
@@ -249,11 +249,11 @@ class KMeansFeatures:
         del patches
         if len(images) > self.pca_images:
             subset = torch.randperm(len(images), generator=gen)[:self.pca_images].sort().values.numpy()
-            pooled = self._encode(images[subset], progress)
+            code = self._power(self._encode(images[subset], progress))
         else:
-            pooled = self._encode(images, progress)
-        self._fit_pca(pooled)
-        return pooled if len(images) <= self.pca_images else None
+            code = self._power(self._encode(images, progress))
+        self._fit_pca(code)
+        return code if len(images) <= self.pca_images else None
 
     def _sample_patches(self, images: np.ndarray, gen: torch.Generator) -> torch.Tensor:
         n, h, w, c = images.shape
@@ -287,22 +287,21 @@ class KMeansFeatures:
         return torch.addmm(self.whitening.mean @ self.whitening.matrix, patches, self.whitening.matrix,
                            beta=-1)
 
-    def _fit_pca(self, pooled: torch.Tensor) -> None:
-        code = self._power(pooled.clone())
+    def _fit_pca(self, code: torch.Tensor) -> None:
+        """PCA of the powered code, left unchanged (blocks are centred as they go)."""
         mean = code.mean(0)
-        code -= mean
         cov = torch.zeros(code.shape[1], code.shape[1], dtype=torch.float64, device=code.device)
         for block in code.split(8192):
+            block = block - mean
             cov += (block.T @ block).double()
         cov /= max(len(code) - 1, 1)
-        del code
         self.pooled_mean = mean
         if self.output_dim is None:
             self.projection = None
             self.scale = cov.diagonal().clamp_min(1e-12).rsqrt().float()
             self.explained_variance_ratio = 1.0
             return
-        dim = min(self.output_dim, cov.shape[0], len(pooled))
+        dim = min(self.output_dim, cov.shape[0], len(code))
         evals, evecs = _top_eigenpairs(cov, dim, torch.Generator().manual_seed(self.seed))
         # scaling each component by 1/sqrt(eigenvalue) standardises the output dimensions
         self.projection = (evecs * evals.clamp_min(1e-12).rsqrt()).float()
@@ -313,8 +312,9 @@ class KMeansFeatures:
         # activations are >= 0, so a plain power is the signed power
         return pooled if self.power == 1.0 else pooled.pow_(self.power)
 
-    def _project(self, pooled: torch.Tensor) -> torch.Tensor:
-        code = self._power(pooled).sub_(self.pooled_mean)
+    def _reduce(self, code: torch.Tensor) -> torch.Tensor:
+        """Centre (in place) and project or scale a powered code."""
+        code = code.sub_(self.pooled_mean)
         return code.mul_(self.scale) if self.projection is None else code @ self.projection
 
     # ------------------------------------------------------------------ encoding
@@ -364,9 +364,14 @@ class KMeansFeatures:
             for start in starts:
                 encode_chunk(start)
         else:
-            with ThreadPoolExecutor(workers) as pool_:
-                # list() re-raises the first error of any chunk
-                list(pool_.map(encode_chunk, starts))
+            threads = torch.get_num_threads()
+            try:
+                with ThreadPoolExecutor(workers) as pool_:
+                    # list() re-raises the first error of any chunk
+                    list(pool_.map(encode_chunk, starts))
+            finally:
+                # the workers' set_num_threads(1) may reach process-wide settings (MKL's)
+                torch.set_num_threads(threads)
         return out
 
     # ------------------------------------------------------------------ checks

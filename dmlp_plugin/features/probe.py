@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, InputError, LabelError, ShapeError
-from ._device import resolve_device
+from ..purify import choose_device
 
 __all__ = ["LinearClassifier", "fit_linear_classifier", "linear_probe"]
 
@@ -130,7 +130,7 @@ def fit_linear_classifier(
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
     if method not in ("lbfgs", "adam"):
         raise ConfigError(f"unknown probe method {method!r}; choose 'lbfgs' or 'adam'")
-    dev = resolve_device(device)
+    dev = choose_device(device)
 
     xf = x.float()
     if standardize:

@@ -30,12 +30,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.base import ImageDataset
 from ..errors import ConfigError, CorruptFileError
-from .config import DEFAULT_LR, SimCLRConfig
 from ..io import atomic_write
-from ._device import resolve_device
+from ..purify import choose_device
 from ._progress import progress_bar
 from .backbones import create_backbone, feature_dim, forward_features
 from .checkpoints import load_torch_file
+from .config import SimCLRConfig
 from .extract import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["SimCLRConfig", "SimCLRModel", "SimCLRResult", "LARS", "nt_xent_loss", "simclr_augmentation",
@@ -182,7 +182,7 @@ def pretrain_simclr(
     """
     if len(dataset) < config.batch_size:
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {len(dataset)} training images")
-    dev = resolve_device(device)
+    dev = choose_device(device)
     torch.manual_seed(config.seed)
     backbone = create_backbone(config.backbone)
     dim = feature_dim(backbone, image_size=config.image_size)
