@@ -35,8 +35,11 @@ def choose_device(device: Any = None):
 
 def purify_dataset(
     features: Any,
-    labels: Any,
+    labels: Any = None,
     *,
+    backbone: Any = None,
+    checkpoint: Any = None,
+    feature_options: dict[str, Any] | None = None,
     val_indices: Any = None,
     val_labels: Any = None,
     val_features: Any = None,
@@ -55,11 +58,23 @@ def purify_dataset(
 
     Parameters
     ----------
-    features : array-like of shape (N, d), torch tensor, or path to a feature file
+    features : array-like of shape (N, d), torch tensor, path to a feature file, or dataset
         Frozen self-supervised features of the training set, in dataset index order.
-        Files may be ``.npy``, ``.npz`` (single array) or ``.pt``.
-    labels : array-like of shape (N,) or path
-        Given (noisy) integer labels in ``[0, num_classes)``.
+        Files may be ``.npy``, ``.npz`` (single array) or ``.pt``. An
+        :class:`~dmlp_plugin.data.ImageDataset` (e.g. ``load_dataset("cifar10", root)``)
+        is first turned into features with ``backbone`` (cached, so a rerun is instant).
+    labels : array-like of shape (N,) or path, optional
+        Given (noisy) integer labels in ``[0, num_classes)``. Defaults to the dataset's
+        own ``targets`` when ``features`` is a dataset.
+    backbone : str or torch.nn.Module, optional
+        With a dataset: a torchvision/timm name (``"resnet18-cifar"`` for the CIFAR
+        stem), a module, or ``"kmeans"`` for the CPU k-means features. A plugin's
+        ``dmlp_extract_features`` hook is asked first.
+    checkpoint : path, optional
+        With a dataset and a named backbone: local SimCLR/MoCo/BYOL weights.
+    feature_options : dict, optional
+        Extra keyword arguments for :func:`dmlp_plugin.features.extract_features` (or
+        :func:`~dmlp_plugin.features.kmeans_features` for ``"kmeans"``).
     val_indices : array-like of shape (V,), optional
         Indices of training samples whose clean labels are known (the CIFAR protocol:
         1,000 clean samples carved from the training set). Needs ``val_labels``. These
@@ -120,6 +135,18 @@ def purify_dataset(
     t0 = time.perf_counter()
     pm = plugins.get_plugin_manager()
     config = plugins.configure(config or PurifyConfig(), pm=pm)
+    if hasattr(features, "load_image") and hasattr(features, "targets"):
+        dataset = features
+        features = _dataset_features(dataset, backbone, checkpoint, device, progress,
+                                     feature_options or {}, pm)
+        if labels is None:
+            labels = dataset.targets
+        if class_names is None and getattr(dataset, "classes", None):
+            class_names = list(dataset.classes)
+    elif backbone is not None or checkpoint is not None:
+        raise InputError("backbone/checkpoint are for a dataset input; features were given as an array")
+    if labels is None:
+        raise InputError("labels are required (they default to dataset.targets only for a dataset input)")
     feats = as_features(features)
     n = feats.shape[0]
     given = as_labels(labels, "labels")
@@ -205,7 +232,8 @@ def purify_dataset(
 
     soft = np.zeros((n, num_classes), np.float32)
     soft[train_rows] = out.soft_labels.cpu().numpy()
-    soft[trusted, val_y] = 1.0 if len(trusted) else 0.0
+    if len(trusted):  # the CIFAR protocol: trusted samples keep their clean labels
+        soft[trusted, val_y] = 1.0
     timings = {"setup": t_setup - t0, **out.timings}
     timings["total"] = time.perf_counter() - t0
     metadata: dict[str, Any] = {
@@ -227,6 +255,30 @@ def purify_dataset(
         result.metadata["label_accuracy_after"] = float((result.labels == clean).mean())
     pm.hook.dmlp_purify_end(result=result)
     return result
+
+
+def _dataset_features(dataset: Any, backbone: Any, checkpoint: Any, device: Any, progress: bool,
+                      options: dict[str, Any], pm: Any) -> Any:
+    """Features of a dataset: a plugin's extractor first, then the built-in ones."""
+    from . import plugins
+
+    if backbone is None:
+        raise InputError("a dataset was given: pass backbone= (a torchvision/timm name, a module, "
+                         "or 'kmeans') to turn its images into features")
+    if isinstance(backbone, str):
+        found = plugins.extract_features(dataset, backbone, str(choose_device(device)), pm=pm)
+        if found is not None:
+            return found
+    if backbone == "kmeans":
+        from .features import kmeans_features
+
+        if checkpoint is not None:
+            raise InputError("k-means features are fitted on the dataset itself; they take no checkpoint")
+        return kmeans_features(dataset, **{"device": device, "progress": progress, **options})[0]
+    from .features import extract_features
+
+    return extract_features(dataset, backbone, **{"checkpoint": checkpoint, "device": device,
+                                                  "progress": progress, **options})
 
 
 def _progress(enabled: bool, epochs: int, observers: list[Callable]):

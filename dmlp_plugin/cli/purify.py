@@ -17,11 +17,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Purify noisy labels with DMLP. The trusted set is either indices into the "
         "training set with their clean labels (--val-indices/--val-labels, the CIFAR protocol) "
         "or a separate set (--val-features/--val-labels, the Clothing1M protocol).")
-    p.add_argument("--features", required=True, metavar="FILE",
-                   help="(N, d) training features: .npy, .npz or .pt")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--features", metavar="FILE", help="(N, d) training features: .npy, .npz or .pt")
+    source.add_argument("--dataset", metavar="NAME",
+                        help="a dataset on disk instead (cifar10, cifar100, clothing1m, imagefolder): "
+                        "its images are turned into features with --backbone (cached)")
+    p.add_argument("--root", metavar="DIR", help="dataset folder, with --dataset")
+    p.add_argument("--split", default="train", help="dataset split, with --dataset (default: train)")
+    p.add_argument("--backbone", metavar="NAME",
+                   help="with --dataset: torchvision/timm name (e.g. resnet18-cifar) or 'kmeans'")
+    p.add_argument("--checkpoint", metavar="FILE", help="with --dataset: local SSL weights for --backbone")
     p.add_argument("--features-key", metavar="KEY", help="array name inside a .npz/.pt features file")
-    p.add_argument("--labels", required=True, metavar="FILE",
-                   help="(N,) noisy labels: .npy, .json (DivideMix noise file), .txt, .pt")
+    p.add_argument("--labels", metavar="FILE",
+                   help="(N,) noisy labels: .npy, .json (DivideMix noise file), .txt, .pt "
+                   "(with --dataset, defaults to the dataset's own labels)")
     p.add_argument("--labels-key", metavar="KEY", help="entry name inside a .npz/.pt labels file")
     p.add_argument("--val-indices", metavar="FILE", help="(V,) indices of trusted training samples")
     p.add_argument("--val-features", metavar="FILE", help="(V, d) features of a separate trusted set")
@@ -128,9 +137,19 @@ def run(args: argparse.Namespace) -> int:
     if output.suffix != ".npz":
         raise InputError(f"--output must end in .npz, got {output}")
     config = config_from_args(args)
-    features = load_array(args.features, key=args.features_key, what="features")
-    labels = load_array(args.labels, key=args.labels_key, what="labels")
     kwargs: dict[str, Any] = {}
+    if args.dataset:
+        from ..data import load_dataset
+
+        if not args.root or not args.backbone:
+            raise InputError("--dataset needs --root (its folder) and --backbone (how to make features)")
+        features = load_dataset(args.dataset, args.root, split=args.split)
+        kwargs.update(backbone=args.backbone, checkpoint=args.checkpoint)
+    else:
+        if args.labels is None:
+            raise InputError("--labels is required with --features")
+        features = load_array(args.features, key=args.features_key, what="features")
+    labels = None if args.labels is None else load_array(args.labels, key=args.labels_key, what="labels")
     if args.val_indices is not None:
         kwargs["val_indices"] = load_array(args.val_indices, what="val-indices")
     else:
