@@ -103,8 +103,8 @@ def summary_table(result, *, title: str = "DMLP purification", output: Path | No
     from rich.table import Table
 
     table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")  # paths must stay whole to be copied
     meta = result.metadata
     table.add_row("samples", f"{len(result):,}  ({meta.get('num_trusted', 0):,} trusted)")
     table.add_row("classes", str(result.num_classes))
