@@ -157,7 +157,7 @@ class PurifyConfig:
         rows being updated; the tail batch is kept; everything is seeded.
         """
         base = dict(
-            ridge=1e-6, label_optimizer="adam", label_lr=0.01, label_betas=(0.5, 0.999),
+            ipc=True, ridge=1e-6, label_optimizer="adam", label_lr=0.01, label_betas=(0.5, 0.999),
             label_weight_decay=3e-4, ce_weight=1.0, mse_weight=1.0, prior_weight=1.0,
             prior="uniform", project_simplex=False, reshuffle_every=0, eac=True, eac_period=20,
             eac_head="linear", eac_target="head", eac_eta=1.0, eac_lr=0.006, eac_lr_decay_epoch=3,

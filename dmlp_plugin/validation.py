@@ -58,6 +58,8 @@ def as_labels(value: Any, what: str = "labels", *, num_classes: int | None = Non
         arr = arr[:, 0]
     if arr.ndim != 1:
         raise ShapeError(f"{what} must be 1-D (one class index per sample), got shape {arr.shape}")
+    if arr.size == 0:  # np.asarray([]) is float64: an empty list is not a dtype error
+        arr = arr.astype(np.int64)
     if arr.dtype == bool or arr.dtype.kind not in "iu":
         if arr.dtype.kind == "f" and arr.size and np.isfinite(arr).all() and (arr == np.round(arr)).all():
             hint = f" (they are whole numbers: pass {what}.astype(int))"
