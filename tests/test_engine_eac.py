@@ -1,0 +1,161 @@
+"""EAC: when the head's predictions are mixed into the labels, and how much."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dmlp_plugin import PurifyConfig
+from dmlp_plugin.engine import purifier
+from dmlp_plugin.engine.purifier import METRICS, purify_tensors
+from engine_fixtures import assert_on_simplex, engine_inputs, one_torch_thread, planted_clusters  # noqa: F401
+
+MIXED = METRICS.index("eac_mixed")
+HEADS = ["least-squares", "linear"]
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return engine_inputs(planted_clusters(n=600, dim=8, num_trusted=100, seed=11))
+
+
+class Recorder:
+    """Snapshots every view's labels (original order) after each epoch, through ``on_epoch``,
+    and the targets each mixing step computed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.views: list = []
+        self.labels: list[list[torch.Tensor]] = []  # [epoch][view] -> (N, C)
+        self.mixed_flags: list[bool] = []
+        self.targets: dict[int, list[torch.Tensor]] = {}  # epoch -> per-view targets
+        init, mix_targets = purifier._View.__init__, purifier._mix_targets
+
+        def recording_init(view, *args, **kwargs):
+            init(view, *args, **kwargs)
+            self.views.append(view)
+
+        def recording_targets(*args, **kwargs):
+            out = mix_targets(*args, **kwargs)
+            self.targets[len(self.labels)] = [t.clone() for t in out[0]]
+            return out
+
+        monkeypatch.setattr(purifier._View, "__init__", recording_init)
+        monkeypatch.setattr(purifier, "_mix_targets", recording_targets)
+
+    def __call__(self, epoch: int, metrics: torch.Tensor) -> None:
+        assert epoch == len(self.labels)
+        self.labels.append([view.flat_labels().clone() for view in self.views])
+        self.mixed_flags.append(bool(metrics[MIXED]))
+
+    def changed_after(self, start: list[torch.Tensor]) -> list[int]:
+        """1-based epochs after which any view's labels differ from the epoch before."""
+        before, out = start, []
+        for epoch, now in enumerate(self.labels, 1):
+            if any(not torch.equal(a, b) for a, b in zip(before, now)):
+                out.append(epoch)
+            before = now
+        return out
+
+
+def run(inputs, config: PurifyConfig, recorder: Recorder | None = None, *, seed: int = 0, **extra):
+    return purify_tensors(**inputs, **extra, config=config, generator=torch.Generator().manual_seed(seed),
+                          on_epoch=recorder)
+
+
+def mixed_epochs(history: list[dict]) -> list[int]:
+    return [rec["epoch"] for rec in history if rec["eac_mixed"]]
+
+
+def eac_only(head: str, **changes) -> PurifyConfig:
+    base = dict(ipc=False, epochs=7, eac_period=3, eac_final=False, eac_target="head", eac_head=head,
+                eac_steps=2, eac_batch_size=128)
+    return PurifyConfig(**{**base, **changes})
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("final,expected", [(False, [3, 6]), (True, [3, 6, 7])])
+def test_labels_change_exactly_at_mixing_epochs(inputs, monkeypatch, head, final, expected):
+    rec = Recorder(monkeypatch)
+    out = run(inputs, eac_only(head, eac_final=final), rec)
+    assert len(out.history) == 7
+    assert mixed_epochs(out.history) == expected
+    assert [e for e, flag in enumerate(rec.mixed_flags, 1) if flag] == expected
+    assert rec.changed_after([inputs["init_labels"]]) == expected
+    # label accuracy moves only when labels do
+    acc = [rec_["label_accuracy"] for rec_ in out.history]
+    assert all(acc[e - 1] == acc[e - 2] for e in range(2, 8) if e not in expected)
+    # EAC-only labels are mixtures of distributions: still on the simplex
+    assert_on_simplex(rec.labels[-1][0])
+
+
+@pytest.mark.parametrize("epochs,expected", [(40, [20, 40]), (45, [20, 40]), (19, [])])
+def test_paper_config_mixes_at_multiples_of_twenty(inputs, monkeypatch, epochs, expected):
+    """The official script's guard never fires; here Eq. 11 runs every T=20 epochs."""
+    rec = Recorder(monkeypatch)
+    config = PurifyConfig.paper(epochs=epochs, eac_steps=1, eac_batch_size=64, batch_size=250)
+    out = run(inputs, config, rec)
+    assert mixed_epochs(out.history) == expected
+    assert sorted(rec.targets) == [e - 1 for e in expected]
+    # paper: η = 1, so right after a mix (before the next IPC step) labels are the head's output
+    for epoch in expected:
+        torch.testing.assert_close(rec.labels[epoch - 1][0], rec.targets[epoch - 1][0])
+
+
+def test_paper_config_runs_ipc_every_epoch(inputs, monkeypatch):
+    """The paper's method is IPC + EAC, whatever the package default for ``ipc`` is."""
+    config = PurifyConfig.paper(epochs=3, eac_steps=1, eac_batch_size=64, batch_size=250)
+    assert config.ipc
+    rec = Recorder(monkeypatch)
+    out = run(inputs, config, rec)
+    assert all(record["ipc_loss"] > 0 for record in out.history)
+    assert rec.changed_after([inputs["init_labels"]]) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_eta_zero_leaves_labels_unchanged_by_eac(inputs, monkeypatch, head):
+    rec = Recorder(monkeypatch)
+    out = run(inputs, eac_only(head, eac_eta=0.0), rec)
+    assert mixed_epochs(out.history) == [3, 6]  # it mixes, with weight zero
+    assert rec.changed_after([inputs["init_labels"]]) == []
+
+
+def test_eta_zero_with_ipc_equals_no_eac(inputs):
+    common = dict(ipc=True, epochs=7, eac_period=3, eac_target="head", batch_size=200)
+    with_eac = run(inputs, PurifyConfig(eac_eta=0.0, **common))
+    without = run(inputs, PurifyConfig(eac=False, **common))
+    assert mixed_epochs(without.history) == []
+    assert not torch.equal(without.soft_labels, inputs["init_labels"])  # IPC did move the labels
+    assert torch.equal(with_eac.soft_labels, without.soft_labels)
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("target", ["head", "posterior"])
+def test_eta_one_sets_labels_to_the_target_before_the_next_ipc_step(inputs, monkeypatch, head, target):
+    rec = Recorder(monkeypatch)
+    config = PurifyConfig(ipc=True, epochs=4, eac_period=2, eac_eta=1.0, eac_head=head, eac_target=target,
+                          batch_size=200, eac_steps=2, eac_batch_size=128)
+    run(inputs, config, rec)
+    assert sorted(rec.targets) == [1, 3]
+    for epoch, targets in rec.targets.items():
+        assert_on_simplex(targets[0])
+        torch.testing.assert_close(rec.labels[epoch][0], targets[0], rtol=0, atol=0)
+    # and the IPC step of the next epoch moves them again
+    assert not torch.equal(rec.labels[2][0], rec.targets[1][0])
+
+
+def test_eta_mixes_convexly(inputs, monkeypatch):
+    rec = Recorder(monkeypatch)
+    run(inputs, eac_only("least-squares", eac_eta=0.25, epochs=3, eac_final=False), rec)
+    before, after, target = rec.labels[1][0], rec.labels[2][0], rec.targets[2][0]
+    torch.testing.assert_close(after, 0.75 * before + 0.25 * target)
+
+
+def test_two_views_take_each_others_target(inputs, monkeypatch):
+    rec = Recorder(monkeypatch)
+    view2 = dict(features_view2=inputs["features"].flip(1), val_features_view2=inputs["val_features"].flip(1))
+    run(inputs, eac_only("least-squares", eac_eta=1.0, epochs=3, eac_final=False), rec, **view2)
+    assert len(rec.views) == 2
+    first, second = rec.targets[2]
+    assert not torch.equal(first, second)
+    torch.testing.assert_close(rec.labels[2][0], second)
+    torch.testing.assert_close(rec.labels[2][1], first)
