@@ -233,12 +233,16 @@ def test_checkpoint_weights_are_used_and_keyed(tmp_path):
     torch.save({"state_dict": prefixed(trained.state_dict(), "module.encoder_q.")}, ckpt)
     with pytest.warns(UserWarning, match="random weights"):
         random = extract_features(ds, TINY, cache_dir=tmp_path, progress=False, device="cpu")
-    loaded = extract_features(ds, TINY, checkpoint=ckpt, cache_dir=tmp_path, progress=False, device="cpu")
+    loaded = extract_features(ds, TINY, checkpoint=ckpt, cache_dir=tmp_path, progress=False, device="cpu",
+                              amp=False)
     tf = default_transform()
     with torch.no_grad():
         expected = trained.eval()(torch.stack([tf(ds.load_image(i)) for i in range(6)])).numpy()
     np.testing.assert_allclose(loaded, expected, rtol=1e-4, atol=1e-4)
     assert not np.allclose(random, loaded)
+    # mixed precision (bfloat16 on AMX CPUs, else float32) stays close to float32
+    mixed = extract_features(ds, TINY, checkpoint=ckpt, cache_dir=tmp_path, progress=False, device="cpu")
+    assert np.linalg.norm(mixed - expected) < 0.02 * np.linalg.norm(expected)
 
 
 def test_outputs_are_written_as_npy_or_npz(tmp_path):

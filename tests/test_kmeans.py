@@ -204,13 +204,13 @@ def test_kmeans_features_beat_raw_pixels_on_real_cifar10():
 
     data = CIFAR10(CIFAR.parent, "test")
     x, y = data.images, data.targets
-    train, test = slice(0, 3000), slice(3000, 4000)
-    model = KMeansFeatures(200, output_dim=128, num_patches=50_000, kmeans_iters=5, seed=0)
+    train, test = slice(0, 2000), slice(2000, 3000)
+    model = KMeansFeatures(100, output_dim=128, num_patches=30_000, kmeans_iters=5, seed=0)
     f_train = model.fit_transform(x[train])
     f_test = model.transform(x[test])
     acc = linear_probe(f_train, y[train], f_test, y[test], weight_decay=1e-2)
     pixels = x.reshape(len(x), -1).astype(np.float32)
     base = linear_probe(pixels[train], y[train], pixels[test], y[test], weight_decay=1e-2)
-    # measured: ~0.47 vs ~0.31 for pixels on this split
-    assert acc > base + 0.08
-    assert acc > 0.40
+    # measured: 0.49 for the features vs 0.29 for raw pixels on this split
+    assert acc > base + 0.1
+    assert acc > 0.42

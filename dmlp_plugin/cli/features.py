@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="resize/centre-crop size (default: native for CIFAR, 224 otherwise)")
     bb.add_argument("--workers", type=int, default=0, help="data-loading processes (default: 0)")
     bb.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    bb.add_argument("--no-amp", action="store_true",
+                    help="float32 throughout (default: float16 autocast on CUDA, bfloat16 on CPUs with AMX)")
     km = p.add_argument_group("--method kmeans")
     km.add_argument("--centroids", type=int, default=1600, help="k-means dictionary size (default: 1600)")
     km.add_argument("--dim", type=int, default=512, help="PCA output dimensions; 0 keeps all (default: 512)")
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             result = extract_features(dataset, backbone, checkpoint=args.checkpoint, batch_size=args.batch_size,
                                       device=args.device, views=views, image_size=args.image_size,
                                       num_workers=args.workers, strict=not args.partial,
-                                      trust_checkpoint=args.trust_checkpoint, **cache)
+                                      trust_checkpoint=args.trust_checkpoint, amp=not args.no_amp, **cache)
             result = result if isinstance(result, tuple) else (result,)
             arrays[name] = result[0]
             if args.hflip:

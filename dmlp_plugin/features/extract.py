@@ -3,7 +3,8 @@
 :func:`extract_features` runs a backbone (a name or any ``nn.Module``, optionally filled
 from a self-supervised checkpoint) over a dataset in index order and returns ``(N, D)``
 float32 features, plus those of horizontally flipped images for DMLP's two-view mode.
-Inference is no-grad and channels-last, with float16 autocast on CUDA. Results are cached
+Inference is no-grad and channels-last, with mixed precision on CUDA (float16) and on CPUs
+with AMX matrix units (bfloat16). Results are cached
 by what determines them, so a rerun returns the stored arrays without touching the model.
 """
 
@@ -24,6 +25,7 @@ from ..data.base import ImageDataset
 from ..errors import ConfigError, InputError
 from ..io import atomic_write
 from ..purify import choose_device
+from ._hardware import fast_bfloat16
 from ._progress import progress_bar
 from .backbones import create_backbone, forward_features, parse_backbone
 from .cache import FeatureCache, cache_key
@@ -66,6 +68,7 @@ def extract_features(
     output: str | os.PathLike | None = None,
     strict: bool = True,
     trust_checkpoint: bool = False,
+    amp: bool = True,
 ) -> np.ndarray | tuple[np.ndarray, ...]:
     """Features of every image of ``dataset``, in its index order.
 
@@ -104,6 +107,10 @@ def extract_features(
         ``<stem>.features_hflip.npy``).
     strict, trust_checkpoint : bool
         See :func:`~dmlp_plugin.features.checkpoints.load_checkpoint` (``trusted``).
+    amp : bool
+        Mixed precision: float16 autocast on CUDA, bfloat16 on CPUs with AMX matrix units
+        (twice the throughput there; features move by ~0.3% relative). Off, or on other
+        CPUs, everything is float32. The precision used is part of the cache key.
 
     Returns
     -------
@@ -132,16 +139,18 @@ def extract_features(
             image_size = 224
         transform = default_transform(image_size)
 
+    dev = choose_device(device)
+    autocast = _autocast_dtype(dev) if amp else None
     parts = {"dataset": dataset.fingerprint(), "n": len(dataset), "backbone": _backbone_id(backbone),
              "checkpoint": file_sha256(checkpoint) if checkpoint is not None else None,
-             "transform": repr(transform), "views": list(views)}
+             "transform": repr(transform), "views": list(views), "autocast": str(autocast)}
     store = FeatureCache(cache_dir) if cache else None
     key = cache_key(parts)
     arrays = store.get(key, views) if store is not None else None
     if arrays is None:
-        arrays = _run(dataset, backbone, checkpoint, transform, views, batch_size=batch_size,
-                      device=choose_device(device), num_workers=num_workers, progress=progress,
-                      strict=strict, trusted=trust_checkpoint)
+        arrays = _run(dataset, backbone, checkpoint, transform, views, batch_size=batch_size, device=dev,
+                      autocast=autocast, num_workers=num_workers, progress=progress, strict=strict,
+                      trusted=trust_checkpoint)
         if store is not None:
             store.put(key, views, arrays, parts)
     if output is not None:
@@ -190,7 +199,8 @@ class _Images(Dataset):
 
 def _run(dataset: ImageDataset, backbone: str | nn.Module, checkpoint: str | os.PathLike | None,
          transform: Callable, views: tuple[str, ...], *, batch_size: int, device: torch.device,
-         num_workers: int, progress: bool, strict: bool, trusted: bool) -> list[np.ndarray]:
+         autocast: torch.dtype | None, num_workers: int, progress: bool, strict: bool,
+         trusted: bool) -> list[np.ndarray]:
     # a named backbone starts from a fixed seed, so uncheckpointed (random) features are
     # reproducible and agree with the cache, whose key cannot see the RNG state
     with torch.random.fork_rng(devices=[]):
@@ -205,19 +215,20 @@ def _run(dataset: ImageDataset, backbone: str | nn.Module, checkpoint: str | os.
     model = model.eval().to(device=device, memory_format=torch.channels_last)
     try:
         return _infer(model, dataset, transform, views, batch_size=batch_size, device=device,
-                      num_workers=num_workers, progress=progress)
+                      autocast=autocast, num_workers=num_workers, progress=progress)
     finally:
         model.train(was_training)
 
 
 def _infer(model: nn.Module, dataset: ImageDataset, transform: Callable, views: tuple[str, ...], *,
-           batch_size: int, device: torch.device, num_workers: int, progress: bool) -> list[np.ndarray]:
+           batch_size: int, device: torch.device, autocast: torch.dtype | None, num_workers: int,
+           progress: bool) -> list[np.ndarray]:
     loader = DataLoader(_Images(dataset, transform), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, pin_memory=device.type == "cuda")
     outputs: list[np.ndarray] | None = None
     with progress_bar(progress, len(dataset), f"features ({type(model).__name__})") as advance, \
             torch.inference_mode(), \
-            torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
         for images, index in loader:
             x = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             feats = [forward_features(model, x if v == "none" else x.flip(3)).float().cpu().numpy()
@@ -229,6 +240,12 @@ def _infer(model: nn.Module, dataset: ImageDataset, transform: Callable, views: 
             if advance is not None:
                 advance(len(index))
     return outputs
+
+
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    if device.type == "cuda":
+        return torch.float16
+    return torch.bfloat16 if fast_bfloat16(device) else None
 
 
 def _backbone_id(backbone: str | nn.Module) -> str:

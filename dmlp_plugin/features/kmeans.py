@@ -35,6 +35,7 @@ from ..data.base import ImageDataset
 from ..errors import ConfigError, CorruptFileError, InputError, ShapeError
 from ..io import atomic_write
 from ..purify import choose_device
+from ._hardware import fast_bfloat16
 from ._progress import progress_bar
 from .checkpoints import load_torch_file
 
@@ -327,7 +328,7 @@ class KMeansFeatures:
         # [x, ||x||², 1] · [-2c, 1, ||c||²] = ||x - c||², so one GEMM gives squared distances
         c = self.centroids
         rhs = torch.cat([-2 * c, torch.ones(k, 1, device=dev), (c * c).sum(1, keepdim=True)], 1).T.contiguous()
-        low = self.matmul_dtype == "bfloat16" or (self.matmul_dtype == "auto" and _fast_bfloat16(dev))
+        low = self.matmul_dtype == "bfloat16" or (self.matmul_dtype == "auto" and fast_bfloat16(dev))
         rhs = rhs.bfloat16() if low else rhs
         pool = _quadrant_pooling(oh, ow, dev)  # (4, oh*ow)
         out = torch.empty(n, 4 * k, device=dev)
@@ -492,17 +493,6 @@ def _lloyd(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.T
             refill = torch.randint(0, n, (int(empty.sum()),), generator=gen).to(x.device)
             centroids[empty] = x[refill]
     return centroids
-
-
-def _fast_bfloat16(device: torch.device) -> bool:
-    """Whether bfloat16 GEMMs run on matrix units here (CPU AMX); guarded private probe."""
-    if device.type != "cpu":
-        return False
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    try:
-        return bool(probe()) if probe is not None else False
-    except RuntimeError:
-        return False
 
 
 def _quadrant_pooling(h: int, w: int, device: torch.device) -> torch.Tensor:
