@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .config import PurifyConfig
-from .errors import InputError, ShapeError
+from .errors import ConfigError, InputError, ShapeError
 from .io import array_checksum
 from .result import PurifyResult
 from .validation import (as_features, as_labels, check_classes_present, check_trusted_indices,
@@ -86,7 +86,7 @@ def purify_dataset(
         ``val_indices``.
     num_classes : int, optional
         Number of classes ``C``; inferred as ``max label + 1`` when omitted.
-    config : PurifyConfig, optional
+    config : PurifyConfig or dict, optional
         Hyperparameters; ``PurifyConfig()`` (the benchmark's best) by default,
         ``PurifyConfig.paper()`` for the paper's method.
     device : str or torch.device, optional
@@ -134,7 +134,7 @@ def purify_dataset(
 
     t0 = time.perf_counter()
     pm = plugins.get_plugin_manager()
-    config = plugins.configure(config or PurifyConfig(), pm=pm)
+    config = plugins.configure(_as_config(config), pm=pm)
     if hasattr(features, "load_image") and hasattr(features, "targets"):
         dataset = features
         features = _dataset_features(dataset, backbone, checkpoint, device, progress,
@@ -163,7 +163,8 @@ def purify_dataset(
         clean = as_labels(clean_labels, "clean_labels")
         if len(clean) != n:
             raise ShapeError(f"clean_labels has {len(clean)} entries but there are {n} samples")
-    num_classes = infer_num_classes(num_classes, given, val_y, *([clean] if clean is not None else []))
+    num_classes = infer_num_classes(num_classes, given, val_y, *([clean] if clean is not None else []),
+                                    names=("labels", "val_labels", "clean_labels"))
     for arr, what in ((given, "labels"), (val_y, "val_labels")):
         as_labels(arr, what, num_classes=num_classes)
     if len(val_y) == 0:
@@ -255,6 +256,17 @@ def purify_dataset(
         result.metadata["label_accuracy_after"] = float((result.labels == clean).mean())
     pm.hook.dmlp_purify_end(result=result)
     return result
+
+
+def _as_config(config: Any) -> PurifyConfig:
+    """``None`` → defaults; a dict → :meth:`PurifyConfig.from_dict`; else it must be a config."""
+    if config is None:
+        return PurifyConfig()
+    if isinstance(config, dict):
+        return PurifyConfig.from_dict(config)
+    if not isinstance(config, PurifyConfig):
+        raise ConfigError(f"config must be a PurifyConfig or a dict of its fields, got {type(config).__name__}")
+    return config
 
 
 def _dataset_features(dataset: Any, backbone: Any, checkpoint: Any, device: Any, progress: bool,

@@ -142,17 +142,21 @@ class PurifyResult:
                     raise CorruptFileError(f"{path} is not a dmlp-plugin result file (no __meta__ entry)")
                 meta = json.loads(str(z["__meta__"]))
                 arrays = {name: z[name] for name in _ARRAYS}
+            if not isinstance(meta, dict):
+                raise CorruptFileError(f"{path} has malformed metadata (not a JSON object)")
+            version = meta.get("schema_version")
+            if version != SCHEMA_VERSION:
+                raise CorruptFileError(
+                    f"{path} has schema version {version}; this dmlp-plugin reads version {SCHEMA_VERSION}")
+            return cls(num_classes=meta["num_classes"], class_names=meta.get("class_names"),
+                       config=PurifyConfig.from_dict(meta["config"]), history=meta.get("history", []),
+                       timings=meta.get("timings", {}), metadata=meta.get("metadata", {}), **arrays)
         except CorruptFileError:
             raise
-        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-            raise CorruptFileError(f"cannot read purified-label file {path}: {exc}") from exc
-        version = meta.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise CorruptFileError(
-                f"{path} has schema version {version}; this dmlp-plugin reads version {SCHEMA_VERSION}")
-        return cls(num_classes=meta["num_classes"], class_names=meta.get("class_names"),
-                   config=PurifyConfig.from_dict(meta["config"]), history=meta.get("history", []),
-                   timings=meta.get("timings", {}), metadata=meta.get("metadata", {}), **arrays)
+        except (ValueError, OSError, EOFError, KeyError, TypeError, AttributeError,
+                zipfile.BadZipFile, json.JSONDecodeError) as exc:
+            # ConfigError is a ValueError: a stored config that no longer validates.
+            raise CorruptFileError(f"cannot read purified-label file {path}: {type(exc).__name__}: {exc}") from exc
 
     def export(self, path: PathLike, fmt: str = "npy") -> Path:
         """Write the labels in an upstream format: ``"dividemix"`` (JSON list of ints),

@@ -76,9 +76,12 @@ def as_labels(value: Any, what: str = "labels", *, num_classes: int | None = Non
     return arr
 
 
-def infer_num_classes(num_classes: int | None, *label_arrays: np.ndarray) -> int:
+def infer_num_classes(num_classes: int | None, *label_arrays: np.ndarray,
+                      names: tuple[str, ...] = ()) -> int:
     """``num_classes`` if given (checked against the labels), else ``max label + 1``."""
-    top = max((int(a.max()) for a in label_arrays if a.size), default=-1) + 1
+    tops = [int(a.max()) if a.size else -1 for a in label_arrays]
+    top = max(tops, default=-1) + 1
+    holder = names[tops.index(top - 1)] if names and tops else "the labels"
     if num_classes is None:
         if top < 2:
             raise LabelError("labels hold fewer than 2 classes; pass num_classes explicitly")
@@ -86,7 +89,7 @@ def infer_num_classes(num_classes: int | None, *label_arrays: np.ndarray) -> int
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise LabelError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     if top > num_classes:
-        raise LabelError(f"num_classes={num_classes} conflicts with the labels, which contain class {top - 1}")
+        raise LabelError(f"num_classes={num_classes} conflicts with {holder}, which contain class {top - 1}")
     return int(num_classes)
 
 

@@ -186,13 +186,20 @@ def test_unknown_config_field_in_a_dict_raises_config_error():
         PurifyConfig.from_dict({"epochs": 3, "colour": "red"})
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="bug: a config that is not a PurifyConfig fails with AttributeError in "
-                          "plugins.configure instead of a ConfigError")
-def test_config_of_the_wrong_type_raises_config_error():
+@pytest.mark.parametrize("config", ["fast", 3, ["epochs", 2]])
+def test_config_of_the_wrong_type_raises_config_error(config):
     kwargs = base()
-    kwargs["config"] = {"epochs": 2}
+    kwargs["config"] = config
     with pytest.raises(ConfigError, match="PurifyConfig"):
+        purify_dataset(**kwargs)
+
+
+def test_config_as_a_dict_is_read_and_validated():
+    kwargs = base()
+    kwargs["config"] = {"epochs": 2, "eac_period": 1}
+    assert purify_dataset(**kwargs).config.epochs == 2
+    kwargs["config"] = {"epochs": 0}
+    with pytest.raises(ConfigError, match="epochs must be a positive integer"):
         purify_dataset(**kwargs)
 
 
@@ -210,8 +217,6 @@ def small_batch_run(ridge: float):
     return purify_dataset(**kwargs)
 
 
-@pytest.mark.xfail(strict=True, reason="gap: factor() warns only when ridge < 1e-3, so the default "
-                                       "ridge (1e-3) gives no warning for batches smaller than d")
 def test_batch_smaller_than_feature_dimension_warns_with_the_default_ridge():
     with pytest.warns(RuntimeWarning, match="smaller than the feature dimension 16"):
         small_batch_run(PurifyConfig().ridge)

@@ -149,9 +149,6 @@ def test_export_unknown_format_raises_input_error(result, tmp_path, fmt):
     assert files_in(tmp_path) == []
 
 
-@pytest.mark.xfail(strict=True, raises=(KeyError, AttributeError),
-                   reason="bug: load() reads meta fields outside its try block, so a file with the "
-                          "right schema version but malformed metadata raises KeyError/AttributeError")
 @pytest.mark.parametrize("meta", [{"schema_version": 1}, [1]], ids=["fields-missing", "not-an-object"])
 def test_malformed_metadata_raises_corrupt(result, tmp_path, meta):
     path = tmp_path / "labels.npz"

@@ -84,7 +84,7 @@ def factor(features: torch.Tensor, index: torch.Tensor, *, ridge: float) -> IPCB
 
     ``ridge`` is relative: ``λ = ridge · mean(diag(FᵀF))``, so it means the same for any
     feature scale. A batch with fewer rows than feature dimensions is singular without it:
-    such a batch gets at least ``1e-3`` and a warning.
+    such a batch always warns and gets a ridge of at least ``1e-3``.
     """
     mask = (index >= 0).to(features.dtype).unsqueeze(-1)
     batch_features = features[index.clamp(min=0)] * mask
@@ -94,11 +94,11 @@ def factor(features: torch.Tensor, index: torch.Tensor, *, ridge: float) -> IPCB
     scale = torch.diagonal(gram, dim1=1, dim2=2).mean(-1).clamp(min=1e-12)
     rel = torch.full_like(scale, float(ridge))
     small = counts.view(-1) < d
-    if bool(small.any()) and ridge < 1e-3:
+    if bool(small.any()):
         warnings.warn(
             f"IPC batch of {int(counts.min())} samples is smaller than the feature dimension {d}: "
-            f"FᵀF is singular, regularising with ridge 1e-3 (raise batch_size to avoid this)",
-            RuntimeWarning, stacklevel=3)
+            f"FᵀF is singular without the ridge, which is raised to at least 1e-3 for such batches "
+            f"(raise batch_size to avoid this)", RuntimeWarning, stacklevel=3)
         rel = torch.where(small, rel.clamp(min=1e-3), rel)
     gram.diagonal(dim1=1, dim2=2).add_((rel * scale).unsqueeze(-1))
     chol, info = torch.linalg.cholesky_ex(gram)
