@@ -31,6 +31,7 @@ import torch
 
 from dmlp_plugin.data import CIFAR10, ArrayDataset
 from dmlp_plugin.features import extract_features, kmeans_features, linear_probe, save_features
+from dmlp_plugin.features._hardware import fast_bfloat16
 from dmlp_plugin.io import atomic_write
 
 HERE = Path(__file__).resolve().parent
@@ -45,18 +46,20 @@ def load_average() -> str:
         return "n/a"
 
 
-def backbone_throughput(data: CIFAR10, n: int, batch_size: int) -> dict:
+def backbone_throughput(data: CIFAR10, n: int, batch_size: int, amp: bool) -> dict:
     subset = ArrayDataset(data.images[:n], data.targets[:n], name="cifar10-test-head")
+    opts = dict(cache=False, progress=False, batch_size=batch_size, device="cpu", amp=amp)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: speed only
-        extract_features(ArrayDataset(data.images[:batch_size], data.targets[:batch_size]), "resnet18-cifar", cache=False, progress=False,
-                         batch_size=batch_size, device="cpu")  # warm-up (allocator, oneDNN kernels)
+        # warm-up: allocator and oneDNN kernel selection
+        extract_features(ArrayDataset(data.images[:batch_size], data.targets[:batch_size]), "resnet18-cifar", **opts)
         load = load_average()
         start = time.perf_counter()
-        extract_features(subset, "resnet18-cifar", cache=False, progress=False, batch_size=batch_size,
-                         device="cpu")
+        extract_features(subset, "resnet18-cifar", **opts)
         seconds = time.perf_counter() - start
-    return {"images": n, "seconds": seconds, "rate": n / seconds, "batch": batch_size, "load": load}
+    precision = "bfloat16 autocast (AMX)" if amp and fast_bfloat16(torch.device("cpu")) else "float32"
+    return {"images": n, "seconds": seconds, "rate": n / seconds, "batch": batch_size, "load": load,
+            "precision": precision}
 
 
 def kmeans_run(train: CIFAR10, test: CIFAR10, centroids: int, dim: int, out: Path) -> dict:
@@ -78,17 +81,18 @@ def kmeans_run(train: CIFAR10, test: CIFAR10, centroids: int, dim: int, out: Pat
     return result
 
 
-def render(bb: dict | None, km: dict | None) -> str:
+def render(bb: list[dict], km: dict | None) -> str:
     cpu = platform.processor() or platform.machine()
     lines = [START, "## Features (`benchmarks/features.py`)", "",
              f"Machine: {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, "
              f"{torch.get_num_threads()} torch threads. Other jobs shared the cores, so the load "
              "average (1/5/15 min, from `uptime`) is given with each timing.", ""]
-    if bb is not None:
-        lines += ["| backbone | device | batch | images | seconds | images/s | load |",
-                  "|---|---|---|---|---|---|---|",
-                  f"| resnet18-cifar (32x32) | CPU | {bb['batch']} | {bb['images']} | {bb['seconds']:.1f} | "
-                  f"**{bb['rate']:.0f}** | {bb['load']} |", ""]
+    if bb:
+        lines += ["| backbone | device | precision | batch | images | seconds | images/s | load |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| resnet18-cifar (32x32) | CPU | {r['precision']} | {r['batch']} | {r['images']} | "
+                  f"{r['seconds']:.1f} | **{r['rate']:.0f}** | {r['load']} |" for r in bb]
+        lines.append("")
     if km is not None:
         ref = f"{km['ref_acc']:.2%}" if km["ref_acc"] is not None else "n/a"
         lines += ["| k-means features, CIFAR-10 | centroids | dims | wall time, 60k images (fit + encode + PCA) "
@@ -132,11 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     train, test = CIFAR10(args.root, "train"), CIFAR10(args.root, "test")
-    bb = km = None
+    bb, km = [], None
     if not args.skip_backbone:
-        bb = backbone_throughput(test, args.images, args.batch_size)
-        print(f"resnet18-cifar CPU: {bb['rate']:.0f} images/s ({bb['images']} in {bb['seconds']:.1f} s, "
-              f"load {bb['load']})", flush=True)
+        amps = [False, True] if fast_bfloat16(torch.device("cpu")) else [False]
+        for amp in amps:
+            r = backbone_throughput(test, args.images, args.batch_size, amp)
+            bb.append(r)
+            print(f"resnet18-cifar CPU {r['precision']}: {r['rate']:.0f} images/s ({r['images']} in "
+                  f"{r['seconds']:.1f} s, load {r['load']})", flush=True)
     if not args.skip_kmeans:
         km = kmeans_run(train, test, args.centroids, args.dim, args.features_out)
         print(f"k-means: {km['seconds']:.0f} s for 60k images, probe {km['acc']:.4f} "

@@ -43,7 +43,8 @@ class SimCLRConfig:
     num_workers : int
         Data-loading processes (augmentation runs there).
     seed : int
-        Seeds weights, batch order and augmentation (per epoch, so resuming repeats them).
+        Seeds weights, batch order and augmentation (per epoch, so resuming repeats them),
+        through torch's global generator.
     """
 
     backbone: str = "resnet18-cifar"

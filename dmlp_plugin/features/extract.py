@@ -134,6 +134,8 @@ def extract_features(
         raise InputError(f"dataset must be an ImageDataset (see dmlp_plugin.data), got {type(dataset).__name__}")
     if len(dataset) == 0:
         raise InputError("dataset is empty")
+    if output is not None:
+        _output_path(output)  # refuse a bad name before the work, not after
     if transform is None:
         if image_size is None and getattr(dataset, "images", None) is None:
             image_size = 224
@@ -164,13 +166,8 @@ def save_features(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> lis
 
     Returns the paths written.
     """
-    path = Path(path).expanduser()
-    suffix = path.suffix.lower()
-    if suffix not in (".npy", ".npz"):
-        raise InputError(f"feature output must end in .npy or .npz, got {path.name!r}")
-    if path.is_dir():
-        raise InputError(f"feature output {path} is a folder; give a file name")
-    if suffix == ".npz":
+    path = _output_path(path)
+    if path.suffix.lower() == ".npz":
         with atomic_write(path) as fh:
             np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
         return [path]
@@ -181,6 +178,15 @@ def save_features(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> lis
             np.save(fh, np.ascontiguousarray(array))
         written.append(target)
     return written
+
+
+def _output_path(path: str | os.PathLike) -> Path:
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in (".npy", ".npz"):
+        raise InputError(f"feature output must end in .npy or .npz, got {path.name!r}")
+    if path.is_dir():
+        raise InputError(f"feature output {path} is a folder; give a file name")
+    return path
 
 
 class _Images(Dataset):
