@@ -9,28 +9,14 @@ from typing import Any, Callable
 import numpy as np
 
 from .config import PurifyConfig
+from .device import choose_device
 from .errors import ConfigError, InputError, ShapeError
 from .io import array_checksum
 from .result import PurifyResult
 from .validation import (as_features, as_labels, check_classes_present, check_trusted_indices,
                          infer_num_classes)
 
-__all__ = ["purify_dataset", "choose_device"]
-
-
-def choose_device(device: Any = None):
-    """``device`` as a ``torch.device``; ``None`` picks CUDA when available, else CPU."""
-    import torch
-
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"unknown device {device!r}: {exc}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} was asked for but CUDA is not available on this machine")
-    return dev
+__all__ = ["purify_dataset"]
 
 
 def purify_dataset(

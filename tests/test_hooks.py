@@ -185,6 +185,40 @@ def test_hook_dmlp_extract_features_checks_rows(pm):
             plugins.extract_features(list(range(10)), "any", "cpu")
 
 
+def test_hook_dmlp_extract_features_used_by_purify_and_the_features_command(pm, tmp_path):
+    """Both ways of turning a dataset into features ask plugins before the built-ins."""
+    from dmlp_plugin.cli import main
+    from PIL import Image
+
+    from dmlp_plugin.data import ArrayDataset
+    from dmlp_plugin.io import array_checksum
+    from dmlp_plugin.purify import purify_dataset
+
+    rng = np.random.default_rng(0)
+    clean = np.repeat([0, 1], 30)
+    dataset = ArrayDataset(rng.integers(0, 255, (60, 8, 8, 3)).astype(np.uint8), clean)
+    planted = (np.eye(2)[clean] * 4 + rng.normal(0, 1, (60, 2))).astype(np.float32)
+
+    class Oracle:
+        @hookimpl
+        def dmlp_extract_features(self, dataset, backbone):
+            return planted if backbone == "oracle" else None
+
+    with registered(pm, Oracle(), name="oracle"):
+        with pytest.warns(RuntimeWarning, match="only 4 samples"):
+            result = purify_dataset(dataset, backbone="oracle", val_indices=[0, 1, 30, 31],
+                                    val_labels=[0, 0, 1, 1], seed=0)
+        assert result.metadata["features_sha"] == array_checksum(planted)
+        for k in range(2):
+            (tmp_path / "imgs" / f"c{k}").mkdir(parents=True)
+            for i in range(30):
+                Image.fromarray(dataset.images[k * 30 + i]).save(tmp_path / "imgs" / f"c{k}" / f"{i:02d}.png")
+        out = tmp_path / "f.npy"
+        assert main(["features", "--dataset", "imagefolder", "--root", str(tmp_path / "imgs"),
+                     "--backbone", "oracle", "-o", str(out), "--no-cache"]) == 0
+        np.testing.assert_array_equal(np.load(out), planted)
+
+
 class Recorder:
     """Records every purification hook call; implements each with a subset of arguments."""
 

@@ -89,9 +89,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         from ..features import extract_features
 
+        from .. import plugins
+        from ..device import choose_device
+
         backbone = args.backbone or _backbone_from_checkpoint(args.checkpoint)
         views = ("none", "hflip") if args.hflip else ("none",)
         for name, dataset in zip(_names(splits), datasets):
+            # A plugin's extractor for this backbone wins over the built-in one.
+            found = None if args.hflip else plugins.extract_features(
+                dataset, str(backbone), str(choose_device(args.device)))
+            if found is not None:
+                arrays[name] = found
+                continue
             result = extract_features(dataset, backbone, checkpoint=args.checkpoint, batch_size=args.batch_size,
                                       device=args.device, views=views, image_size=args.image_size,
                                       num_workers=args.workers, strict=not args.partial,

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.base import ImageDataset
 from ..errors import ConfigError, InputError
 from ..io import atomic_write
-from ..purify import choose_device
+from ..device import choose_device
 from ._hardware import fast_bfloat16
 from ._progress import progress_bar
 from .backbones import create_backbone, forward_features, parse_backbone

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from ..data.base import ImageDataset
 from ..errors import ConfigError, CorruptFileError, InputError, ShapeError
 from ..io import atomic_write
-from ..purify import choose_device
+from ..device import choose_device
 from ._hardware import fast_bfloat16
 from ._progress import progress_bar
 from .checkpoints import load_torch_file

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, InputError, LabelError, ShapeError
-from ..purify import choose_device
+from ..device import choose_device
 
 __all__ = ["LinearClassifier", "fit_linear_classifier", "linear_probe"]
 

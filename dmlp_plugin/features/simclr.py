@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.base import ImageDataset
 from ..errors import ConfigError, CorruptFileError
 from ..io import atomic_write
-from ..purify import choose_device
+from ..device import choose_device
 from ._progress import progress_bar
 from .backbones import create_backbone, feature_dim, forward_features
 from .checkpoints import load_torch_file
