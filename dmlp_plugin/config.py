@@ -111,7 +111,7 @@ class PurifyConfig:
     eac_lr: float = 0.03
     eac_weight_decay: float = 3e-4
     eac_batch_size: int = 500
-    eac_steps: int = 14
+    eac_steps: int = 98
     eac_lr_decay_epoch: int = 0
     eac_conf_weight: float = 0.4
     eac_balance_weight: float = 1.0
@@ -161,7 +161,7 @@ class PurifyConfig:
             label_weight_decay=3e-4, ce_weight=1.0, mse_weight=1.0, prior_weight=1.0,
             prior="uniform", project_simplex=False, reshuffle_every=0, eac=True, eac_period=20,
             eac_head="linear", eac_target="head", eac_eta=1.0, eac_lr=0.006, eac_lr_decay_epoch=3,
-            eac_weight_decay=3e-4, eac_batch_size=500, eac_steps=14, eac_conf_weight=0.4,
+            eac_weight_decay=3e-4, eac_batch_size=500, eac_steps=98, eac_conf_weight=0.4,
             eac_balance_weight=1.0, eac_final=False, select_round=False)
         base.update(overrides)
         return cls(**base)

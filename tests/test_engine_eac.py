@@ -159,3 +159,42 @@ def test_two_views_take_each_others_target(inputs, monkeypatch):
     assert not torch.equal(first, second)
     torch.testing.assert_close(rec.labels[2][0], second)
     torch.testing.assert_close(rec.labels[2][1], first)
+
+
+@pytest.mark.parametrize("conf_weight, balance_weight", [(0.0, 0.0), (0.4, 0.0), (0.0, 1.0), (0.4, 2.0)])
+def test_head_gradient_matches_autograd(conf_weight, balance_weight):
+    """The head's hand-written gradient (used for its thousands of small steps) equals autograd."""
+    from dmlp_plugin.engine.eac import EACHead
+
+    gen = torch.Generator().manual_seed(3)
+    prior = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    head = EACHead(7, 4, prior=prior, conf_weight=conf_weight, balance_weight=balance_weight,
+                   generator=gen, dtype=torch.float64)
+    x = torch.randn(50, 7, generator=gen, dtype=torch.float64) * 3
+    t = torch.randint(0, 4, (50,), generator=gen)
+    params = head.params.clone().requires_grad_()
+    reference = head.loss(x, t, params)
+    reference.backward()
+    loss, grad = head.loss_and_grad(x, t)
+    torch.testing.assert_close(loss, reference.detach())
+    torch.testing.assert_close(grad, params.grad)
+
+
+def test_head_steps_follow_torch_adam():
+    """train_steps is Adam on (weight, bias) with L2 decay, as the official torch.optim.Adam head."""
+    from dmlp_plugin.engine.eac import EACHead
+
+    gen = torch.Generator().manual_seed(5)
+    head = EACHead(6, 3, prior=torch.full((3,), 1 / 3, dtype=torch.float64), lr=0.05,
+                   weight_decay=3e-4, generator=gen, dtype=torch.float64)
+    ref = torch.nn.Parameter(head.params.clone())
+    opt = torch.optim.Adam([ref], lr=0.05, betas=(0.5, 0.999), weight_decay=3e-4)
+    x = torch.randn(40, 6, generator=gen, dtype=torch.float64)
+    t = torch.randint(0, 3, (40,), generator=gen)
+    batches = torch.randint(0, 40, (6, 10), generator=gen)
+    head.train_steps(x, t, batches)
+    for rows in batches:
+        opt.zero_grad()
+        head.loss(x[rows], t[rows], ref).backward()
+        opt.step()
+    torch.testing.assert_close(head.params, ref.detach())
