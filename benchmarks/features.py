@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import sys
 import time
 import warnings
@@ -29,10 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # results_file.py sits beside this file
+from results_file import write_section  # noqa: E402
+
 from dmlp_plugin.data import CIFAR10, ArrayDataset
 from dmlp_plugin.features import extract_features, kmeans_features, linear_probe, save_features
 from dmlp_plugin.features._hardware import fast_bfloat16
-from dmlp_plugin.io import atomic_write
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
@@ -108,17 +109,6 @@ def render(bb: list[dict], km: dict | None) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = (text.rstrip() + "\n\n" if text.strip() else "") + section + "\n"
-    with atomic_write(path, "w") as fh:
-        fh.write(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", type=Path, default=Path.home() / ".cache" / "dmlp" / "cifar10",
@@ -153,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         print(section)
     else:
-        write_section(args.results, section)
+        write_section(args.results, section, START, END)
         print(f"updated {args.results}")
     return 0
 

@@ -28,7 +28,6 @@ import json
 import os
 import pickle
 import platform
-import re
 import resource
 import subprocess
 import sys
@@ -45,10 +44,10 @@ if str(HERE) not in sys.path:  # naive_official.py sits beside this file
     sys.path.insert(0, str(HERE))
 
 from naive_official import naive_official  # noqa: E402
+from results_file import write_section  # noqa: E402
 
 from dmlp_plugin import PurifyConfig, purify_dataset  # noqa: E402
 from dmlp_plugin.features.probe import fit_linear_classifier  # noqa: E402
-from dmlp_plugin.io import atomic_write  # noqa: E402
 from dmlp_plugin.noise import load_cifar_n, make_noisy_labels  # noqa: E402
 
 START, END = "<!-- purify:start -->", "<!-- purify:end -->"
@@ -610,17 +609,6 @@ def render(rep: Report) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = (text.rstrip() + "\n\n" if text.strip() else "# Benchmark results\n\n") + section + "\n"
-    with atomic_write(path, "w") as fh:
-        fh.write(text)
-
-
 # -- main ----------------------------------------------------------------------------------------
 
 
@@ -751,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table("Speed and memory", *speed_table(rep))
     section = render(rep)
     if args.write_results:
-        write_section(RESULTS, section)
+        write_section(RESULTS, section, START, END)
         print(f"wrote the purify section of {RESULTS}")
     print(f"total {rep.total_s / 60:.1f} min, load average {rep.load_start} → {rep.load_end}")
     return 0

@@ -82,8 +82,8 @@ def test_run_setting_rows_are_well_formed_and_render():
 def test_write_section_keeps_other_sections(tmp_path):
     path = tmp_path / "RESULTS.md"
     path.write_text("# Results\n\n<!-- features:start -->\nfeatures\n<!-- features:end -->\n")
-    bench.write_section(path, f"{bench.START}\none\n{bench.END}")
-    bench.write_section(path, f"{bench.START}\ntwo\n{bench.END}")
+    bench.write_section(path, f"{bench.START}\none\n{bench.END}", bench.START, bench.END)
+    bench.write_section(path, f"{bench.START}\ntwo\n{bench.END}", bench.START, bench.END)
     text = path.read_text()
     assert "features\n<!-- features:end -->" in text and "two" in text and "one" not in text
     assert text.count(bench.START) == 1
