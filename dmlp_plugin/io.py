@@ -88,9 +88,10 @@ def load_array(path: PathLike, *, key: str | None = None, what: str = "array") -
         if suffix in (".txt", ".csv"):
             return np.loadtxt(path, ndmin=1)
         if suffix in (".pt", ".pth"):
-            import torch
+            # The data package's loader also admits numpy arrays (CIFAR-N files hold them).
+            from .data._safe_pickle import load_torch_numpy
 
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = load_torch_numpy(path, what=what)
             if isinstance(obj, dict):
                 if key is None:
                     raise InputError(f"{what} file {path} is a dict {sorted(obj)}; name one with key=")
@@ -98,7 +99,7 @@ def load_array(path: PathLike, *, key: str | None = None, what: str = "array") -
                     raise InputError(f"{what} file {path} has no entry {key!r}; it has {sorted(obj)}")
                 obj = obj[key]
             return obj.numpy() if hasattr(obj, "numpy") else np.asarray(obj)
-    except (InputError, MissingFileError):
+    except (InputError, MissingFileError, CorruptFileError):
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, RuntimeError) as exc:
         raise CorruptFileError(f"cannot read {what} file {path}: {exc}") from exc

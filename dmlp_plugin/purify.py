@@ -151,8 +151,6 @@ def purify_dataset(
             raise ShapeError(f"clean_labels has {len(clean)} entries but there are {n} samples")
     num_classes = infer_num_classes(num_classes, given, val_y, *([clean] if clean is not None else []),
                                     names=("labels", "val_labels", "clean_labels"))
-    for arr, what in ((given, "labels"), (val_y, "val_labels")):
-        as_labels(arr, what, num_classes=num_classes)
     if len(val_y) == 0:
         raise InputError("the trusted set is empty: val_labels has no entries")
     if class_names is not None and len(class_names) != num_classes:

@@ -162,3 +162,17 @@ def test_cli_purify_dataset_from_an_imagefolder(tmp_path):
     result = PurifyResult.load(out)
     assert result.accuracy(clean) > (noisy == clean).mean()
     assert result.class_names == ["green", "red"]
+
+
+def test_purify_reads_labels_from_a_torch_file_holding_numpy_arrays(files, tmp_path):
+    """CIFAR-N label files are torch.save'd dicts of numpy arrays; --labels-key picks one."""
+    import torch
+
+    noisy = files["arrays"][1]
+    path = tmp_path / "human.pt"
+    torch.save({"worse_label": noisy, "clean_label": files["arrays"][2]}, path)
+    out = tmp_path / "from_pt.npz"
+    args = _args(files, out, "--labels-key", "worse_label")
+    args[args.index("--labels") + 1] = str(path)
+    assert main(args) == 0
+    assert (PurifyResult.load(out).given_labels == noisy).all()
