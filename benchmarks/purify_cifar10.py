@@ -101,10 +101,14 @@ def symmetric_specs(quick: bool = False) -> list[Spec]:
         Spec("default, linear head", "PurifyConfig(ipc=False, eac_head=\"linear\")",
              PurifyConfig(ipc=False, eac_head="linear"),
              "the paper's Adam-trained softmax head instead of the closed-form least-squares head"),
+        Spec("default − logistic candidate", "PurifyConfig(ipc=False, logistic_candidate=False)",
+             PurifyConfig(ipc=False, logistic_candidate=False),
+             "chooses among the least-squares rounds only, without the forward-corrected "
+             "logistic head fitted on the given labels"),
         Spec("default − round selection", "PurifyConfig(ipc=False, select_round=False)",
              PurifyConfig(ipc=False, select_round=False),
-             "returns the last mixing round's posterior instead of the one with the lowest "
-             "cross-fitted trusted-set log-loss"),
+             "returns the last mixing round's posterior instead of the candidate with the lowest "
+             "cross-fitted trusted-set log-loss (so no logistic candidate either)"),
     ]
     if quick:
         keep = {"given labels", "paper: IPC+EAC", "**default**", "default + IPC"}
@@ -117,8 +121,11 @@ def describe(config: PurifyConfig) -> str:
     parts = ["IPC on" if config.ipc else "no IPC label updates"]
     if config.eac:
         parts.append(f"{config.eac_head} head, {config.eac_target} target, η={config.eac_eta:g} every "
-                     f"{config.eac_period} epochs" + (", best round" if config.select_round and
-                                                      config.eac_target == "posterior" else ""))
+                     f"{config.eac_period} epochs")
+        if config.select_round and config.eac_target == "posterior":
+            parts.append("best of the rounds" + (" and a forward-corrected logistic head"
+                                                 if config.logistic_candidate else "")
+                         + " by honest trusted log-loss")
     else:
         parts.append("no EAC")
     return "; ".join(parts)

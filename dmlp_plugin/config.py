@@ -75,6 +75,16 @@ class PurifyConfig:
         against self-training drift at low noise).
     trusted_weight : float
         Weight of a trusted sample relative to a training sample in the least-squares head.
+    logistic_candidate : bool
+        With ``select_round``, also fit once, after the last epoch, a logistic head on the
+        *given* labels corrected for noise through the measured transition (forward
+        correction), and return its posterior instead when its cross-fitted trusted-set
+        log-loss beats every mixing round's. It is the better classifier at low and
+        moderate noise (not in the paper; see docs/engine.md).
+    logistic_weight_decay, logistic_trusted_weight : float
+        The logistic head's L2 penalty (on standardised features) and trusted-row weight.
+    logistic_max_iter, logistic_refit_iter : int
+        L-BFGS iterations of its fit, and of each warm-started cross-fitting refit.
     eac_lr, eac_weight_decay, eac_batch_size, eac_steps, eac_lr_decay_epoch
         Linear head only: Adam settings, mini-batch size, steps per epoch, and the epoch
         after which its learning rate drops tenfold (official: 3; 0 keeps it constant).
@@ -108,6 +118,11 @@ class PurifyConfig:
     eac_final: bool = True
     select_round: bool = True
     trusted_weight: float = 5.0
+    logistic_candidate: bool = True
+    logistic_weight_decay: float = 5e-3
+    logistic_trusted_weight: float = 2.0
+    logistic_max_iter: int = 20
+    logistic_refit_iter: int = 5
     eac_lr: float = 0.03
     eac_weight_decay: float = 3e-4
     eac_batch_size: int = 500
@@ -118,7 +133,8 @@ class PurifyConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        positive_ints = ("epochs", "batch_size", "eac_period", "eac_batch_size", "eac_steps")
+        positive_ints = ("epochs", "batch_size", "eac_period", "eac_batch_size", "eac_steps",
+                         "logistic_max_iter", "logistic_refit_iter")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -129,7 +145,8 @@ class PurifyConfig:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
         non_negative = ("ridge", "label_lr", "label_weight_decay", "ce_weight", "mse_weight",
                         "prior_weight", "eac_lr", "eac_weight_decay", "eac_conf_weight",
-                        "eac_balance_weight", "trusted_weight")
+                        "eac_balance_weight", "trusted_weight", "logistic_weight_decay",
+                        "logistic_trusted_weight")
         for name in non_negative:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0:
@@ -162,7 +179,8 @@ class PurifyConfig:
             prior="uniform", project_simplex=False, reshuffle_every=0, eac=True, eac_period=20,
             eac_head="linear", eac_target="head", eac_eta=1.0, eac_lr=0.006, eac_lr_decay_epoch=3,
             eac_weight_decay=3e-4, eac_batch_size=500, eac_steps=98, eac_conf_weight=0.4,
-            eac_balance_weight=1.0, eac_final=False, select_round=False)
+            eac_balance_weight=1.0, eac_final=False, select_round=False,
+            logistic_candidate=False)
         base.update(overrides)
         return cls(**base)
 

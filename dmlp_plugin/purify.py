@@ -227,6 +227,9 @@ def purify_dataset(
         "num_trusted": len(val_y), "trusted_protocol": "indices" if len(trusted) else "separate",
         "device": str(dev), "seed": int(seed), "two_view": feats2 is not None,
     }
+    if out.selected is not None:
+        metadata["selected"] = out.selected
+        metadata["candidate_nll"] = out.candidate_nll
     if out.transition is not None:
         metadata["transition"] = out.transition.cpu().numpy().round(6).tolist()
     from . import __version__

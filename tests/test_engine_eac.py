@@ -36,7 +36,7 @@ class Recorder:
 
         def recording_targets(*args, **kwargs):
             out = mix_targets(*args, **kwargs)
-            self.targets[len(self.labels)] = [t.clone() for t in out[0]]
+            self.targets[len(self.labels)] = [target.clone() for target, _ in out[0]]
             return out
 
         monkeypatch.setattr(purifier._View, "__init__", recording_init)

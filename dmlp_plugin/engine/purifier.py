@@ -18,7 +18,8 @@ from ..config import PurifyConfig
 from .eac import EACHead
 from .ipc import IPCBatches, IPCLossWeights, factor, ipc_loss_and_grad, partition
 from .label_update import LabelOptimizer, project_simplex
-from .ls_head import LeastSquaresHead, fit_temperature
+from .logistic_head import fit_forward_logistic
+from .ls_head import LeastSquaresHead, fit_temperature, trusted_folds
 from .posterior import transition_from_pairs, transition_from_predictions
 
 __all__ = ["purify_tensors", "EngineOutput", "METRICS", "epoch_record"]
@@ -33,7 +34,10 @@ class EngineOutput:
     history: list[dict[str, float]]
     timings: dict[str, float]
     transition: torch.Tensor | None = None
-    selected_round: int | None = None
+    #: Which candidate the labels come from ("round k" or "logistic"), when one was chosen.
+    selected: str | None = None
+    #: Cross-fitted trusted-set log-loss of every candidate considered.
+    candidate_nll: dict[str, float] | None = None
 
 
 class _View:
@@ -41,7 +45,8 @@ class _View:
 
     def __init__(self, features: torch.Tensor, val_features: torch.Tensor, init: torch.Tensor,
                  index: torch.Tensor, val_onehot: torch.Tensor, config: PurifyConfig,
-                 prior: torch.Tensor, generator: torch.Generator) -> None:
+                 prior: torch.Tensor, generator: torch.Generator,
+                 folds: list[torch.Tensor]) -> None:
         self.features = features
         self.val_features = val_features
         self.config = config
@@ -54,9 +59,12 @@ class _View:
                 conf_weight=config.eac_conf_weight, balance_weight=config.eac_balance_weight,
                 generator=generator, device=features.device)
         elif config.eac:
+            # Per-fold label chains keep the trusted log-loss honest across rounds; IPC
+            # moves the labels by the whole trusted set, which the chains cannot mirror.
             self.ls_head = LeastSquaresHead(features, val_features, val_onehot,
                                             trusted_weight=config.trusted_weight,
-                                            ridge=config.ridge, generator=generator)
+                                            ridge=config.ridge, fold_masks=folds,
+                                            chain_labels=None if config.ipc else init)
 
     def place(self, index: torch.Tensor, flat_labels: torch.Tensor) -> None:
         """(Re-)partition and factor; Adam moments restart because rows moved.
@@ -156,7 +164,8 @@ def purify_tensors(
     view_feats = [(features, val_features)]
     if features_view2 is not None:
         view_feats.append((features_view2, val_features_view2))
-    views = [_View(f, vf, init_labels, index, val_onehot, config, prior, generator)
+    folds = trusted_folds(val_labels.shape[0], 5, generator, device)  # shared by the views
+    views = [_View(f, vf, init_labels, index, val_onehot, config, prior, generator, folds)
              for f, vf in view_feats]
     t_factor = time.perf_counter()
 
@@ -200,7 +209,7 @@ def purify_tensors(
             metrics[epoch, 3] = 1.0
             metrics[epoch, 4] = nll
             if config.eac_target == "posterior":
-                soft_now = sum(targets) / len(targets)
+                soft_now = sum(target for target, _ in targets) / len(targets)
                 better = nll < best_nll if config.select_round else torch.ones((), dtype=torch.bool, device=device)
                 best_soft = soft_now if best_soft is None else torch.where(better, soft_now, best_soft)
                 best_round = torch.where(better, torch.full_like(best_round, mixes), best_round)
@@ -212,20 +221,28 @@ def purify_tensors(
             on_epoch(epoch, metrics[epoch])
     t_epochs = time.perf_counter()
 
-    selected = None
+    rows_out = metrics.cpu().tolist()
+    selected = candidate_nll = None
     if best_soft is not None:
         soft = best_soft
-        selected = int(best_round)
+        nlls = [row[4] for row in rows_out if row[3]]
+        candidate_nll = {f"round {k + 1}": nll for k, nll in enumerate(nlls)}
+        selected = f"round {int(best_round)}"
+        if config.select_round and config.logistic_candidate:
+            logistic_soft, logistic_nll = _logistic_candidate(
+                views, config, given, val_labels, val_given, transition, folds)
+            candidate_nll["logistic"] = float(logistic_nll)
+            if logistic_nll < best_nll:
+                soft, selected = logistic_soft, "logistic"
     else:
         soft = sum(view.flat_labels() for view in views) / len(views)
     soft = _to_simplex(soft)
-    rows_out = metrics.cpu().tolist()
     t_end = time.perf_counter()
 
     history = [epoch_record(epoch, row) for epoch, row in enumerate(rows_out)]
     timings = {"factor": t_factor - t_start, "epochs": t_epochs - t_factor, "finish": t_end - t_epochs}
-    return EngineOutput(soft_labels=soft, history=history, timings=timings,
-                        transition=transition, selected_round=selected)
+    return EngineOutput(soft_labels=soft, history=history, timings=timings, transition=transition,
+                        selected=selected, candidate_nll=candidate_nll)
 
 
 def epoch_record(epoch: int, row: list[float]) -> dict[str, float]:
@@ -241,40 +258,68 @@ def epoch_record(epoch: int, row: list[float]) -> dict[str, float]:
 def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
                  val_labels: torch.Tensor, val_given: torch.Tensor | None,
                  transition: torch.Tensor | None):
-    """What each view mixes in, the trusted-set log-loss of that target, and ``T``."""
+    """What each view mixes in, the trusted-set log-loss of that target, and ``T``.
+
+    A target is ``(labels, chain_targets)``: the labels' target, and one per fold chain
+    of the least-squares head (empty without chains), made the same way from each
+    chain's own scores.
+    """
     targets, nlls = [], []
     for view in views:
         scores, val_scores = view.head_scores()
-        if config.eac_target == "head":
-            if view.linear_head is not None:  # the paper: the head's own softmax
-                targets.append(torch.softmax(scores, -1))
-                nlls.append(torch.nn.functional.cross_entropy(val_scores, val_labels))
-                continue
-            scale, nll = fit_temperature(val_scores, val_labels)
-            targets.append(torch.softmax(scale * scores, -1))
-            nlls.append(nll)
+        chain_scores = view.ls_head.chain_scores if view.ls_head is not None else []
+        if config.eac_target == "head" and view.linear_head is not None:
+            # The paper: the head's own softmax, uncalibrated.
+            targets.append((torch.softmax(scores, -1), []))
+            nlls.append(torch.nn.functional.cross_entropy(val_scores, val_labels))
             continue
-        if transition is None:
-            scale, _ = fit_temperature(val_scores, val_labels)
-            transition = transition_from_predictions(torch.softmax(scale * scores, -1), given,
-                                                     scores.shape[1]).to(scores.dtype)
-        log_t = transition.clamp_min(1e-12).log().T  # row ỹ: log T[:, ỹ]
-        if val_given is not None:
-            scale, nll = fit_temperature(val_scores, val_labels, log_t[val_given])
-        else:  # no given labels for the trusted set: calibrate the head alone
-            scale, nll = fit_temperature(val_scores, val_labels)
-        targets.append(torch.softmax(scale * scores + log_t[given], -1))
+        prior: torch.Tensor | float = 0.0
+        val_prior: torch.Tensor | float = 0.0
+        if config.eac_target == "posterior":
+            if transition is None:
+                scale, _ = fit_temperature(val_scores, val_labels)
+                transition = transition_from_predictions(torch.softmax(scale * scores, -1), given,
+                                                         scores.shape[1]).to(scores.dtype)
+            log_t = transition.clamp_min(1e-12).log().T  # row ỹ: log T[:, ỹ]
+            prior = log_t[given]
+            if val_given is not None:  # else no given labels: calibrate the head alone
+                val_prior = log_t[val_given]
+        scale, nll = fit_temperature(val_scores, val_labels, val_prior)
+        targets.append((torch.softmax(scale * scores + prior, -1),
+                        [torch.softmax(scale * s + prior, -1) for s in chain_scores]))
         nlls.append(nll)
     return targets, sum(nlls) / len(nlls), transition
 
 
+def _logistic_candidate(views: list[_View], config: PurifyConfig, given: torch.Tensor,
+                        val_labels: torch.Tensor, val_given: torch.Tensor | None,
+                        transition: torch.Tensor, folds: list[torch.Tensor]):
+    """The posterior of the forward-corrected logistic head (mean over views) and its log-loss."""
+    log_t = transition.clamp_min(1e-12).log().T
+    posteriors, nlls = [], []
+    for view in views:
+        scores, val_scores = fit_forward_logistic(
+            view.features, given, transition, view.val_features, val_labels, folds,
+            trusted_weight=config.logistic_trusted_weight,
+            weight_decay=config.logistic_weight_decay, max_iter=config.logistic_max_iter,
+            refit_iter=config.logistic_refit_iter)
+        prior = log_t[val_given] if val_given is not None else 0.0
+        scale, nll = fit_temperature(val_scores, val_labels, prior)
+        posteriors.append(torch.softmax(scale * scores + log_t[given], -1))
+        nlls.append(nll)
+    return sum(posteriors) / len(posteriors), sum(nlls) / len(nlls)
+
+
 @torch.no_grad()
-def _mix(views: list[_View], targets: list[torch.Tensor], eta: float) -> None:
+def _mix(views: list[_View], targets: list[tuple[torch.Tensor, list[torch.Tensor]]],
+         eta: float) -> None:
     """``Y ← (1 − η)·Y + η·target``; with two views each takes the other view's target."""
     if len(views) == 2:
         targets = targets[::-1]
-    for view, target in zip(views, targets):
+    for view, (target, chain_targets) in zip(views, targets):
         view.labels.mul_(1 - eta).add_(view.laid_out(target), alpha=eta)
+        if chain_targets:
+            view.ls_head.advance_chains(chain_targets, eta)
 
 
 def _to_simplex(soft: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,116 @@
+"""The forward-corrected logistic head, honest per-fold chains, and candidate selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dmlp_plugin import PurifyConfig, purify_dataset
+from dmlp_plugin.engine.logistic_head import fit_forward_logistic, loss_and_grad
+from dmlp_plugin.engine.ls_head import LeastSquaresHead, trusted_folds
+from dmlp_plugin.engine.posterior import transition_from_pairs
+from dmlp_plugin.noise import make_noisy_labels
+from engine_fixtures import gen, one_torch_thread, planted_clusters  # noqa: F401
+
+
+def test_loss_and_grad_match_autograd():
+    g = gen(0)
+    n, v, d, c = 50, 12, 6, 4
+    x, xt = torch.randn(n, d, generator=g, dtype=torch.float64), torch.randn(v, d, generator=g, dtype=torch.float64)
+    transition = torch.softmax(torch.randn(c, c, generator=g, dtype=torch.float64) + 3 * torch.eye(c), 1)
+    given = torch.randint(0, c, (n,), generator=g)
+    yt = torch.nn.functional.one_hot(torch.randint(0, c, (v,), generator=g), c).double()
+    params = torch.randn(d + 1, c, generator=g, dtype=torch.float64, requires_grad=True)
+    loss, grad = loss_and_grad(params.detach(), x, transition.T[given], xt, yt,
+                               trusted_weight=3.0, weight_decay=0.01)
+
+    w, b = params[:-1], params[-1]
+    noisy_likelihood = torch.softmax(x @ w + b, 1) @ transition  # P(ỹ | x) = Σ_y p(y|x) T[y, ỹ]
+    reference = (-noisy_likelihood[torch.arange(n), given].log().sum()
+                 - 3.0 * (torch.log_softmax(xt @ w + b, 1) * yt).sum()) / (n + 3.0 * v)
+    reference = reference + 0.01 * w.pow(2).sum()
+    reference.backward()
+    assert float(loss) == pytest.approx(reference.item(), rel=1e-12)
+    torch.testing.assert_close(grad, params.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_forward_correction_undoes_a_known_class_flip():
+    """40% of class 0 relabelled 1 (and 1 → 2): a head fitted on the noisy labels as if
+    they were clean learns the flip; with the true transition it recovers the classes."""
+    data = planted_clusters(n=4000, num_classes=4, dim=12, separation=4.0, rate=0.0, seed=5)
+    rng = np.random.default_rng(0)
+    given = data.clean.copy()
+    for src, dst in ((0, 1), (1, 2)):
+        rows = np.flatnonzero(data.clean == src)
+        given[rng.choice(rows, int(0.4 * len(rows)), replace=False)] = dst
+    transition = transition_from_pairs(torch.from_numpy(data.clean), torch.from_numpy(given), 4, smoothing=0.0)
+    x = torch.from_numpy(data.features)
+    folds = trusted_folds(len(data.trusted), 5, gen(0), torch.device("cpu"))
+    trusted = torch.from_numpy(data.trusted)
+    args = (x, torch.from_numpy(given), None, x[trusted], torch.from_numpy(data.clean[trusted]), folds)
+
+    def accuracy(t: torch.Tensor) -> float:
+        scores, _ = fit_forward_logistic(*args[:2], t, *args[3:], trusted_weight=0.0)
+        return float((scores.argmax(1).numpy() == data.clean).mean())
+
+    corrected, naive = accuracy(transition), accuracy(torch.eye(4))
+    assert corrected > 0.95  # separation 4: the clean Bayes accuracy is about 0.97
+    assert naive < corrected - 0.1
+
+
+def _chain_val_scores(labels: torch.Tensor, val_onehot: torch.Tensor, data, folds, rounds: int):
+    x = torch.from_numpy(data.features)
+    head = LeastSquaresHead(x, x[:60], val_onehot, fold_masks=folds, chain_labels=labels)
+    out = []
+    for _ in range(rounds):
+        out.append(head.crossfit_val_scores(labels))
+        head.advance_chains([torch.softmax(3 * s, 1) for s in head.chain_scores], 0.5)
+    return out
+
+
+def test_each_fold_chain_never_sees_its_fold():
+    """Changing the clean labels of fold 0 must not move fold 0's held-out scores in any
+    round: with chains they come from label copies that never used fold 0."""
+    data = planted_clusters(n=800, num_classes=3, dim=5, seed=2)
+    labels = torch.nn.functional.one_hot(torch.from_numpy(data.given), 3).float()
+    val_onehot = torch.nn.functional.one_hot(torch.from_numpy(data.clean[:60]), 3).float()
+    folds = trusted_folds(60, 5, gen(1), torch.device("cpu"))
+    flipped = val_onehot.clone()
+    flipped[folds[0]] = flipped[folds[0]].roll(1, dims=1)  # every fold-0 label wrong
+
+    before = _chain_val_scores(labels, val_onehot, data, folds, rounds=3)
+    after = _chain_val_scores(labels, flipped, data, folds, rounds=3)
+    for a, b in zip(before, after):
+        torch.testing.assert_close(a[folds[0]], b[folds[0]])
+        assert not torch.allclose(a[folds[1]], b[folds[1]])  # the other folds did see fold 0
+
+
+def test_selection_returns_the_candidate_with_the_lowest_trusted_log_loss():
+    data = planted_clusters(n=3000, num_classes=5, dim=24, rate=0.5, seed=3)
+    result = purify_dataset(data.features, data.given, **data.purify_kwargs(),
+                            config=PurifyConfig(epochs=40, eac_period=10))
+    nll = result.metadata["candidate_nll"]
+    assert set(nll) == {"round 1", "round 2", "round 3", "round 4", "logistic"}
+    assert result.metadata["selected"] == min(nll, key=nll.get)
+    without = purify_dataset(data.features, data.given, **data.purify_kwargs(),
+                             config=PurifyConfig(epochs=40, eac_period=10, logistic_candidate=False))
+    assert "logistic" not in without.metadata["candidate_nll"]
+    rounds = {k: v for k, v in nll.items() if k != "logistic"}
+    assert without.metadata["selected"] == min(rounds, key=rounds.get)
+    assert without.metadata["candidate_nll"] == pytest.approx(rounds)
+
+
+def test_forward_logistic_candidate_wins_on_class_dependent_noise():
+    """Pair-flip noise at 40% on clusters a linear model separates ~80% of the time: the
+    logistic candidate is chosen and beats the least-squares rounds (93.5% vs 91.8%
+    here; the margin held on other seeds too)."""
+    data = planted_clusters(n=4000, num_classes=5, dim=16, separation=2.0, rate=0.0, seed=9)
+    given = make_noisy_labels(data.clean, kind="pairflip", rate=0.4, num_classes=5, seed=1).noisy_labels
+    kwargs = dict(**data.purify_kwargs(), num_classes=5)
+    both = purify_dataset(data.features, given, **kwargs, config=PurifyConfig(epochs=60))
+    rounds = purify_dataset(data.features, given, **kwargs,
+                            config=PurifyConfig(epochs=60, logistic_candidate=False))
+    assert both.metadata["selected"] == "logistic"
+    assert both.accuracy(data.clean) > rounds.accuracy(data.clean) + 0.01
+    assert both.accuracy(data.clean) > (given == data.clean).mean() + 0.2
