@@ -15,21 +15,27 @@ from engine_fixtures import gen, one_torch_thread, planted_clusters  # noqa: F40
 
 
 def test_loss_and_grad_match_autograd():
+    """Two heads at once, each with its own trusted-row weights (one drops some rows)."""
     g = gen(0)
     n, v, d, c = 50, 12, 6, 4
     x, xt = torch.randn(n, d, generator=g, dtype=torch.float64), torch.randn(v, d, generator=g, dtype=torch.float64)
     transition = torch.softmax(torch.randn(c, c, generator=g, dtype=torch.float64) + 3 * torch.eye(c), 1)
     given = torch.randint(0, c, (n,), generator=g)
     yt = torch.nn.functional.one_hot(torch.randint(0, c, (v,), generator=g), c).double()
-    params = torch.randn(d + 1, c, generator=g, dtype=torch.float64, requires_grad=True)
-    loss, grad = loss_and_grad(params.detach(), x, transition.T[given], xt, yt,
-                               trusted_weight=3.0, weight_decay=0.01)
+    row_weights = torch.full((2, v), 3.0, dtype=torch.float64)
+    row_weights[1, :4] = 0
+    params = torch.randn(2, d + 1, c, generator=g, dtype=torch.float64, requires_grad=True)
+    loss, grad = loss_and_grad(params.detach(), x, transition.T[given], xt, yt, row_weights,
+                               weight_decay=0.01)
 
-    w, b = params[:-1], params[-1]
-    noisy_likelihood = torch.softmax(x @ w + b, 1) @ transition  # P(ỹ | x) = Σ_y p(y|x) T[y, ỹ]
-    reference = (-noisy_likelihood[torch.arange(n), given].log().sum()
-                 - 3.0 * (torch.log_softmax(xt @ w + b, 1) * yt).sum()) / (n + 3.0 * v)
-    reference = reference + 0.01 * w.pow(2).sum()
+    reference = 0.0
+    for head in range(2):
+        w, b = params[head, :-1], params[head, -1]
+        noisy_likelihood = torch.softmax(x @ w + b, 1) @ transition  # Σ_y p(y|x) T[y, ỹ]
+        trusted = (torch.log_softmax(xt @ w + b, 1) * yt).sum(1) * row_weights[head]
+        reference = reference + (-noisy_likelihood[torch.arange(n), given].log().sum()
+                                 - trusted.sum()) / (n + row_weights[head].sum())
+        reference = reference + 0.01 * w.pow(2).sum()
     reference.backward()
     assert float(loss) == pytest.approx(reference.item(), rel=1e-12)
     torch.testing.assert_close(grad, params.grad, rtol=1e-10, atol=1e-12)
@@ -65,7 +71,7 @@ def _chain_val_scores(labels: torch.Tensor, val_onehot: torch.Tensor, data, fold
     out = []
     for _ in range(rounds):
         out.append(head.crossfit_val_scores(labels))
-        head.advance_chains([torch.softmax(3 * s, 1) for s in head.chain_scores], 0.5)
+        head.advance_chains(torch.softmax(3 * head.chain_scores, -1), 0.5)
     return out
 
 

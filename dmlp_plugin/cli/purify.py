@@ -113,6 +113,9 @@ def summary_table(result, *, title: str = "DMLP purification", output: Path | No
         before, after = meta["label_accuracy_before"], meta["label_accuracy_after"]
         colour = "green" if after >= before else "red"
         table.add_row("label accuracy", f"{before:.2%} → [{colour}]{after:.2%}[/] ({(after - before) * 100:+.2f} pts)")
+    if meta.get("selected"):
+        nll = meta.get("candidate_nll", {}).get(meta["selected"])
+        table.add_row("labels from", meta["selected"] + (f"  (trusted log-loss {nll:.3f})" if nll is not None else ""))
     table.add_row("time", f"{result.timings.get('total', 0):.2f} s on {meta.get('device', '?')}")
     for key, value in (extra or {}).items():
         table.add_row(key, value)

@@ -77,53 +77,68 @@ def fit_forward_logistic(
     num_classes = transition.shape[0]
     val_onehot = torch.nn.functional.one_hot(val_labels, num_classes).to(x.dtype)
 
-    def fit(trusted: torch.Tensor, init: torch.Tensor | None, iters: int) -> torch.Tensor:
-        xt, yt = xv[trusted], val_onehot[trusted]
-        params = (torch.zeros(x.shape[1] + 1, num_classes, dtype=x.dtype, device=x.device)
-                  if init is None else init.clone())
+    def fit(keep: torch.Tensor, init: torch.Tensor | None, iters: int) -> torch.Tensor:
+        """Fit one head per row of ``keep`` (K, V): which trusted rows each may use.
+
+        The K objectives are independent, so one L-BFGS on their sum fits them all,
+        and each pass over the training rows serves every head at once.
+        """
+        params = (torch.zeros(keep.shape[0], x.shape[1] + 1, num_classes, dtype=x.dtype,
+                              device=x.device) if init is None else init.clone())
         params.requires_grad_(True)
         optimizer = torch.optim.LBFGS([params], lr=1.0, max_iter=iters, history_size=10,
                                       line_search_fn="strong_wolfe", tolerance_grad=1e-6,
                                       tolerance_change=1e-10)
 
         def closure() -> torch.Tensor:
-            loss, params.grad = loss_and_grad(params.detach(), x, t_given, xt, yt,
-                                              trusted_weight=trusted_weight,
-                                              weight_decay=weight_decay)
+            loss, params.grad = loss_and_grad(params.detach(), x, t_given, xv, val_onehot,
+                                              keep * trusted_weight, weight_decay=weight_decay)
             return loss
 
         optimizer.step(closure)
         return params.detach()
 
-    everyone = torch.ones(xv.shape[0], dtype=torch.bool, device=x.device)
-    full = fit(everyone, None, max_iter)
-    scores = x @ full[:-1] + full[-1]
+    folds = torch.stack(fold_masks)  # (K, V)
+    full = fit(torch.ones(1, xv.shape[0], dtype=x.dtype, device=x.device), None, max_iter)
+    scores = x @ full[0, :-1] + full[0, -1]
+    refits = fit((~folds).to(x.dtype), full.expand(len(fold_masks), -1, -1),
+                 refit_iter or max(1, max_iter // 5))
     val_scores = torch.empty(xv.shape[0], num_classes, dtype=x.dtype, device=x.device)
-    for mask in fold_masks:
-        refit = fit(~mask, full, refit_iter or max(1, max_iter // 5))
+    for mask, refit in zip(fold_masks, refits):
         val_scores[mask] = xv[mask] @ refit[:-1] + refit[-1]
     return scores, val_scores
 
 
 def loss_and_grad(params: torch.Tensor, x: torch.Tensor, t_given: torch.Tensor, xt: torch.Tensor,
-                  yt: torch.Tensor, *, trusted_weight: float,
+                  yt: torch.Tensor, row_weights: torch.Tensor, *,
                   weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The head's objective and its gradient with respect to ``params = [W; b]``.
+    """The summed objective of K heads and its gradient with respect to ``params``.
 
-    ``x`` (N, d) training rows with ``t_given[i] = T[:, ỹ_i]``; ``xt`` (V, d) trusted rows
-    with one-hot clean labels ``yt``. The training rows' gradient on the scores is
+    ``params`` (K, d+1, C) holds each head's ``[W; b]``. ``x`` (N, d) are the training
+    rows with ``t_given[i] = T[:, ỹ_i]``; ``xt`` (V, d) the trusted rows with one-hot
+    clean labels ``yt``, weighted per head by ``row_weights`` (K, V). Each head's loss
+    is divided by its total row weight. The training rows' gradient on the scores is
     ``p − q``, with ``q ∝ p·T[:, ỹ]`` the label posterior.
+
+    Scores are laid out (K, C, N) so the softmax runs across rows of length N, which
+    is far faster than across many rows of length C.
     """
-    w, b = params[:-1], params[-1]
-    denom = x.shape[0] + trusted_weight * xt.shape[0]
-    p = torch.softmax(x @ w + b, 1)
-    mixed = (p * t_given).sum(1).clamp_min(1e-30)  # P(ỹ_i | x_i)
-    d_scores = p - p * t_given / mixed.unsqueeze(1)
-    log_pv = torch.log_softmax(xt @ w + b, 1)
-    d_val = (log_pv.exp() - yt) * trusted_weight
-    loss = (-mixed.log().sum() - trusted_weight * (log_pv * yt).sum()) / denom
-    loss = loss + weight_decay * w.pow(2).sum()
+    k, d1, c = params.shape
+    w, b = params[:, :-1], params[:, -1]  # (K, d, C), (K, C)
+    w_rows = w.transpose(1, 2).reshape(k * c, d1 - 1)  # (K·C, d)
+    denom = x.shape[0] + row_weights.sum(1)  # (K,)
+    p = torch.softmax((w_rows @ x.T).view(k, c, -1) + b.unsqueeze(-1), 1)  # (K, C, N)
+    t_rows = t_given.T.unsqueeze(0)  # (1, C, N)
+    mixed = (p * t_rows).sum(1, keepdim=True).clamp_min(1e-30)  # P(ỹ_i | x_i)
+    d_scores = p - p * t_rows / mixed
+    log_pv = torch.log_softmax((w_rows @ xt.T).view(k, c, -1) + b.unsqueeze(-1), 1)  # (K, C, V)
+    y_rows = yt.T.unsqueeze(0)
+    d_val = (log_pv.exp() - y_rows) * row_weights.unsqueeze(1)
+    per_head = (-mixed.log().sum((1, 2)) - (log_pv * y_rows * row_weights.unsqueeze(1)).sum((1, 2))) / denom
+    loss = per_head.sum() + weight_decay * w.pow(2).sum()
+    scale = denom.view(k, 1, 1)
+    grad_w = ((d_scores / scale).reshape(k * c, -1) @ x + (d_val / scale).reshape(k * c, -1) @ xt)
     grad = torch.empty_like(params)
-    grad[:-1] = (x.T @ d_scores + xt.T @ d_val) / denom + 2 * weight_decay * w
-    grad[-1] = (d_scores.sum(0) + d_val.sum(0)) / denom
+    grad[:, :-1] = grad_w.view(k, c, d1 - 1).transpose(1, 2) + 2 * weight_decay * w
+    grad[:, -1] = (d_scores.sum(-1) + d_val.sum(-1)) / denom.unsqueeze(1)
     return loss, grad

@@ -260,17 +260,17 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
                  transition: torch.Tensor | None):
     """What each view mixes in, the trusted-set log-loss of that target, and ``T``.
 
-    A target is ``(labels, chain_targets)``: the labels' target, and one per fold chain
-    of the least-squares head (empty without chains), made the same way from each
-    chain's own scores.
+    A target is ``(labels, chain_targets)``: the labels' target, and the targets of the
+    least-squares head's fold chains ``(N, K, C)`` (None without chains), made the same
+    way from each chain's own scores.
     """
     targets, nlls = [], []
     for view in views:
         scores, val_scores = view.head_scores()
-        chain_scores = view.ls_head.chain_scores if view.ls_head is not None else []
+        chain_scores = view.ls_head.chain_scores if view.ls_head is not None else None
         if config.eac_target == "head" and view.linear_head is not None:
             # The paper: the head's own softmax, uncalibrated.
-            targets.append((torch.softmax(scores, -1), []))
+            targets.append((torch.softmax(scores, -1), None))
             nlls.append(torch.nn.functional.cross_entropy(val_scores, val_labels))
             continue
         prior: torch.Tensor | float = 0.0
@@ -285,8 +285,11 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
             if val_given is not None:  # else no given labels: calibrate the head alone
                 val_prior = log_t[val_given]
         scale, nll = fit_temperature(val_scores, val_labels, val_prior)
-        targets.append((torch.softmax(scale * scores + prior, -1),
-                        [torch.softmax(scale * s + prior, -1) for s in chain_scores]))
+        chain_targets = None
+        if chain_scores is not None:
+            chain_prior = prior.unsqueeze(1) if isinstance(prior, torch.Tensor) else prior
+            chain_targets = torch.softmax(scale * chain_scores + chain_prior, -1)
+        targets.append((torch.softmax(scale * scores + prior, -1), chain_targets))
         nlls.append(nll)
     return targets, sum(nlls) / len(nlls), transition
 
@@ -311,14 +314,14 @@ def _logistic_candidate(views: list[_View], config: PurifyConfig, given: torch.T
 
 
 @torch.no_grad()
-def _mix(views: list[_View], targets: list[tuple[torch.Tensor, list[torch.Tensor]]],
+def _mix(views: list[_View], targets: list[tuple[torch.Tensor, torch.Tensor | None]],
          eta: float) -> None:
     """``Y ← (1 − η)·Y + η·target``; with two views each takes the other view's target."""
     if len(views) == 2:
         targets = targets[::-1]
     for view, (target, chain_targets) in zip(views, targets):
         view.labels.mul_(1 - eta).add_(view.laid_out(target), alpha=eta)
-        if chain_targets:
+        if chain_targets is not None:
             view.ls_head.advance_chains(chain_targets, eta)
 
 
