@@ -152,7 +152,7 @@ def _gram(x: torch.Tensor) -> torch.Tensor:
     d = x.shape[1]
     gram = torch.empty(d + 1, d + 1, dtype=torch.float64, device=x.device)
     gram[:d, :d] = (x.T @ x).double()
-    col = x.double().sum(0)
+    col = x.sum(0, dtype=torch.float64)
     gram[:d, d] = col
     gram[d, :d] = col
     gram[d, d] = x.shape[0]
