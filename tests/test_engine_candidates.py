@@ -14,8 +14,10 @@ from dmlp_plugin.noise import make_noisy_labels
 from engine_fixtures import gen, one_torch_thread, planted_clusters  # noqa: F401
 
 
-def test_loss_and_grad_match_autograd():
-    """Two heads at once, each with its own trusted-row weights (one drops some rows)."""
+@pytest.mark.parametrize("standardise", [False, True])
+def test_loss_and_grad_match_autograd(standardise):
+    """Two heads at once, each with its own trusted-row weights (one drops some rows);
+    with ``shift``/``scale`` the weights act on standardised features that are never built."""
     g = gen(0)
     n, v, d, c = 50, 12, 6, 4
     x, xt = torch.randn(n, d, generator=g, dtype=torch.float64), torch.randn(v, d, generator=g, dtype=torch.float64)
@@ -25,14 +27,17 @@ def test_loss_and_grad_match_autograd():
     row_weights = torch.full((2, v), 3.0, dtype=torch.float64)
     row_weights[1, :4] = 0
     params = torch.randn(2, d + 1, c, generator=g, dtype=torch.float64, requires_grad=True)
+    x, xt = x * 3 + 5, xt * 3 + 5
+    shift, scale = (x.mean(0), x.std()) if standardise else (None, 1.0)
     loss, grad = loss_and_grad(params.detach(), x, transition.T[given], xt, yt, row_weights,
-                               weight_decay=0.01)
+                               weight_decay=0.01, shift=shift, scale=scale)
 
+    xs, xts = (x, xt) if shift is None else ((x - shift) / scale, (xt - shift) / scale)
     reference = 0.0
     for head in range(2):
         w, b = params[head, :-1], params[head, -1]
-        noisy_likelihood = torch.softmax(x @ w + b, 1) @ transition  # Σ_y p(y|x) T[y, ỹ]
-        trusted = (torch.log_softmax(xt @ w + b, 1) * yt).sum(1) * row_weights[head]
+        noisy_likelihood = torch.softmax(xs @ w + b, 1) @ transition  # Σ_y p(y|x) T[y, ỹ]
+        trusted = (torch.log_softmax(xts @ w + b, 1) * yt).sum(1) * row_weights[head]
         reference = reference + (-noisy_likelihood[torch.arange(n), given].log().sum()
                                  - trusted.sum()) / (n + row_weights[head].sum())
         reference = reference + 0.01 * w.pow(2).sum()
@@ -71,7 +76,7 @@ def _chain_val_scores(labels: torch.Tensor, val_onehot: torch.Tensor, data, fold
     out = []
     for _ in range(rounds):
         out.append(head.crossfit_val_scores(labels))
-        head.advance_chains(torch.softmax(3 * head.chain_scores, -1), 0.5)
+        head.advance_chains(torch.softmax(3 * head.chain_scores, 1), 0.5)
     return out
 
 

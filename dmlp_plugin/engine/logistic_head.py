@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from .lbfgs import minimize_lbfgs
+
 __all__ = ["fit_forward_logistic", "loss_and_grad"]
 
 
@@ -68,11 +70,13 @@ def fit_forward_logistic(
     val_scores : (V, C)
         Cross-fitted logits of the trusted rows.
     """
-    # Standardise so that one weight decay means the same on any feature scale.
-    mean = features.mean(0)
-    scale = (features - mean).pow(2).mean().sqrt().clamp_min(1e-12)
-    x = (features - mean) / scale
-    xv = (val_features - mean) / scale
+    # Standardise so that one weight decay means the same on any feature scale. The
+    # shift and scale are folded into the weights (see loss_and_grad) rather than applied
+    # to a copy of the features: that copy cost more than the whole fit.
+    shift = features.mean(0)
+    sq = torch.linalg.vector_norm(features).double().square() / features.numel()
+    scale = (sq - shift.double().square().mean()).clamp_min(1e-24).sqrt().to(features.dtype)
+    x, xv = features, val_features
     t_given = transition.to(x.dtype).T[given]  # (N, C): T[:, ỹ_i]
     num_classes = transition.shape[0]
     val_onehot = torch.nn.functional.one_hot(val_labels, num_classes).to(x.dtype)
@@ -84,61 +88,91 @@ def fit_forward_logistic(
         and each pass over the training rows serves every head at once.
         """
         params = (torch.zeros(keep.shape[0], x.shape[1] + 1, num_classes, dtype=x.dtype,
-                              device=x.device) if init is None else init.clone())
-        params.requires_grad_(True)
-        optimizer = torch.optim.LBFGS([params], lr=1.0, max_iter=iters, history_size=10,
-                                      line_search_fn="strong_wolfe", tolerance_grad=1e-6,
-                                      tolerance_change=1e-10)
+                              device=x.device) if init is None else init)
+        buffers: dict[str, torch.Tensor] = {}
 
-        def closure() -> torch.Tensor:
-            loss, params.grad = loss_and_grad(params.detach(), x, t_given, xv, val_onehot,
-                                              keep * trusted_weight, weight_decay=weight_decay)
-            return loss
+        def objective(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return loss_and_grad(p, x, t_given, xv, val_onehot, keep * trusted_weight,
+                                 weight_decay=weight_decay, shift=shift, scale=scale,
+                                 buffers=buffers)
 
-        optimizer.step(closure)
-        return params.detach()
+        return minimize_lbfgs(objective, params, max_iter=iters)
 
     folds = torch.stack(fold_masks)  # (K, V)
     full = fit(torch.ones(1, xv.shape[0], dtype=x.dtype, device=x.device), None, max_iter)
-    scores = x @ full[0, :-1] + full[0, -1]
+    w, b = _raw_weights(full, shift, scale)
+    scores = x @ w[0] + b[0]
     refits = fit((~folds).to(x.dtype), full.expand(len(fold_masks), -1, -1),
                  refit_iter or max(1, max_iter // 5))
     val_scores = torch.empty(xv.shape[0], num_classes, dtype=x.dtype, device=x.device)
-    for mask, refit in zip(fold_masks, refits):
-        val_scores[mask] = xv[mask] @ refit[:-1] + refit[-1]
+    refit_w, refit_b = _raw_weights(refits, shift, scale)
+    for mask, w, b in zip(fold_masks, refit_w, refit_b):
+        val_scores[mask] = xv[mask] @ w + b
     return scores, val_scores
 
 
 def loss_and_grad(params: torch.Tensor, x: torch.Tensor, t_given: torch.Tensor, xt: torch.Tensor,
-                  yt: torch.Tensor, row_weights: torch.Tensor, *,
-                  weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
+                  yt: torch.Tensor, row_weights: torch.Tensor, *, weight_decay: float,
+                  shift: torch.Tensor | None = None, scale: torch.Tensor | float = 1.0,
+                  buffers: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The summed objective of K heads and its gradient with respect to ``params``.
 
-    ``params`` (K, d+1, C) holds each head's ``[W; b]``. ``x`` (N, d) are the training
-    rows with ``t_given[i] = T[:, ỹ_i]``; ``xt`` (V, d) the trusted rows with one-hot
-    clean labels ``yt``, weighted per head by ``row_weights`` (K, V). Each head's loss
-    is divided by its total row weight. The training rows' gradient on the scores is
-    ``p − q``, with ``q ∝ p·T[:, ỹ]`` the label posterior.
+    ``params`` (K, d+1, C) holds each head's ``[W; b]`` acting on standardised features
+    ``(x − shift) / scale``. ``x`` (N, d) are the training rows, unstandardised, with
+    ``t_given[i] = T[:, ỹ_i]``; ``xt`` (V, d) the trusted rows with one-hot clean labels
+    ``yt``, weighted per head by ``row_weights`` (K, V). Each head's loss is divided by
+    its total row weight. The training rows' gradient on the scores is ``p − q``, with
+    ``q ∝ p·T[:, ỹ]`` the label posterior.
 
     Scores are laid out (K, C, N) so the softmax runs across rows of length N, which
-    is far faster than across many rows of length C.
+    is far faster than across many rows of length C. The (K, C, N) work is done in place
+    in ``buffers`` (reused across calls when given): a fresh 10 MB tensor per operation
+    costs more in page faults than the arithmetic on it.
     """
     k, d1, c = params.shape
-    w, b = params[:, :-1], params[:, -1]  # (K, d, C), (K, C)
-    w_rows = w.transpose(1, 2).reshape(k * c, d1 - 1)  # (K·C, d)
-    denom = x.shape[0] + row_weights.sum(1)  # (K,)
-    p = torch.softmax((w_rows @ x.T).view(k, c, -1) + b.unsqueeze(-1), 1)  # (K, C, N)
-    t_rows = t_given.T.unsqueeze(0)  # (1, C, N)
-    mixed = (p * t_rows).sum(1, keepdim=True).clamp_min(1e-30)  # P(ỹ_i | x_i)
-    d_scores = p - p * t_rows / mixed
-    log_pv = torch.log_softmax((w_rows @ xt.T).view(k, c, -1) + b.unsqueeze(-1), 1)  # (K, C, V)
+    n = x.shape[0]
+    buffers = {} if buffers is None else buffers
+    w_raw, b_raw = _raw_weights(params, shift, scale)  # (K, d, C), (K, C)
+    w_rows = w_raw.transpose(1, 2).reshape(k * c, d1 - 1)  # (K·C, d)
+    denom = n + row_weights.sum(1)  # (K,)
+    scores = _buffer(buffers, "scores", (k * c, n), x)
+    torch.mm(w_rows, x.T, out=scores)
+    p = scores.view(k, c, n).add_(b_raw.unsqueeze(-1))
+    p.sub_(p.amax(1, keepdim=True)).exp_()
+    p.div_(p.sum(1, keepdim=True))  # softmax over classes, in place
+    joint = torch.mul(p, t_given.T.unsqueeze(0), out=_buffer(buffers, "joint", (k, c, n), x))
+    mixed = joint.sum(1, keepdim=True).clamp_min_(1e-30)  # P(ỹ_i | x_i)
+    loss_train = -mixed.log().sum((1, 2))
+    d_scores = p.sub_(joint.div_(mixed)).div_(denom.view(k, 1, 1))  # (p − q) / denom
+    log_pv = torch.log_softmax((w_rows @ xt.T).view(k, c, -1) + b_raw.unsqueeze(-1), 1)  # (K, C, V)
     y_rows = yt.T.unsqueeze(0)
-    d_val = (log_pv.exp() - y_rows) * row_weights.unsqueeze(1)
-    per_head = (-mixed.log().sum((1, 2)) - (log_pv * y_rows * row_weights.unsqueeze(1)).sum((1, 2))) / denom
+    d_val = (log_pv.exp() - y_rows) * (row_weights / denom.unsqueeze(1)).unsqueeze(1)
+    w = params[:, :-1]
+    per_head = (loss_train - (log_pv * y_rows * row_weights.unsqueeze(1)).sum((1, 2))) / denom
     loss = per_head.sum() + weight_decay * w.pow(2).sum()
-    scale = denom.view(k, 1, 1)
-    grad_w = ((d_scores / scale).reshape(k * c, -1) @ x + (d_val / scale).reshape(k * c, -1) @ xt)
+    grad_raw = d_scores.view(k * c, n) @ x + d_val.reshape(k * c, -1) @ xt
+    grad_b = d_scores.sum(-1) + d_val.sum(-1)  # (K, C)
+    if shift is not None:  # chain rule through x ↦ (x − shift) / scale
+        grad_raw = grad_raw - grad_b.reshape(k * c, 1) * shift
     grad = torch.empty_like(params)
-    grad[:, :-1] = grad_w.view(k, c, d1 - 1).transpose(1, 2) + 2 * weight_decay * w
-    grad[:, -1] = (d_scores.sum(-1) + d_val.sum(-1)) / denom.unsqueeze(1)
+    grad[:, :-1] = grad_raw.view(k, c, d1 - 1).transpose(1, 2) / scale + 2 * weight_decay * w
+    grad[:, -1] = grad_b
     return loss, grad
+
+
+def _buffer(buffers: dict[str, torch.Tensor], name: str, shape: tuple[int, ...],
+            like: torch.Tensor) -> torch.Tensor:
+    buf = buffers.get(name)
+    if buf is None or buf.shape != shape:
+        buf = buffers[name] = like.new_empty(shape)
+    return buf
+
+
+def _raw_weights(params: torch.Tensor, shift: torch.Tensor | None,
+                 scale: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights ``(K, d, C)`` and bias ``(K, C)`` that act on unstandardised features."""
+    w = params[:, :-1] / scale
+    b = params[:, -1]
+    if shift is not None:
+        b = b - torch.einsum("d,kdc->kc", shift, w)
+    return w, b

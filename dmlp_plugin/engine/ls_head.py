@@ -73,9 +73,10 @@ class LeastSquaresHead:
             keep = ~mask
             self.fold_chols.append(_factor(gram_train + self.weight * _gram(val_features[keep]), ridge))
             self.fold_rhs.append(_xty(val_features[keep], val_onehot[keep]) * self.weight)
-        # (N, K, C): all K chains side by side, so each round is one wide product.
+        # (K, C, N): all K chains stacked, so each round is one wide product. Rows of
+        # length N (not N rows of length C) make both the product and the softmax fast.
         self.chains = (None if chain_labels is None else
-                       chain_labels.unsqueeze(1).repeat(1, len(self.fold_masks), 1))
+                       chain_labels.T.unsqueeze(0).repeat(len(self.fold_masks), 1, 1))
         self.chain_scores: torch.Tensor | None = None
 
     def fit(self, labels: torch.Tensor) -> torch.Tensor:
@@ -90,7 +91,7 @@ class LeastSquaresHead:
         """Scores of every trusted sample from a fit that excluded its fold. ``(V, C)``.
 
         With chains, fold ``k``'s fit uses chain ``k`` instead of ``labels``, and every
-        chain's scores on the training rows are kept in :attr:`chain_scores` ``(N, K, C)``.
+        chain's scores on the training rows are kept in :attr:`chain_scores` ``(K, C, N)``.
         """
         out = torch.empty_like(self.val_onehot)
         if self.chains is None:
@@ -98,17 +99,18 @@ class LeastSquaresHead:
             fold_weights = [_solve(chol, train_rhs + rhs)
                             for chol, rhs in zip(self.fold_chols, self.fold_rhs)]
         else:
-            n, k, c = self.chains.shape
-            train_rhs = _xty(self.features, self.chains.view(n, k * c)).view(-1, k, c)
+            k, c, n = self.chains.shape
+            train_rhs = _xty_rows(self.features, self.chains.view(k * c, n)).view(-1, k, c)
             fold_weights = [_solve(chol, train_rhs[:, j] + rhs)
                             for j, (chol, rhs) in enumerate(zip(self.fold_chols, self.fold_rhs))]
-            self.chain_scores = self.scores(torch.cat(fold_weights, 1)).view(n, k, c)
+            weights = torch.cat(fold_weights, 1).to(self.features.dtype)  # (d+1, K·C)
+            self.chain_scores = (weights[:-1].T @ self.features.T + weights[-1:].T).view(k, c, n)
         for mask, weights in zip(self.fold_masks, fold_weights):
             out[mask] = self.scores(weights, self.val_features[mask])
         return out
 
     def advance_chains(self, targets: torch.Tensor, eta: float) -> None:
-        """``chain ← (1 − η)·chain + η·target``; ``targets`` (N, K, C), one per chain."""
+        """``chain ← (1 − η)·chain + η·target``; ``targets`` (K, C, N), one per chain."""
         self.chains.mul_(1 - eta).add_(targets, alpha=eta)
 
 
@@ -152,7 +154,7 @@ def _gram(x: torch.Tensor) -> torch.Tensor:
     d = x.shape[1]
     gram = torch.empty(d + 1, d + 1, dtype=torch.float64, device=x.device)
     gram[:d, :d] = (x.T @ x).double()
-    col = x.sum(0, dtype=torch.float64)
+    col = x.sum(0).double()  # a dtype= argument would copy x to float64 first
     gram[:d, d] = col
     gram[d, :d] = col
     gram[d, d] = x.shape[0]
@@ -161,7 +163,16 @@ def _gram(x: torch.Tensor) -> torch.Tensor:
 
 def _xty(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``[x 1]ᵀ y`` in float64."""
-    return torch.cat([x.T @ y, y.sum(0, keepdim=True)]).double()
+    return _xty_rows(x, y.T)
+
+
+def _xty_rows(x: torch.Tensor, y_rows: torch.Tensor) -> torch.Tensor:
+    """``[x 1]ᵀ y`` in float64 for ``y`` given as rows ``yᵀ`` (M, N).
+
+    ``yᵀx`` reads ``x`` (N, d) in its storage order and runs ~1.7× faster on CPU than
+    ``xᵀy``, which is the same product.
+    """
+    return torch.cat([y_rows @ x, y_rows.sum(1, keepdim=True)], 1).T.double()
 
 
 def _factor(gram: torch.Tensor, ridge: float) -> torch.Tensor:

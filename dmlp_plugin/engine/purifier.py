@@ -8,9 +8,10 @@ loop runs without host-device synchronisation.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -102,6 +103,37 @@ class _View:
 
 
 def purify_tensors(
+    features: torch.Tensor,
+    init_labels: torch.Tensor,
+    val_features: torch.Tensor,
+    val_labels: torch.Tensor,
+    **kwargs,
+) -> EngineOutput:
+    """Run DMLP on prepared tensors (see :func:`_purify` for the parameters).
+
+    On CPU, subnormal floats are flushed to zero while it runs: softmax probabilities
+    of confident rows underflow into that range, and arithmetic on them is an order of
+    magnitude slower (it made the candidate fits 3× slower on CIFAR-10). Values below
+    1e-38 change no label.
+    """
+    with _flush_denormal(features.device):
+        return _purify(features, init_labels, val_features, val_labels, **kwargs)
+
+
+@contextlib.contextmanager
+def _flush_denormal(device: torch.device) -> Iterator[None]:
+    # torch has no getter for this flag: it is off unless someone turned it on, and it is
+    # left off afterwards.
+    if device.type != "cpu" or not torch.set_flush_denormal(True):
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _purify(
     features: torch.Tensor,
     init_labels: torch.Tensor,
     val_features: torch.Tensor,
@@ -261,7 +293,7 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
     """What each view mixes in, the trusted-set log-loss of that target, and ``T``.
 
     A target is ``(labels, chain_targets)``: the labels' target, and the targets of the
-    least-squares head's fold chains ``(N, K, C)`` (None without chains), made the same
+    least-squares head's fold chains ``(K, C, N)`` (None without chains), made the same
     way from each chain's own scores.
     """
     targets, nlls = [], []
@@ -287,8 +319,8 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
         scale, nll = fit_temperature(val_scores, val_labels, val_prior)
         chain_targets = None
         if chain_scores is not None:
-            chain_prior = prior.unsqueeze(1) if isinstance(prior, torch.Tensor) else prior
-            chain_targets = torch.softmax(scale * chain_scores + chain_prior, -1)
+            chain_prior = prior.T.unsqueeze(0) if isinstance(prior, torch.Tensor) else prior
+            chain_targets = torch.softmax(scale * chain_scores + chain_prior, 1)
         targets.append((torch.softmax(scale * scores + prior, -1), chain_targets))
         nlls.append(nll)
     return targets, sum(nlls) / len(nlls), transition
