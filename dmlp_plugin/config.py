@@ -85,6 +85,12 @@ class PurifyConfig:
         The logistic head's L2 penalty (on standardised features) and trusted-row weight.
     logistic_max_iter, logistic_refit_iter : int
         L-BFGS iterations of its fit, and of each warm-started cross-fitting refit.
+    transition_em_steps : int
+        With ``eac_target="posterior"``: EM steps that refine the noise transition behind
+        each posterior (every mixing round's and the logistic head's), adding the
+        training rows' expected label counts to the trusted pairs (0: the trusted counts
+        alone). At 20% noise each off-diagonal entry of ``T`` rests on about two trusted
+        counts (not in the paper; see docs/engine.md).
     eac_lr, eac_weight_decay, eac_batch_size, eac_steps, eac_lr_decay_epoch
         Linear head only: Adam settings, mini-batch size, steps per epoch, and the epoch
         after which its learning rate drops tenfold (official: 3; 0 keeps it constant).
@@ -117,12 +123,13 @@ class PurifyConfig:
     eac_eta: float = 0.5
     eac_final: bool = True
     select_round: bool = True
-    trusted_weight: float = 5.0
+    trusted_weight: float = 7.0
     logistic_candidate: bool = True
     logistic_weight_decay: float = 5e-3
     logistic_trusted_weight: float = 2.0
     logistic_max_iter: int = 20
     logistic_refit_iter: int = 5
+    transition_em_steps: int = 20
     eac_lr: float = 0.03
     eac_weight_decay: float = 3e-4
     eac_batch_size: int = 500
@@ -139,7 +146,7 @@ class PurifyConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("reshuffle_every", "eac_lr_decay_epoch"):
+        for name in ("reshuffle_every", "eac_lr_decay_epoch", "transition_em_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")

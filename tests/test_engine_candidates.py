@@ -9,7 +9,7 @@ import torch
 from dmlp_plugin import PurifyConfig, purify_dataset
 from dmlp_plugin.engine.logistic_head import fit_forward_logistic, loss_and_grad
 from dmlp_plugin.engine.ls_head import LeastSquaresHead, trusted_folds
-from dmlp_plugin.engine.posterior import transition_from_pairs
+from dmlp_plugin.engine.posterior import refine_transition, transition_from_pairs
 from dmlp_plugin.noise import make_noisy_labels
 from engine_fixtures import gen, one_torch_thread, planted_clusters  # noqa: F401
 
@@ -125,3 +125,29 @@ def test_forward_logistic_candidate_wins_on_class_dependent_noise():
     assert both.metadata["selected"] == "logistic"
     assert both.accuracy(data.clean) > rounds.accuracy(data.clean) + 0.01
     assert both.accuracy(data.clean) > (given == data.clean).mean() + 0.2
+
+
+@pytest.mark.parametrize("kind,rate", [("symmetric", 0.5), ("pairflip", 0.3)])
+def test_em_refined_transition_is_closer_to_the_truth_than_trusted_counts(kind, rate):
+    """With calibrated scores (the Bayes log-likelihoods of planted clusters) the EM
+    update pools the training rows: its T must beat the count of 100 trusted pairs."""
+    data = planted_clusters(n=6000, num_classes=4, dim=8, separation=3.0, rate=0.0, seed=4)
+    given = make_noisy_labels(data.clean, kind=kind, rate=rate, num_classes=4, seed=1).noisy_labels
+    x = torch.from_numpy(data.features).double()
+    means = torch.from_numpy(data.means)
+    scores = -0.5 * torch.cdist(x, means).square()  # exact log p(x | y) + const
+    trusted = torch.from_numpy(data.trusted[:100])
+    train = torch.from_numpy(np.setdiff1d(np.arange(6000), data.trusted[:100]))
+    clean, noisy = torch.from_numpy(data.clean), torch.from_numpy(given)
+    truth = transition_from_pairs(clean[train], noisy[train], 4, smoothing=0.0).double()
+    counted = transition_from_pairs(clean[trusted], noisy[trusted], 4).double()
+    refined = refine_transition(scores[train], noisy[train], scores[trusted], clean[trusted],
+                                noisy[trusted], counted, steps=20)
+    torch.testing.assert_close(refined.sum(1), torch.ones(4, dtype=torch.float64))
+    assert (refined - truth).abs().sum() < 0.25 * (counted - truth).abs().sum()
+    # zero steps leave T alone; without the trusted rows' given labels it still runs on training rows
+    assert torch.equal(refine_transition(scores[train], noisy[train], scores[trusted], clean[trusted],
+                                         noisy[trusted], counted, steps=0), counted)
+    blind = refine_transition(scores[train], noisy[train], scores[trusted], clean[trusted], None,
+                              counted, steps=20)
+    assert (blind - truth).abs().sum() < 0.25 * (counted - truth).abs().sum()

@@ -10,13 +10,22 @@ unless the classifier's evidence against it outweighs how reliable labels of tha
 were measured to be: at 20% noise a label is flipped only on strong evidence, at 90%
 on weak evidence. ``T`` is counted on the trusted set, whose given and clean labels are
 both known in the CIFAR protocol; otherwise it is estimated from the classifier itself.
+
+Counted on 1,000 trusted samples, ``T`` is coarse: at 20% symmetric noise each
+off-diagonal entry rests on about two counts, and the posterior's flip thresholds,
+``log T[ỹ, ỹ] / T[y, ỹ]``, inherit that noise. :func:`refine_transition` adds the
+training rows' expected counts under the posterior (EM, with the classifier held fixed),
+pooling fifty times more rows.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["transition_from_pairs", "transition_from_predictions", "label_posterior"]
+from .ls_head import fit_temperature
+
+__all__ = ["transition_from_pairs", "transition_from_predictions", "label_posterior",
+           "refine_transition"]
 
 
 def transition_from_pairs(clean: torch.Tensor, given: torch.Tensor, num_classes: int, *,
@@ -42,3 +51,38 @@ def label_posterior(probs: torch.Tensor, given: torch.Tensor, transition: torch.
     """``p(y | x, ỹ) ∝ probs[:, y] · T[y, ỹ]``, rows normalised. ``probs``: (N, C)."""
     post = probs * transition.T[given.long()]
     return post / post.sum(1, keepdim=True).clamp_min(1e-30)
+
+
+def refine_transition(scores: torch.Tensor, given: torch.Tensor, val_scores: torch.Tensor,
+                      val_labels: torch.Tensor, val_given: torch.Tensor | None,
+                      transition: torch.Tensor, *, steps: int = 20,
+                      recalibrate_every: int = 5) -> torch.Tensor:
+    """Re-estimate ``T`` by EM over the training rows, the trusted pairs counting as data.
+
+    Every ``recalibrate_every`` steps the classifier's ``scores`` (N, C) are calibrated
+    with one temperature fitted on the trusted rows' held-out ``val_scores`` under the
+    current ``T``; each step takes the label
+    posterior ``q_i ∝ p(y | x_i)·T[y, ỹ_i]``, and sets ``T[y, ỹ] ∝ n_trusted(y, ỹ) +
+    Σ_{i: ỹ_i = ỹ} q_i(y)``, the maximum-likelihood update with the classifier fixed.
+    ``val_given`` (the trusted rows' given labels) may be None: then only training rows count.
+
+    On the CIFAR-10 benchmark it halves the error of ``T`` counted on 1,000 trusted
+    samples and adds 0.4-1.0 points of label accuracy at 20-50% symmetric noise
+    (docs/engine.md).
+    """
+    num_classes = scores.shape[1]
+    trusted = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=scores.device)
+    if val_given is not None:
+        trusted.index_put_((val_labels.long(), val_given.long()),
+                           torch.ones_like(val_labels, dtype=torch.float64), accumulate=True)
+    given = given.long()
+    rows = scores.T.contiguous()  # (C, N): a softmax across rows of length N is fast
+    for step in range(steps):
+        log_t = transition.clamp_min(1e-12).log()  # (y, ỹ)
+        if step % recalibrate_every == 0:
+            val_prior = log_t.T[val_given] if val_given is not None else 0.0
+            scale, _ = fit_temperature(val_scores, val_labels, val_prior)
+        posterior = torch.softmax(scale * rows + log_t.index_select(1, given), 0)  # (C, N)
+        joint = trusted.index_add(1, given, posterior.double())
+        transition = (joint / joint.sum(1, keepdim=True).clamp_min(1e-30)).to(scores.dtype)
+    return transition

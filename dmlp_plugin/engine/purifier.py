@@ -21,7 +21,7 @@ from .ipc import IPCBatches, IPCLossWeights, factor, ipc_loss_and_grad, partitio
 from .label_update import LabelOptimizer, project_simplex
 from .logistic_head import fit_forward_logistic
 from .ls_head import LeastSquaresHead, fit_temperature, trusted_folds
-from .posterior import transition_from_pairs, transition_from_predictions
+from .posterior import refine_transition, transition_from_pairs, transition_from_predictions
 
 __all__ = ["purify_tensors", "EngineOutput", "METRICS", "epoch_record"]
 
@@ -316,7 +316,11 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
             prior = log_t[given]
             if val_given is not None:  # else no given labels: calibrate the head alone
                 val_prior = log_t[val_given]
+        # The log-loss is taken under the counted T, the same for every round and candidate.
         scale, nll = fit_temperature(val_scores, val_labels, val_prior)
+        if config.eac_target == "posterior" and config.transition_em_steps:
+            prior, scale = _refined_prior(scores, val_scores, given, val_labels, val_given,
+                                          transition, config.transition_em_steps)
         chain_targets = None
         if chain_scores is not None:
             chain_prior = prior.T.unsqueeze(0) if isinstance(prior, torch.Tensor) else prior
@@ -338,11 +342,29 @@ def _logistic_candidate(views: list[_View], config: PurifyConfig, given: torch.T
             trusted_weight=config.logistic_trusted_weight,
             weight_decay=config.logistic_weight_decay, max_iter=config.logistic_max_iter,
             refit_iter=config.logistic_refit_iter)
-        prior = log_t[val_given] if val_given is not None else 0.0
-        scale, nll = fit_temperature(val_scores, val_labels, prior)
-        posteriors.append(torch.softmax(scale * scores + log_t[given], -1))
+        val_prior = log_t[val_given] if val_given is not None else 0.0
+        # The log-loss that competes with the rounds' uses the same T as theirs.
+        scale, nll = fit_temperature(val_scores, val_labels, val_prior)
         nlls.append(nll)
+        prior = log_t[given]
+        if config.transition_em_steps:
+            prior, scale = _refined_prior(scores, val_scores, given, val_labels, val_given,
+                                          transition, config.transition_em_steps)
+        posteriors.append(torch.softmax(scale * scores + prior, -1))
     return sum(posteriors) / len(posteriors), sum(nlls) / len(nlls)
+
+
+def _refined_prior(scores: torch.Tensor, val_scores: torch.Tensor, given: torch.Tensor,
+                   val_labels: torch.Tensor, val_given: torch.Tensor | None,
+                   transition: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log T[:, ỹ_i]`` per training row (N, C) under the EM-refined ``T``, and the
+    temperature of ``scores`` recalibrated under it."""
+    refined = refine_transition(scores, given, val_scores, val_labels, val_given, transition,
+                                steps=steps)
+    log_r = refined.clamp_min(1e-12).log().T
+    scale, _ = fit_temperature(val_scores, val_labels,
+                               log_r[val_given] if val_given is not None else 0.0)
+    return log_r[given], scale
 
 
 @torch.no_grad()
