@@ -79,6 +79,30 @@ def test_run_setting_rows_are_well_formed_and_render():
     assert "| 50% (45.0%) |" in text and "50.3" in text  # official reference beside ours
 
 
+def test_targets_are_judged_on_the_mean_over_draws_and_every_draw_must_hold():
+    inputs = synthetic_inputs()
+    specs = [s for s in bench.symmetric_specs(quick=True) if s.name in ("given labels", "**default**")]
+    setting, _ = bench.run_noise(inputs, "Symmetric 20%", "sym-0.2", "symmetric", 0.2, specs, seeds=[0],
+                                 num_trusted=200, epochs=4, probe_iters=0, draw_seeds=[0, 1, 2],
+                                 log=lambda _: None)
+    assert sorted(setting.draws) == [0, 1, 2]
+    # draw 0 is the row already run; the others are new draws of the noise
+    assert setting.draws[0][0] == bench.row_named(setting, "**default**").label_acc
+    assert len({delta for _, delta in setting.draws.values()}) == 3  # three different noise draws
+
+    def verdict(accs: list[float], deltas: list[float]) -> str:
+        setting.draws = {k: (a / 100, d) for k, (a, d) in enumerate(zip(accs, deltas))}
+        head, body = bench.summary_table([setting])
+        assert "mean ± std of" in " ".join(head) and all(len(row) == len(head) for row in body)
+        return body[0][-1]
+
+    assert verdict([86.8, 87.2, 87.3], [4.0, 4.0, 4.0]) == "yes"  # one draw under 87, the mean over
+    assert verdict([86.8, 86.9, 87.2], [4.0, 4.0, 4.0]) == "**no**"
+    assert verdict([90.0, 90.0, 90.0], [4.0, -0.6, 4.0]) == "**no**"  # a draw fell below the given labels
+    head, body = bench.draws_table([setting])
+    assert body[0][1:4] == ["90.00", "90.00", "90.00"] and body[0][-1] == "-0.60"
+
+
 def test_write_section_keeps_other_sections(tmp_path):
     path = tmp_path / "RESULTS.md"
     path.write_text("# Results\n\n<!-- features:start -->\nfeatures\n<!-- features:end -->\n")
