@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .label_update import LabelOptimizer
+from .softmax import log_softmax_rows, softmax_rows
 
 __all__ = ["EACHead"]
 
@@ -75,7 +76,7 @@ class EACHead:
     @torch.no_grad()
     def predict_proba(self, features: torch.Tensor, *, chunk: int = 65536) -> torch.Tensor:
         """``softmax(C(F))`` for any number of rows, chunked to bound memory."""
-        return torch.cat([torch.softmax(self.logits(f), -1) for f in features.split(chunk)])
+        return torch.cat([softmax_rows(self.logits(f)) for f in features.split(chunk)])
 
     def loss(self, features: torch.Tensor, targets: torch.Tensor,
              params: torch.Tensor | None = None) -> torch.Tensor:
@@ -97,9 +98,7 @@ class EACHead:
     def loss_and_grad(self, features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`loss` and its gradient with respect to ``params``, written out by hand."""
         m = features.shape[0]
-        logits = self.logits(features)
-        # Not torch.log_softmax: on 500×10 inputs the explicit form is ~3× faster on CPU.
-        log_p = logits - logits.logsumexp(-1, keepdim=True)
+        log_p = log_softmax_rows(self.logits(features))
         p = log_p.exp()
         picked = log_p.gather(1, targets.unsqueeze(1))
         loss = -picked.mean()

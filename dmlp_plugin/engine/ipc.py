@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .softmax import log_softmax_rows
+
 __all__ = ["IPCBatches", "partition", "factor", "ipc_loss_and_grad", "IPCLossWeights"]
 
 
@@ -45,6 +47,14 @@ class IPCBatches:
     @property
     def num_batches(self) -> int:
         return self.index.shape[0]
+
+    def buffer(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """Scratch space shaped and typed like ``like``, reused across epochs."""
+        buffers = self.__dict__.setdefault("_buffers", {})
+        buf = buffers.get(name)
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+            buf = buffers[name] = torch.empty_like(like)
+        return buf
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
         """Lay out a per-sample tensor ``(N, ...)`` as ``(B, b, ...)``, zeros at padding."""
@@ -90,7 +100,8 @@ def factor(features: torch.Tensor, index: torch.Tensor, *, ridge: float) -> IPCB
     batch_features = features[index.clamp(min=0)] * mask
     counts = mask.sum(1, keepdim=True)
     d = features.shape[1]
-    gram = torch.einsum("bnd,bne->bde", batch_features.double(), batch_features.double())
+    features64 = batch_features.double()  # once: each copy costs as much as the product
+    gram = features64.transpose(1, 2) @ features64
     scale = torch.diagonal(gram, dim1=1, dim2=2).mean(-1).clamp(min=1e-12)
     rel = torch.full_like(scale, float(ridge))
     small = counts.view(-1) < d
@@ -106,7 +117,8 @@ def factor(features: torch.Tensor, index: torch.Tensor, *, ridge: float) -> IPCB
         # Only reachable with ridge=0 on rank-deficient features.
         gram.diagonal(dim1=1, dim2=2).add_((1e-6 * scale).unsqueeze(-1))
         chol = torch.linalg.cholesky(gram)
-    solver = torch.cholesky_solve(batch_features.double().transpose(1, 2), chol)
+    solver = torch.cholesky_solve(features64.transpose(1, 2), chol)
+    del features64
     # Long-index positions, found once: boolean masks in the epoch loop would sync on CUDA.
     positions = torch.nonzero(index.reshape(-1) >= 0).squeeze(1)
     return IPCBatches(index=index, mask=mask, features=batch_features,
@@ -154,20 +166,25 @@ def ipc_loss_and_grad(
     weights_w = batches.solver @ labels  # (B, d, C)
     val_pred = val_features @ weights_w  # (B, V, C)
     num_val = val_features.shape[0]
-    log_p = torch.log_softmax(val_pred, dim=-1)
+    log_p = log_softmax_rows(val_pred)
     residual = val_pred - val_targets
     loss = (-(val_targets * log_p).sum(-1).mean(-1) * weights.ce
             + residual.square().sum((-1, -2)) * weights.mse)
     grad_pred = (log_p.exp() - val_targets) * (weights.ce / num_val) + residual * (2.0 * weights.mse)
     grad_w = val_features.transpose(0, 1) @ grad_pred  # (B, d, C)
     if weights.prior > 0:
-        probs = torch.softmax(feats @ weights_w, dim=-1) * batches.mask  # (B, b, C)
+        # The (B, b, C) work runs in place in two buffers kept on ``batches``: a fresh
+        # 2 MB tensor per operation cost as much in page faults as the products.
+        probs = torch.bmm(feats, weights_w, out=batches.buffer("probs", labels))
+        probs.sub_(probs.amax(-1, keepdim=True)).exp_()
+        probs.div_(probs.sum(-1, keepdim=True)).mul_(batches.mask)  # softmax, padding zeroed
         mean_p = probs.sum(1, keepdim=True) / batches.counts  # (B, 1, C)
         loss = loss + weights.prior * (prior * (prior.clamp_min(1e-12).log()
                                                 - mean_p.clamp_min(1e-12).log())).sum((-1, -2))
         g = -prior / mean_p.clamp_min(1e-12)  # ∂KL/∂mean_p
-        grad_logits = probs * (g - (probs * g).sum(-1, keepdim=True)) / batches.counts
+        centred = torch.sub(g, probs @ g.transpose(1, 2), out=batches.buffer("centred", labels))
+        grad_logits = probs.mul_(centred).mul_(weights.prior / batches.counts)
         # (gᵀF)ᵀ rather than Fᵀg: the same product, reading F in storage order (~2× faster).
-        grad_w = grad_w + ((grad_logits * weights.prior).transpose(1, 2) @ feats).transpose(1, 2)
+        grad_w = grad_w + (grad_logits.transpose(1, 2) @ feats).transpose(1, 2)
     grad = batches.solver.transpose(1, 2) @ grad_w  # (B, b, C); zero on padding rows
     return loss, grad

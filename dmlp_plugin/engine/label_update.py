@@ -42,8 +42,9 @@ class LabelOptimizer:
 
     @torch.no_grad()
     def step(self, grad: torch.Tensor) -> None:
+        """One update; ``grad`` may be overwritten (it is scratch once consumed)."""
         if self.weight_decay:
-            grad = grad + self.weight_decay * self.labels
+            grad = grad.add_(self.labels, alpha=self.weight_decay)
         if self.kind == "sgd":
             self.labels.sub_(grad, alpha=self.lr)
             return
@@ -52,7 +53,7 @@ class LabelOptimizer:
         self.exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
         bias1 = 1 - self.beta1 ** self.steps
         bias2 = 1 - self.beta2 ** self.steps
-        denom = (self.exp_avg_sq / bias2).sqrt_().add_(self.eps)
+        denom = torch.div(self.exp_avg_sq, bias2, out=grad).sqrt_().add_(self.eps)  # reuse grad's memory
         self.labels.addcdiv_(self.exp_avg, denom, value=-self.lr / bias1)
 
     def reset_state(self) -> None:

@@ -22,6 +22,7 @@ from .label_update import LabelOptimizer, project_simplex
 from .logistic_head import fit_forward_logistic
 from .ls_head import LeastSquaresHead, fit_temperature, trusted_folds
 from .posterior import refine_transition, transition_from_pairs, transition_from_predictions
+from .softmax import softmax_rows
 
 __all__ = ["purify_tensors", "EngineOutput", "METRICS", "epoch_record"]
 
@@ -302,7 +303,7 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
         chain_scores = view.ls_head.chain_scores if view.ls_head is not None else None
         if config.eac_target == "head" and view.linear_head is not None:
             # The paper: the head's own softmax, uncalibrated.
-            targets.append((torch.softmax(scores, -1), None))
+            targets.append((softmax_rows(scores), None))
             nlls.append(torch.nn.functional.cross_entropy(val_scores, val_labels))
             continue
         prior: torch.Tensor | float = 0.0
@@ -310,7 +311,7 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
         if config.eac_target == "posterior":
             if transition is None:
                 scale, _ = fit_temperature(val_scores, val_labels)
-                transition = transition_from_predictions(torch.softmax(scale * scores, -1), given,
+                transition = transition_from_predictions(softmax_rows(scale * scores), given,
                                                          scores.shape[1]).to(scores.dtype)
             log_t = transition.clamp_min(1e-12).log().T  # row ỹ: log T[:, ỹ]
             prior = log_t[given]
@@ -325,7 +326,7 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
         if chain_scores is not None:
             chain_prior = prior.T.unsqueeze(0) if isinstance(prior, torch.Tensor) else prior
             chain_targets = torch.softmax(scale * chain_scores + chain_prior, 1)
-        targets.append((torch.softmax(scale * scores + prior, -1), chain_targets))
+        targets.append((softmax_rows(scale * scores + prior), chain_targets))
         nlls.append(nll)
     return targets, sum(nlls) / len(nlls), transition
 
@@ -350,7 +351,7 @@ def _logistic_candidate(views: list[_View], config: PurifyConfig, given: torch.T
         if config.transition_em_steps:
             prior, scale = _refined_prior(scores, val_scores, given, val_labels, val_given,
                                           transition, config.transition_em_steps)
-        posteriors.append(torch.softmax(scale * scores + prior, -1))
+        posteriors.append(softmax_rows(scale * scores + prior))
     return sum(posteriors) / len(posteriors), sum(nlls) / len(nlls)
 
 
