@@ -9,6 +9,7 @@ loop runs without host-device synchronisation.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -103,24 +104,6 @@ class _View:
         return self.ls_head.scores(weights), self.ls_head.crossfit_val_scores(flat)
 
 
-def purify_tensors(
-    features: torch.Tensor,
-    init_labels: torch.Tensor,
-    val_features: torch.Tensor,
-    val_labels: torch.Tensor,
-    **kwargs,
-) -> EngineOutput:
-    """Run DMLP on prepared tensors (see :func:`_purify` for the parameters).
-
-    On CPU, subnormal floats are flushed to zero while it runs: softmax probabilities
-    of confident rows underflow into that range, and arithmetic on them is an order of
-    magnitude slower (it made the candidate fits 3× slower on CIFAR-10). Values below
-    1e-38 change no label.
-    """
-    with _flush_denormal(features.device):
-        return _purify(features, init_labels, val_features, val_labels, **kwargs)
-
-
 @contextlib.contextmanager
 def _flush_denormal(device: torch.device) -> Iterator[None]:
     # torch has no getter for this flag: it is off unless someone turned it on, and it is
@@ -134,7 +117,16 @@ def _flush_denormal(device: torch.device) -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
-def _purify(
+def _flushing_denormals(fn: Callable[..., EngineOutput]) -> Callable[..., EngineOutput]:
+    @functools.wraps(fn)
+    def run(features: torch.Tensor, *args, **kwargs) -> EngineOutput:
+        with _flush_denormal(features.device):
+            return fn(features, *args, **kwargs)
+    return run
+
+
+@_flushing_denormals
+def purify_tensors(
     features: torch.Tensor,
     init_labels: torch.Tensor,
     val_features: torch.Tensor,
@@ -174,6 +166,11 @@ def _purify(
         ``on_epoch(epoch, metrics)`` after each epoch, ``metrics`` still on the device
         (columns :data:`METRICS`): reading them synchronises, so a progress bar should
         only count epochs.
+
+    On CPU, subnormal floats are flushed to zero while it runs: softmax probabilities of
+    confident rows underflow into that range, and arithmetic on them is an order of
+    magnitude slower (it made the candidate fits 3× slower on CIFAR-10). Values below
+    1e-38 change no label.
     """
     t_start = time.perf_counter()
     device = features.device
