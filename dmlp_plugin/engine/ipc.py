@@ -23,7 +23,7 @@ per-batch formulation.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -43,6 +43,7 @@ class IPCBatches:
     counts: torch.Tensor  # (B, 1, 1) float: real rows per batch
     positions: torch.Tensor  # (N,) long: flat slot of each real row in (B*b)
     rows: torch.Tensor  # (N,) long: training-set row held at each of those slots
+    _buffers: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def num_batches(self) -> int:
@@ -50,10 +51,9 @@ class IPCBatches:
 
     def buffer(self, name: str, like: torch.Tensor) -> torch.Tensor:
         """Scratch space shaped and typed like ``like``, reused across epochs."""
-        buffers = self.__dict__.setdefault("_buffers", {})
-        buf = buffers.get(name)
+        buf = self._buffers.get(name)
         if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
-            buf = buffers[name] = torch.empty_like(like)
+            buf = self._buffers[name] = torch.empty_like(like)
         return buf
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
