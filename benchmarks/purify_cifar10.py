@@ -34,7 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -316,7 +316,7 @@ def noisy_labels(clean: np.ndarray, kind: str, rate: float, seed: int,
 
 def run_noise(inputs: Inputs, title: str, key: str, kind: str, rate: float, specs: list[Spec], *,
               seeds: list[int], num_trusted: int, epochs: int | None, probe_iters: int,
-              draw_seeds: list[int] = (), cifar_n: Path | None = None,
+              draw_seeds: Sequence[int] = (), cifar_n: Path | None = None,
               log: Callable[[str], None] = print) -> tuple[Setting, dict]:
     """One noise setting over all seeds. Also returns seed 0's inputs for the naive loop.
 
@@ -484,31 +484,29 @@ def row_named(setting: Setting, name: str) -> Row | None:
 
 
 def summary_table(settings: list[Setting]) -> tuple[list[str], list[list[str]]]:
-    draws = next((s.draws for s in settings if s.draws), {})
+    num_draws = max((len(s.draws) for s in settings), default=0)
     head = ["symmetric noise (realised)", "given", "official script", "paper IPC only", "paper IPC+EAC",
-            "default", f"**default, mean ± std of {len(draws)} draws**" if draws else "", "target", "met?"]
+            "default", *([f"**default, mean ± std of {num_draws} draws**"] if num_draws else []),
+            "target", "met?"]
     body = []
     for s in settings:
         given, ipc, paper, ours = (row_named(s, n) for n in ("given labels", "paper: IPC only", "paper: IPC+EAC",
                                                                "**default**"))
         target = TARGETS.get(s.rate)
         stats = s.draw_stats()
+        # Judged on the mean over draws when there are any (no draw may drop below the
+        # given labels), else on the one run.
+        judged = ((stats[0], stats[2]) if stats is not None
+                  else (ours.label_acc, ours.delta) if ours is not None and given is not None else None)
         met = "—"
-        if stats is not None:  # judged on the mean over draws; no draw may drop below the given labels
-            ok = stats[2] >= -MAX_DROP and (target is None or 100 * stats[0] >= target)
+        if judged is not None:
+            ok = judged[1] >= -MAX_DROP and (target is None or 100 * judged[0] >= target)
             met = "yes" if ok else "**no**"
-        elif ours is not None and given is not None:
-            ok = ours.delta >= -MAX_DROP and (target is None or 100 * ours.label_acc >= target)
-            met = "yes" if ok else "**no**"
+        mean = [f"**{pct(stats[0], stats[1])}**" if stats else "—"] if num_draws else []
         body.append([f"{s.rate:.0%} ({s.realised_rate:.1%})", pct(given and given.label_acc),
                      f"{OFFICIAL[s.rate]:.1f}" if s.rate in OFFICIAL else "—", pct(ipc and ipc.label_acc),
-                     pct(paper and paper.label_acc), pct(ours and ours.label_acc),
-                     f"**{pct(stats[0], stats[1])}**" if stats else "",
+                     pct(paper and paper.label_acc), pct(ours and ours.label_acc), *mean,
                      f"≥ {target:.0f}" if target else "—", met])
-    if not draws:
-        head.pop(6)
-        for row in body:
-            row.pop(6)
     return head, body
 
 
