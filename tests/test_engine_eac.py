@@ -191,10 +191,43 @@ def test_head_steps_follow_torch_adam():
     opt = torch.optim.Adam([ref], lr=0.05, betas=(0.5, 0.999), weight_decay=3e-4)
     x = torch.randn(40, 6, generator=gen, dtype=torch.float64)
     t = torch.randint(0, 3, (40,), generator=gen)
-    batches = torch.randint(0, 40, (6, 10), generator=gen)
-    head.train_steps(x, t, batches)
-    for rows in batches:
+    slices = [(0, 10), (10, 20), (20, 27), (27, 40), (0, 10), (30, 40)]
+    head.train_slices(x, t, slices)
+    for start, stop in slices:
         opt.zero_grad()
-        head.loss(x[rows], t[rows], ref).backward()
+        head.loss(x[start:stop], t[start:stop], ref).backward()
         opt.step()
     torch.testing.assert_close(head.params, ref.detach())
+
+
+def test_slice_schedule_covers_each_batch_in_order_and_skips_padding():
+    from dmlp_plugin.engine.eac import slice_schedule
+
+    # Batches of 7, 7 and 6 real rows in a layout of width 7 (one padding row at 20).
+    assert slice_schedule([7, 7, 6], 7, 3) == [(0, 3), (3, 6), (6, 7), (7, 10), (10, 13), (13, 14),
+                                               (14, 17), (17, 20)]
+    assert slice_schedule([5], 5, 500) == [(0, 5)]
+
+
+def test_paper_head_steps_through_every_ipc_batch_once_per_epoch(inputs, monkeypatch):
+    """As the official script: per epoch, consecutive slices of each IPC batch, every real row once."""
+    from dmlp_plugin.engine.eac import EACHead
+
+    seen: list[list[tuple[int, int]]] = []
+    train = EACHead.train_slices
+
+    def recording(head, features, targets, slices):
+        seen.append(list(slices))
+        return train(head, features, targets, slices)
+
+    monkeypatch.setattr(EACHead, "train_slices", recording)
+    rec = Recorder(monkeypatch)
+    config = PurifyConfig.paper(epochs=2, batch_size=250, eac_batch_size=64, eac_steps=8)
+    run(inputs, config, rec)
+    batches = rec.views[0].batches
+    width = batches.index.shape[1]
+    assert len(seen) == 2 and seen[0] == seen[1]
+    rows = torch.cat([torch.arange(a, b) for a, b in seen[0]])
+    real = torch.nonzero(batches.index.reshape(-1) >= 0).squeeze(1)
+    assert torch.equal(rows, real)  # each real row once, in layout order
+    assert all(b - a <= 64 and a // width == (b - 1) // width for a, b in seen[0])

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .label_update import LabelOptimizer
 from .softmax import log_softmax_rows, softmax_rows
 
-__all__ = ["EACHead"]
+__all__ = ["EACHead", "slice_schedule"]
 
 
 class EACHead:
@@ -95,47 +95,82 @@ class EACHead:
             loss = loss + self.balance_weight * (self.prior * (self.log_prior - mean_p.log())).sum()
         return loss
 
-    def loss_and_grad(self, features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`loss` and its gradient with respect to ``params``, written out by hand."""
-        m = features.shape[0]
-        log_p = log_softmax_rows(self.logits(features))
-        p = log_p.exp()
-        picked = log_p.gather(1, targets.unsqueeze(1))
-        loss = -picked.mean()
-        grad_z = p.clone()
-        grad_z.scatter_add_(1, targets.unsqueeze(1), -torch.ones_like(picked))
+    def loss_and_grad(self, features: torch.Tensor, targets: torch.Tensor,
+                      onehot: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`loss` and its gradient with respect to ``params``, written out by hand.
+
+        ``onehot`` (the rows of ``targets`` one-hot, optional) saves building it.
+        """
+        m, dim = features.shape
+        if onehot is None:
+            onehot = F.one_hot(targets, self.params.shape[0]).to(self.params.dtype)
+        # One op per line on (m, C) tensors: a step is ~20 of them, so each one counts.
+        z = torch.mm(features.to(self.params.dtype), self.weight.T).add_(self.bias)
+        z.sub_(z.amax(1, keepdim=True))
+        p = z.exp()
+        total = p.sum(1, keepdim=True)
+        p.div_(total)
+        log_p = z.sub_(total.log_())
+        loss = -(onehot * log_p).sum() / m
+        # ∂/∂z of CE + w_c·Σp log p + w_b·KL(π ‖ mean p), row by row:
+        # p ⊙ (1 + w_c·(log p − Σp log p) + g − p·g) − onehot, with g = −w_b·π / mean p.
         if self.conf_weight:
-            neg_entropy = (p * log_p).sum(-1, keepdim=True)
-            loss = loss + self.conf_weight * neg_entropy.mean()
-            grad_z += self.conf_weight * p * (log_p - neg_entropy)
+            neg_entropy = (p * log_p).sum(1, keepdim=True)
+            loss = loss + self.conf_weight * neg_entropy.sum() / m
+            inner = log_p.sub_(neg_entropy).mul_(self.conf_weight)
+        else:
+            inner = log_p.zero_()
         if self.balance_weight:
-            mean_p = p.mean(0).clamp_min(1e-12)
+            mean_p = p.mean(0).clamp_min_(1e-12)
             loss = loss + self.balance_weight * (self.prior * (self.log_prior - mean_p.log())).sum()
-            g = -self.balance_weight * self.prior / mean_p
-            grad_z += p * (g - (p * g).sum(-1, keepdim=True))
-        grad_z /= m
-        grad = torch.cat([grad_z.T @ features, grad_z.sum(0).unsqueeze(1)], dim=1)
+            g = (-self.balance_weight * self.prior).div_(mean_p)
+            inner.add_(g).sub_((p @ g).unsqueeze(1))
+        grad_z = p.mul_(inner.add_(1.0)).sub_(onehot).div_(m)
+        grad = torch.empty_like(self.params)
+        torch.mm(grad_z.T, features.to(grad_z.dtype), out=grad[:, :dim])
+        torch.sum(grad_z, 0, out=grad[:, dim])
         return loss, grad
+
+    def _onehot(self, targets: torch.Tensor) -> torch.Tensor:
+        # Kept between calls: a fresh (N, C) tensor every epoch costs more in page faults
+        # than the steps that read it.
+        shape = (targets.shape[0], self.params.shape[0])
+        if getattr(self, "_onehot_buffer", None) is None or self._onehot_buffer.shape != shape:
+            self._onehot_buffer = self.params.new_empty(shape)
+        return self._onehot_buffer.zero_().scatter_(1, targets.unsqueeze(1), 1.0)
 
     def set_lr(self, lr: float) -> None:
         self.optimizer.lr = lr
 
     @torch.no_grad()
-    def train_steps(self, features: torch.Tensor, targets: torch.Tensor,
-                    batches: torch.Tensor) -> torch.Tensor:
-        """One Adam step per row of ``batches`` (``(S, m)`` indices into ``features``).
+    def train_slices(self, features: torch.Tensor, targets: torch.Tensor,
+                     slices: list[tuple[int, int]]) -> torch.Tensor:
+        """One Adam step per ``(start, stop)`` slice of the rows of ``features``.
 
+        Slices of consecutive rows, as the official script takes them: a slice is a view,
+        read once from memory, where gathering scattered rows costs as much again.
         Returns the mean loss as a tensor (no host synchronisation).
         """
-        total = features.new_zeros(())
+        total = self.params.new_zeros(())
+        onehot = self._onehot(targets)
         with _one_cpu_thread(features.device):
-            for rows in batches:
-                # index_select, not features[rows]: half the time of advanced indexing.
-                loss, grad = self.loss_and_grad(features.index_select(0, rows),
-                                                targets.index_select(0, rows))
+            for start, stop in slices:
+                loss, grad = self.loss_and_grad(features[start:stop], targets[start:stop],
+                                                onehot[start:stop])
                 self.optimizer.step(grad)
                 total += loss
-        return total / max(1, len(batches))
+        return total / max(1, len(slices))
+
+
+def slice_schedule(sizes: list[int], width: int, rows: int) -> list[tuple[int, int]]:
+    """Consecutive ``rows``-row slices of each batch of a flat batch layout, in order.
+
+    Batch ``k`` holds ``sizes[k]`` real rows starting at ``k * width`` (padding after them
+    is skipped). A slice never crosses batches, so a batch's last slice may be shorter,
+    as in the official script's per-batch loop.
+    """
+    return [(k * width + a, k * width + min(a + rows, size))
+            for k, size in enumerate(sizes) for a in range(0, size, rows)]
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..config import PurifyConfig
-from .eac import EACHead
+from .eac import EACHead, slice_schedule
 from .ipc import IPCBatches, IPCLossWeights, factor, ipc_loss_and_grad, partition
 from .label_update import LabelOptimizer, project_simplex
 from .logistic_head import fit_forward_logistic
@@ -75,14 +75,28 @@ class _View:
         Without IPC nothing is factored and the labels stay in the original order.
         """
         cfg = self.config
+        self.head_cursor = 0
         if not cfg.ipc:
             self.batches = None
             self.labels = flat_labels.clone()
+            self.head_rows = self.features
+            self.head_slices = slice_schedule([len(flat_labels)], len(flat_labels), cfg.eac_batch_size)
             return
         self.batches: IPCBatches | None = factor(self.features, index, ridge=cfg.ridge)
         self.labels = self.batches.gather(flat_labels)  # (B, b, C), the optimised variables
         self.optimizer = LabelOptimizer(self.labels, kind=cfg.label_optimizer, lr=cfg.label_lr,
                                         betas=cfg.label_betas, weight_decay=cfg.label_weight_decay)
+        # The linear head steps through each IPC batch in slices, as the official script.
+        self.head_rows = self.batches.features.flatten(0, 1)
+        sizes = [int(c) for c in self.batches.counts.view(-1).tolist()]
+        self.head_slices = slice_schedule(sizes, self.batches.index.shape[1], cfg.eac_batch_size)
+
+    def next_head_slices(self, steps: int) -> list[tuple[int, int]]:
+        """The next ``steps`` slices of the head's schedule, cycling through it."""
+        count = len(self.head_slices)
+        out = [self.head_slices[(self.head_cursor + i) % count] for i in range(steps)]
+        self.head_cursor = (self.head_cursor + steps) % count
+        return out
 
     def flat_labels(self) -> torch.Tensor:
         if self.batches is None:
@@ -206,7 +220,6 @@ def purify_tensors(
     best_nll = torch.full((), float("inf"), device=device)
     best_soft = None
     best_round = torch.zeros((), dtype=torch.long, device=device)
-    eac_rows = min(config.eac_batch_size, n)
     mixes = 0
     for epoch in range(epochs):
         if config.ipc and config.reshuffle_every and epoch and epoch % config.reshuffle_every == 0:
@@ -225,11 +238,12 @@ def purify_tensors(
             lr = config.eac_lr
             if config.eac_lr_decay_epoch and epoch > config.eac_lr_decay_epoch:
                 lr *= 0.1
-            rows = torch.randint(0, n, (config.eac_steps, eac_rows), generator=generator).to(device)
             for view in views:
                 view.linear_head.set_lr(lr)
-                targets = view.flat_labels().argmax(1)
-                metrics[epoch, 1] += view.linear_head.train_steps(view.features, targets, rows) / len(views)
+                targets = view.labels.flatten(0, -2).argmax(1)  # in the layout of head_rows
+                loss = view.linear_head.train_slices(view.head_rows, targets,
+                                                     view.next_head_slices(config.eac_steps))
+                metrics[epoch, 1] += loss / len(views)
         due = (epoch + 1) % config.eac_period == 0 or (config.eac_final and epoch == epochs - 1)
         if config.eac and due:
             targets, nll, transition = _mix_targets(views, config, given, val_labels, val_given,
