@@ -170,6 +170,7 @@ def test_corrupt_npy_raises_corrupt_file_error(damage, tmp_path):
     ("eac_head", "mlp", "eac_head must be one of"),
     ("eac_target", "labels", "eac_target must be one of"),
     ("prior", "zipf", "prior must be one of"),
+    ("precision", "float16", "precision must be one of"),
     ("label_betas", (0.9, 1.0), "label_betas must be two numbers in [0, 1)"),
     ("label_betas", (0.9,), "label_betas must be two numbers"),
 ])

@@ -170,3 +170,17 @@ def test_real_subset_of_the_shared_features():
 def test_missing_shared_folder_exits_with_a_message(tmp_path):
     with pytest.raises(SystemExit, match="missing shared input"):
         bench.load_inputs(tmp_path, tmp_path)
+
+
+def test_speed_table_divides_the_naive_time_by_each_of_ours():
+    args = bench.parse_args(["--quick", "--rates", "0.5"])
+    rep = bench.Report(args, "2026-01-01 00:00", "0 / 0 / 0", naive_head_steps=98,
+                       naive={"seconds": 12.0, "epochs": 20, "extrapolated": 60.0, "head_steps": 98},
+                       ours_paper_s=15.0, ours_paper_bf16_s=7.5, ours_default_s=2.4)
+    head, body = bench.speed_table(rep)
+    assert all(len(row) == len(head) for row in body)
+    ratios = {row[0].split(":")[0].split(" (")[0]: row[2] for row in body}
+    assert ratios["naive official loop"] == "1×"
+    assert ratios["ours, same method"] == "**4.0×**"
+    assert ratios["ours, same method in bfloat16"] == "8.0×"
+    assert ratios["ours, default"] == "25.0×"

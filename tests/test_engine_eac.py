@@ -231,3 +231,32 @@ def test_paper_head_steps_through_every_ipc_batch_once_per_epoch(inputs, monkeyp
     real = torch.nonzero(batches.index.reshape(-1) >= 0).squeeze(1)
     assert torch.equal(rows, real)  # each real row once, in layout order
     assert all(b - a <= 64 and a // width == (b - 1) // width for a, b in seen[0])
+
+
+def test_head_on_bfloat16_rows_follows_the_float32_head():
+    """Rows stored in bfloat16 (``precision="bfloat16"``): products in bfloat16, the
+    parameters, loss and gradient float32 and close to the float32 step."""
+    from dmlp_plugin.engine.eac import EACHead
+
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(300, 16, generator=gen)
+    t = torch.randint(0, 5, (300,), generator=gen)
+    heads = [EACHead(16, 5, prior=torch.full((5,), 0.2), lr=0.01, generator=torch.Generator().manual_seed(1))
+             for _ in range(2)]
+    loss32, grad32 = heads[0].loss_and_grad(x, t)
+    loss16, grad16 = heads[1].loss_and_grad(x.bfloat16(), t)
+    assert grad16.dtype == torch.float32 and not torch.equal(grad16, grad32)
+    torch.testing.assert_close(loss16, loss32, rtol=1e-2, atol=0)
+    torch.testing.assert_close(grad16, grad32, rtol=0, atol=2e-2 * float(grad32.abs().max()))
+    slices = slice_schedule_for(300, 50)
+    heads[0].train_slices(x, t, slices)
+    heads[1].train_slices(x.bfloat16(), t, slices)
+    assert heads[1].params.dtype == torch.float32
+    agree = (heads[0].logits(x).argmax(1) == heads[1].logits(x).argmax(1)).float().mean()
+    assert agree > 0.97
+
+
+def slice_schedule_for(n: int, rows: int) -> list[tuple[int, int]]:
+    from dmlp_plugin.engine.eac import slice_schedule
+
+    return slice_schedule([n], n, rows)

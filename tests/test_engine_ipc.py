@@ -176,3 +176,31 @@ def test_float32_gradients_are_close_to_float64():
                                  prior.float())
     torch.testing.assert_close(l32.double(), l64, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(g32.double(), g64, rtol=1e-3, atol=1e-5 * float(g64.abs().max()))
+
+
+def test_bfloat16_storage_halves_the_batches_and_keeps_the_gradient_direction():
+    """``storage=bfloat16``: features and K in half the bytes, products in bfloat16, while
+    losses and gradients come back float32 and close to the float64 reference."""
+    g = gen(9)
+    features = torch.randn(400, DIM, generator=g, dtype=torch.float64)
+    labels = torch.softmax(3 * torch.randn(400, CLASSES, generator=g, dtype=torch.float64), -1)
+    index = partition(400, 200, generator=g)
+    val_f = torch.randn(NUM_VAL, DIM, generator=g, dtype=torch.float64)
+    val_onehot = torch.nn.functional.one_hot(torch.arange(NUM_VAL) % CLASSES, CLASSES).double()
+    prior = torch.full((CLASSES,), 1.0 / CLASSES, dtype=torch.float64)
+    b64 = factor(features, index, ridge=1e-3)
+    b32 = factor(features.float(), index, ridge=1e-3)
+    b16 = factor(features.float(), index, ridge=1e-3, storage=torch.bfloat16)
+    assert b16.features.dtype == b16.solver.dtype == torch.bfloat16
+    assert b16.solver.untyped_storage().nbytes() * 2 == b32.solver.untyped_storage().nbytes()
+    assert b16.solver.transpose(1, 2).is_contiguous()
+    l64, g64 = ipc_loss_and_grad(b64.gather(labels), b64, val_f, val_onehot, prior)
+    l16, g16 = ipc_loss_and_grad(b16.gather(labels.float()), b16, val_f.float(), val_onehot.float(),
+                                 prior.float())
+    assert l16.dtype == g16.dtype == torch.float32
+    torch.testing.assert_close(l16.double(), l64, rtol=2e-2, atol=0)
+    cosine = torch.nn.functional.cosine_similarity(g16.double().flatten(), g64.flatten(), dim=0)
+    assert cosine > 0.999, cosine
+    relative = (g16.double() - g64).norm() / g64.norm()
+    assert 1e-5 < relative < 3e-2, relative  # rounded (so bfloat16 really ran), yet close
+    assert bool((g16[index < 0] == 0).all())

@@ -105,7 +105,9 @@ class EACHead:
         if onehot is None:
             onehot = F.one_hot(targets, self.params.shape[0]).to(self.params.dtype)
         # One op per line on (m, C) tensors: a step is ~20 of them, so each one counts.
-        z = torch.mm(features.to(self.params.dtype), self.weight.T).add_(self.bias)
+        low = features.dtype != self.params.dtype  # rows stored in bfloat16: products in it
+        z = torch.mm(features, self.weight.T.to(features.dtype) if low else self.weight.T)
+        z = z.to(self.params.dtype).add_(self.bias)
         z.sub_(z.amax(1, keepdim=True))
         p = z.exp()
         total = p.sum(1, keepdim=True)
@@ -127,7 +129,10 @@ class EACHead:
             inner.add_(g).sub_((p @ g).unsqueeze(1))
         grad_z = p.mul_(inner.add_(1.0)).sub_(onehot).div_(m)
         grad = torch.empty_like(self.params)
-        torch.mm(grad_z.T, features.to(grad_z.dtype), out=grad[:, :dim])
+        if low:
+            grad[:, :dim].copy_(torch.mm(grad_z.T.to(features.dtype), features))
+        else:
+            torch.mm(grad_z.T, features, out=grad[:, :dim])
         torch.sum(grad_z, 0, out=grad[:, dim])
         return loss, grad
 

@@ -43,6 +43,10 @@ class EngineOutput:
     candidate_nll: dict[str, float] | None = None
 
 
+# None: the features' own dtype (float32 from the API; tests also run float64).
+_STORAGE = {"float32": None, "bfloat16": torch.bfloat16}
+
+
 class _View:
     """One feature view: its label variables, optimizer, factored batches and head."""
 
@@ -79,10 +83,11 @@ class _View:
         if not cfg.ipc:
             self.batches = None
             self.labels = flat_labels.clone()
-            self.head_rows = self.features
+            self.head_rows = self.features.to(_STORAGE[cfg.precision] or self.features.dtype)
             self.head_slices = slice_schedule([len(flat_labels)], len(flat_labels), cfg.eac_batch_size)
             return
-        self.batches: IPCBatches | None = factor(self.features, index, ridge=cfg.ridge)
+        self.batches: IPCBatches | None = factor(self.features, index, ridge=cfg.ridge,
+                                                 storage=_STORAGE[cfg.precision])
         self.labels = self.batches.gather(flat_labels)  # (B, b, C), the optimised variables
         self.optimizer = LabelOptimizer(self.labels, kind=cfg.label_optimizer, lr=cfg.label_lr,
                                         betas=cfg.label_betas, weight_decay=cfg.label_weight_decay)
