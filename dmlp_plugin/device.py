@@ -6,7 +6,7 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["choose_device"]
+__all__ = ["choose_device", "native_bfloat16"]
 
 
 def choose_device(device: Any = None):
@@ -22,3 +22,17 @@ def choose_device(device: Any = None):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} was asked for but CUDA is not available on this machine")
     return dev
+
+
+def native_bfloat16(device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware (AMX or AVX512-BF16 on
+    CPU, compute capability 8.0+ on CUDA); elsewhere bfloat16 products are emulated and
+    slower than float32."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu":
+        return True  # other backends: let them decide
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, so guarded
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .config import PurifyConfig
-from .device import choose_device
+from .device import choose_device, native_bfloat16
 from .errors import ConfigError, InputError, ShapeError
 from .io import array_checksum
 from .result import PurifyResult
@@ -189,6 +189,9 @@ def purify_dataset(
                       "purification will be noisy", RuntimeWarning, stacklevel=2)
 
     dev = choose_device(device)
+    if config.precision == "bfloat16" and not native_bfloat16(dev):
+        warnings.warn(f"precision='bfloat16' on {dev}, which has no native bfloat16 matrix "
+                      "products: expect it to be slower than float32", RuntimeWarning, stacklevel=2)
     generator = torch.Generator().manual_seed(int(seed))
 
     def tensor(a: np.ndarray | None):

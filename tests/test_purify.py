@@ -191,6 +191,34 @@ def test_paper_mode_in_bfloat16_gives_the_labels_of_float32(data):
     assert abs(full.accuracy(data.clean) - half.accuracy(data.clean)) < 0.01
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_warns_only_where_the_hardware_lacks_it(data, monkeypatch, native):
+    import warnings
+
+    from dmlp_plugin import purify
+
+    monkeypatch.setattr(purify, "native_bfloat16", lambda device: native)
+    config = PurifyConfig(epochs=2, eac_period=1, precision="bfloat16")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        purify_dataset(data.features, data.given, **data.purify_kwargs(), config=config)
+    slow = [w for w in caught if "no native bfloat16" in str(w.message)]
+    assert len(slow) == (0 if native else 1)
+
+
+def test_native_bfloat16_reads_the_cpu_flags(monkeypatch):
+    import torch
+
+    from dmlp_plugin.device import native_bfloat16
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert native_bfloat16(cpu) is False
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert native_bfloat16(cpu) is True
+
+
 # -- determinism, progress, callbacks ---------------------------------------------------------
 
 @pytest.mark.parametrize("config", [

@@ -103,7 +103,10 @@ def factor(features: torch.Tensor, index: torch.Tensor, *, ridge: float,
     reads, while the factoring itself stays in float64.
     """
     mask = (index >= 0).to(features.dtype).unsqueeze(-1)
-    batch_features = features[index.clamp(min=0)] * mask
+    batch_features = features[index.clamp(min=0)]
+    # Zero the padding rows in place: at most one per batch, so no pass over all rows.
+    pads = torch.nonzero(index.reshape(-1) < 0).squeeze(1)
+    batch_features.view(-1, features.shape[1]).index_fill_(0, pads, 0.0)
     counts = mask.sum(1, keepdim=True)
     num_batches, width, d = batch_features.shape
     rel = torch.full((num_batches,), float(ridge), dtype=torch.float64, device=features.device)
