@@ -61,6 +61,7 @@ class EACHead:
         self.balance_weight = balance_weight
         self.optimizer = LabelOptimizer(self.params, kind="adam", lr=lr, betas=betas,
                                         weight_decay=weight_decay)
+        self._onehot_buffer: torch.Tensor | None = None
 
     @property
     def weight(self) -> torch.Tensor:
@@ -140,7 +141,7 @@ class EACHead:
         # Kept between calls: a fresh (N, C) tensor every epoch costs more in page faults
         # than the steps that read it.
         shape = (targets.shape[0], self.params.shape[0])
-        if getattr(self, "_onehot_buffer", None) is None or self._onehot_buffer.shape != shape:
+        if self._onehot_buffer is None or self._onehot_buffer.shape != shape:
             self._onehot_buffer = self.params.new_empty(shape)
         return self._onehot_buffer.zero_().scatter_(1, targets.unsqueeze(1), 1.0)
 
