@@ -40,3 +40,23 @@ def test_purify_flushes_subnormals_only_while_it_runs():
                    on_epoch=lambda epoch, _: seen.append(float(subnormal * 1.0)))
     assert seen and all(value == 0.0 for value in seen)  # flushed during the run
     assert float(subnormal * 1.0) != 0.0  # and restored afterwards
+
+
+def test_subnormals_are_flushed_on_every_pool_thread_too():
+    """``torch.set_flush_denormal`` reaches only the calling thread; a parallel op's other
+    threads must flush as well, or products over subnormal labels crawl (70× measured)."""
+    from dmlp_plugin.engine.subnormals import _gomp_parallel, flushing_subnormals
+
+    if _gomp_parallel() is None:
+        pytest.skip("no OpenMP runtime found in this process (only the calling thread is flushed)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        # 2**20 elements: torch splits the multiply across both threads.
+        tiny = torch.full((1 << 20,), 1e-40)
+        assert bool((tiny * 1e10 > 0).all())  # not flushed anywhere before
+        with flushing_subnormals(torch.device("cpu")):
+            assert bool((tiny * 1e10 == 0).all())  # flushed on every thread's share
+        assert bool((tiny * 1e10 > 0).all())  # and restored on every thread
+    finally:
+        torch.set_num_threads(threads)

@@ -8,11 +8,10 @@ loop runs without host-device synchronisation.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
@@ -24,6 +23,7 @@ from .logistic_head import fit_forward_logistic
 from .ls_head import LeastSquaresHead, fit_temperature, trusted_folds
 from .posterior import refine_transition, transition_from_pairs, transition_from_predictions
 from .softmax import softmax_rows
+from .subnormals import flushing_subnormals
 
 __all__ = ["purify_tensors", "EngineOutput", "METRICS", "epoch_record"]
 
@@ -123,23 +123,10 @@ class _View:
         return self.ls_head.scores(weights), self.ls_head.crossfit_val_scores(flat)
 
 
-@contextlib.contextmanager
-def _flush_denormal(device: torch.device) -> Iterator[None]:
-    # torch has no getter for this flag: it is off unless someone turned it on, and it is
-    # left off afterwards.
-    if device.type != "cpu" or not torch.set_flush_denormal(True):
-        yield
-        return
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
 def _flushing_denormals(fn: Callable[..., EngineOutput]) -> Callable[..., EngineOutput]:
     @functools.wraps(fn)
     def run(features: torch.Tensor, *args, **kwargs) -> EngineOutput:
-        with _flush_denormal(features.device):
+        with flushing_subnormals(features.device):
             return fn(features, *args, **kwargs)
     return run
 
