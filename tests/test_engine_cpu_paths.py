@@ -60,3 +60,17 @@ def test_subnormals_are_flushed_on_every_pool_thread_too():
         assert bool((tiny * 1e10 > 0).all())  # and restored on every thread
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_underflowing_probabilities_stay_normal_floats(dtype):
+    """exp() takes a ~25x slower path wherever it underflows, so the helpers floor the
+    shifted logits: a vanishing probability comes out as a tiny normal float, not 0."""
+    from dmlp_plugin.engine.softmax import softmax_
+
+    tiny = torch.finfo(dtype).tiny
+    x = torch.tensor([[0.0, -1e4, -50.0], [-3.0, 2.0, -2e4]], dtype=dtype)
+    for p in (softmax_rows(x), softmax_(x.T.clone(), 0).T):
+        assert bool((p >= tiny).all()) and bool((p < 4 * tiny).any())  # floored, not 0
+        torch.testing.assert_close(p, torch.softmax(x, -1), rtol=1e-6, atol=1e-30)
+    assert log_softmax_rows(x)[0, 1] == -1e4  # log-probabilities are exact, not floored

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .softmax import log_softmax_rows
+from .softmax import log_softmax_rows, softmax_
 
 __all__ = ["IPCBatches", "partition", "factor", "ipc_loss_and_grad", "IPCLossWeights"]
 
@@ -193,8 +193,7 @@ def ipc_loss_and_grad(
         # The (B, b, C) work runs in place in two buffers kept on ``batches``: a fresh
         # 2 MB tensor per operation cost as much in page faults as the products.
         probs = _bmm(feats, weights_w, out=batches.buffer("probs", labels))
-        probs.sub_(probs.amax(-1, keepdim=True)).exp_()
-        probs.div_(probs.sum(-1, keepdim=True)).mul_(batches.mask)  # softmax, padding zeroed
+        softmax_(probs, -1).mul_(batches.mask)  # padding zeroed
         mean_p = probs.sum(1, keepdim=True) / batches.counts  # (B, 1, C)
         loss = loss + weights.prior * (prior * (prior.clamp_min(1e-12).log()
                                                 - mean_p.clamp_min(1e-12).log())).sum((-1, -2))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from .lbfgs import minimize_lbfgs
+from .softmax import softmax_
 
 __all__ = ["fit_forward_logistic", "loss_and_grad"]
 
@@ -138,8 +139,7 @@ def loss_and_grad(params: torch.Tensor, x: torch.Tensor, t_given: torch.Tensor, 
     scores = _buffer(buffers, "scores", (k * c, n), x)
     torch.mm(w_rows, x.T, out=scores)
     p = scores.view(k, c, n).add_(b_raw.unsqueeze(-1))
-    p.sub_(p.amax(1, keepdim=True)).exp_()
-    p.div_(p.sum(1, keepdim=True))  # softmax over classes, in place
+    softmax_(p, 1)  # over classes
     joint = torch.mul(p, t_given.T.unsqueeze(0), out=_buffer(buffers, "joint", (k, c, n), x))
     mixed = joint.sum(1, keepdim=True).clamp_min_(1e-30)  # P(ỹ_i | x_i)
     loss_train = -mixed.log().sum((1, 2))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from .ls_head import fit_temperature
+from .softmax import softmax_
 
 __all__ = ["transition_from_pairs", "transition_from_predictions", "label_posterior",
            "refine_transition"]
@@ -75,14 +76,22 @@ def refine_transition(scores: torch.Tensor, given: torch.Tensor, val_scores: tor
     if val_given is not None:
         trusted.index_put_((val_labels.long(), val_given.long()),
                            torch.ones_like(val_labels, dtype=torch.float64), accumulate=True)
-    given = given.long()
-    rows = scores.T.contiguous()  # (C, N): a softmax across rows of length N is fast
+    # Everything per row is laid out (C, N), so each pass runs along rows of length N,
+    # and the per-step work is a few passes over two (C, N) buffers, reused.
+    given_rows = torch.nn.functional.one_hot(given.long(), num_classes).T.to(scores.dtype)
+    rows = scores.T.contiguous()
+    scaled = torch.empty_like(rows)
+    posterior = torch.empty_like(rows)
     for step in range(steps):
         log_t = transition.clamp_min(1e-12).log()  # (y, ỹ)
         if step % recalibrate_every == 0:
             val_prior = log_t.T[val_given] if val_given is not None else 0.0
             scale, _ = fit_temperature(val_scores, val_labels, val_prior)
-        posterior = torch.softmax(scale * rows + log_t.index_select(1, given), 0)  # (C, N)
-        joint = trusted.index_add(1, given, posterior.double())
+            torch.mul(rows, scale, out=scaled)
+        # log T[y, ỹ_i] for every row as a product with the one-hot given labels: exact
+        # (one nonzero term per entry) and one pass, where a gather plus an add take three.
+        torch.addmm(scaled, log_t, given_rows, out=posterior)
+        softmax_(posterior, 0)  # over classes
+        joint = trusted + (posterior @ given_rows.T).double()  # Σ_{i: ỹ_i = ỹ} q_i(y)
         transition = (joint / joint.sum(1, keepdim=True).clamp_min(1e-30)).to(scores.dtype)
     return transition

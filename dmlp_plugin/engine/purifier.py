@@ -22,7 +22,7 @@ from .label_update import LabelOptimizer, project_simplex
 from .logistic_head import fit_forward_logistic
 from .ls_head import LeastSquaresHead, fit_temperature, trusted_folds
 from .posterior import refine_transition, transition_from_pairs, transition_from_predictions
-from .softmax import softmax_rows
+from .softmax import softmax_, softmax_rows
 from .subnormals import flushing_subnormals
 
 __all__ = ["purify_tensors", "EngineOutput", "METRICS", "epoch_record"]
@@ -328,7 +328,7 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
         chain_targets = None
         if chain_scores is not None:
             chain_prior = prior.T.unsqueeze(0) if isinstance(prior, torch.Tensor) else prior
-            chain_targets = torch.softmax(scale * chain_scores + chain_prior, 1)
+            chain_targets = softmax_(scale * chain_scores + chain_prior, 1)
         targets.append((softmax_rows(scale * scores + prior), chain_targets))
         nlls.append(nll)
     return targets, sum(nlls) / len(nlls), transition
