@@ -66,8 +66,11 @@ def _gomp_parallel():
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return None
-    libraries = sorted({line.split()[-1] for line in maps.splitlines()
-                        if re.search(r"/lib(gomp|omp|iomp5)[^/]*\.so", line)})
+    libraries = {line.split()[-1] for line in maps.splitlines()
+                 if re.search(r"/lib(gomp|omp|iomp5)[^/]*\.so", line)}
+    # Another package may have loaded a second runtime; torch's own comes first.
+    torch_dir = str(Path(torch.__file__).parent)
+    libraries = sorted(libraries, key=lambda path: (not path.startswith(torch_dir), path))
     for path in libraries:
         try:
             parallel = ctypes.CDLL(path).GOMP_parallel
