@@ -51,8 +51,8 @@ class PurifyConfig:
         Storage of the IPC batches (their features and the factored solver ``K``) and of
         the rows the linear head trains on, and the dtype of the matrix products that
         read them. ``"bfloat16"`` halves their memory and the bytes each epoch reads;
-        on CPUs with AMX or AVX512-BF16 and on recent GPUs it makes paper mode about
-        twice as fast (elsewhere it can be slower). Factoring stays in float64, and
+        on CPUs with AMX or AVX512-BF16 and on recent GPUs it makes paper mode faster
+        (1.6× on the CPU benchmark; elsewhere it can be slower). Factoring stays in float64, and
         labels, losses and gradients stay float32 (see docs/engine.md for the measured
         effect on the labels).
 

@@ -79,22 +79,30 @@ class _View:
         Without IPC nothing is factored and the labels stay in the original order.
         """
         cfg = self.config
-        self.head_cursor = 0
         if not cfg.ipc:
             self.batches = None
             self.labels = flat_labels.clone()
-            self.head_rows = self.features.to(_STORAGE[cfg.precision] or self.features.dtype)
-            self.head_slices = slice_schedule([len(flat_labels)], len(flat_labels), cfg.eac_batch_size)
+        else:
+            self.batches: IPCBatches | None = factor(self.features, index, ridge=cfg.ridge,
+                                                     storage=_STORAGE[cfg.precision])
+            self.labels = self.batches.gather(flat_labels)  # (B, b, C), the optimised variables
+            self.optimizer = LabelOptimizer(self.labels, kind=cfg.label_optimizer, lr=cfg.label_lr,
+                                            betas=cfg.label_betas, weight_decay=cfg.label_weight_decay)
+        if cfg.eac and cfg.eac_head == "linear":
+            self._lay_out_head_rows(len(flat_labels))
+
+    def _lay_out_head_rows(self, n: int) -> None:
+        """The rows the linear head steps through, in slices, as the official script:
+        each IPC batch in turn (the training set in its order without IPC)."""
+        rows = self.config.eac_batch_size
+        self.head_cursor = 0
+        if self.batches is None:
+            self.head_rows = self.features.to(_STORAGE[self.config.precision] or self.features.dtype)
+            self.head_slices = slice_schedule([n], n, rows)
             return
-        self.batches: IPCBatches | None = factor(self.features, index, ridge=cfg.ridge,
-                                                 storage=_STORAGE[cfg.precision])
-        self.labels = self.batches.gather(flat_labels)  # (B, b, C), the optimised variables
-        self.optimizer = LabelOptimizer(self.labels, kind=cfg.label_optimizer, lr=cfg.label_lr,
-                                        betas=cfg.label_betas, weight_decay=cfg.label_weight_decay)
-        # The linear head steps through each IPC batch in slices, as the official script.
         self.head_rows = self.batches.features.flatten(0, 1)
         sizes = [int(c) for c in self.batches.counts.view(-1).tolist()]
-        self.head_slices = slice_schedule(sizes, self.batches.index.shape[1], cfg.eac_batch_size)
+        self.head_slices = slice_schedule(sizes, self.batches.index.shape[1], rows)
 
     def next_head_slices(self, steps: int) -> list[tuple[int, int]]:
         """The next ``steps`` slices of the head's schedule, cycling through it."""
