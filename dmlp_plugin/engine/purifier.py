@@ -131,7 +131,7 @@ class _View:
         return self.ls_head.scores(weights), self.ls_head.crossfit_val_scores(flat)
 
 
-def _flushing_denormals(fn: Callable[..., EngineOutput]) -> Callable[..., EngineOutput]:
+def _flushing_subnormals(fn: Callable[..., EngineOutput]) -> Callable[..., EngineOutput]:
     @functools.wraps(fn)
     def run(features: torch.Tensor, *args, **kwargs) -> EngineOutput:
         with flushing_subnormals(features.device):
@@ -139,7 +139,7 @@ def _flushing_denormals(fn: Callable[..., EngineOutput]) -> Callable[..., Engine
     return run
 
 
-@_flushing_denormals
+@_flushing_subnormals
 def purify_tensors(
     features: torch.Tensor,
     init_labels: torch.Tensor,

@@ -14,7 +14,8 @@ Label tensors have a class dimension of about ten entries. Two things make
   that would underflow comes out as ``e·tiny`` (3.2e-38 in float32) instead of 0 or a
   subnormal. That changes no label.
 
-On other devices the fused kernels are used.
+On other devices :func:`softmax_rows` and :func:`log_softmax_rows` use torch's fused
+kernels; :func:`softmax_`, which works in place, is the same arithmetic everywhere.
 """
 
 from __future__ import annotations
