@@ -49,6 +49,7 @@ __all__ = [
     "list_adapters",
     "get_adapter",
     "as_label_array",
+    "sample_positions",
 ]
 
 SplitRecipe = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
@@ -265,6 +266,16 @@ class Adapter(abc.ABC):
         File suffix of that format, used by tools that pick a file name.
     description : str
         One line for listings.
+    integration : Recipe or None
+        The :class:`~dmlp_integrations.recipe.Recipe` that ``dmlp integrate <name>``
+        applies to a clone of the upstream, or ``None`` if there is none.
+    reads_given_labels : bool
+        True when the upstream reads its noisy labels from a file the user purifies (DivideMix's
+        noise JSON): then labels that differ from the purified run's input are an error.
+        False when the upstream draws its own noise, which the purified labels replace.
+    batch_layout : tuple of two ints, or None
+        Positions of the label and of the sample index in a training batch
+        (``(1, 2)`` for ``(input, label, index)``), for :meth:`batch_labels`.
     """
 
     name: ClassVar[str]
@@ -273,6 +284,9 @@ class Adapter(abc.ABC):
     label_format: ClassVar[str]
     label_suffix: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    integration: ClassVar[Any] = None
+    reads_given_labels: ClassVar[bool] = False
+    batch_layout: ClassVar[tuple[int, int] | None] = None
 
     #: Checked by :func:`validate_adapter_class` when a plugin registers the class.
     REQUIRED_ATTRIBUTES: ClassVar[tuple[str, ...]] = ("name", "upstream", "upstream_commits", "label_format")
@@ -335,6 +349,41 @@ class Adapter(abc.ABC):
                     "(input, label, ...) tuple; override loader_labels() for this upstream")
             out[k] = int(item[1])
         return out
+
+    def clean_labels(self, dataset: Any) -> np.ndarray | None:
+        """The clean labels ``dataset`` keeps, in upstream order, or ``None``.
+
+        CIFAR upstreams load the clean labels beside the noisy ones; the runtime uses them
+        to check that the purified file follows the upstream's sample order.
+        """
+        return None
+
+    def loader_yields_labels(self, dataset: Any) -> bool:
+        """Whether ``dataset`` yields labels :meth:`loader_labels` can read (DivideMix's
+        unlabeled mode does not); datasets that do not are not checked."""
+        return True
+
+    def batch_labels(self, dataset: Any, batch: Any) -> tuple[Any, Any] | None:
+        """``(positions, labels)`` of one training batch of ``dataset``'s loader, or ``None``
+        when the batch carries no sample positions. The default reads :attr:`batch_layout`."""
+        if self.batch_layout is None or not isinstance(batch, (tuple, list)):
+            return None
+        label_at, index_at = self.batch_layout
+        if len(batch) <= max(label_at, index_at):
+            return None
+        return batch[index_at], batch[label_at]
+
+    # -- training options ------------------------------------------------------------------
+
+    def residual_noise_settings(self, args: Any, rate: float, *, explicit: set[str] = frozenset()) -> dict[str, Any]:
+        """Upstream options to set when training on purified labels with noise rate ``rate``.
+
+        ``args`` is the upstream's parsed namespace and ``explicit`` the option names
+        given on its command line. Co-teaching's forget rate, for example, should follow
+        the *residual* noise of the purified labels, not the noise they were purified
+        from. Returns ``{attribute: value}``; the default changes nothing.
+        """
+        return {}
 
     # -- workflow ------------------------------------------------------------------------
 
@@ -407,7 +456,7 @@ class Adapter(abc.ABC):
         idx = mapping.indices(len(labels))
         expected = labels[idx]
         self._check_length(dataset, len(expected))
-        positions = _sample_positions(len(expected), num_checks, seed)
+        positions = sample_positions(len(expected), num_checks, seed)
         got = np.asarray(self.loader_labels(dataset, positions))
         if got.shape != positions.shape:
             raise AdapterError(f"adapter {self.name!r}: loader_labels returned shape {got.shape} "
@@ -449,7 +498,8 @@ class Adapter(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-def _sample_positions(size: int, num_checks: int | None, seed: int) -> np.ndarray:
+def sample_positions(size: int, num_checks: int | None, seed: int = 0) -> np.ndarray:
+    """``num_checks`` sorted positions in ``[0, size)``, always the first and the last (all when ``None``)."""
     if num_checks is None or num_checks >= size:
         return np.arange(size, dtype=np.int64)
     if num_checks < 2:

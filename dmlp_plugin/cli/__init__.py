@@ -17,7 +17,7 @@ from ..errors import DmlpError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # Order is the order of `dmlp --help`.
-COMMANDS = ("purify", "demo", "noise", "adapters", "features", "pretrain")
+COMMANDS = ("purify", "demo", "noise", "adapters", "integrate", "run", "data", "features", "pretrain")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `dmlp run ... -- python SCRIPT ARGS`: everything after the first `--` is the command.
+    command = argv[argv.index("--") + 1:] if "--" in argv else None
+    args = parser.parse_args(argv if command is None else argv[: argv.index("--")])
+    if command is not None:
+        if not getattr(args, "takes_command", False):
+            parser.error("unexpected arguments after `--`")
+        args.command = command
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
