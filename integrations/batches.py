@@ -8,7 +8,9 @@ One wrapper around ``torch.utils.data.DataLoader.__iter__`` serves two callers:
   The first pass also checks sampled items through the dataset's ``__getitem__``.
 * :mod:`dmlp_integrations.launch` (``dmlp run --max-iters N``): the run stops cleanly
   after ``N`` batches drawn from shuffling loaders (training loaders shuffle; test and
-  evaluation loaders do not).
+  evaluation loaders do not). ``--max-eval-batches K`` ends every pass over a
+  non-shuffling loader after ``K`` batches, for smoke runs of upstreams that evaluate
+  the whole test set before training.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import numpy as np
 
 from dmlp_plugin.errors import AlignmentError
 
-__all__ = ["install_batch_checks", "set_iteration_budget", "BudgetReached"]
+__all__ = ["install_batch_checks", "set_iteration_budget", "set_eval_budget", "BudgetReached"]
 
 _installed = False
 _budget: int | None = None
+_eval_budget: int | None = None
 _drawn = 0
 _verified: set[int] = set()
 
@@ -36,6 +39,13 @@ def set_iteration_budget(max_iters: int | None) -> None:
     """Stop the process (status 0) once ``max_iters`` training batches have been drawn."""
     global _budget, _drawn
     _budget, _drawn = max_iters, 0
+    install_batch_checks()
+
+
+def set_eval_budget(max_batches: int | None) -> None:
+    """End every pass over a non-shuffling (evaluation) loader after ``max_batches`` batches."""
+    global _eval_budget
+    _eval_budget = max_batches
     install_batch_checks()
 
 
@@ -52,7 +62,8 @@ def install_batch_checks() -> None:
         it = original(self)
         watched = _watched_entry(self.dataset)
         shuffles = isinstance(getattr(self, "sampler", None), RandomSampler)
-        if watched is None and not (shuffles and _budget is not None):
+        if watched is None and not (shuffles and _budget is not None) and not (
+                not shuffles and _eval_budget is not None):
             return it
         return _Watched(it, self.dataset, watched, shuffles)
 
@@ -78,6 +89,7 @@ class _Watched:
     def __init__(self, it: Any, dataset: Any, watched: tuple | None, counts: bool) -> None:
         self._it, self._dataset, self._watched, self._counts = it, dataset, watched, counts
         self._checked = 0
+        self._yielded = 0
 
     def __iter__(self) -> "_Watched":
         return self
@@ -94,7 +106,10 @@ class _Watched:
             print(f"[dmlp-plugin] dmlp run: stopping after {_drawn} training iterations (--max-iters)",
                   file=sys.stderr, flush=True)
             raise BudgetReached(0)
+        if not self._counts and _eval_budget is not None and self._yielded >= _eval_budget:
+            raise StopIteration
         batch = next(self._it)
+        self._yielded += 1
         if self._counts:
             _drawn += 1
         if self._watched is not None and self._checked < _checked_batches():
@@ -122,7 +137,7 @@ class _Watched:
                               f"{labels[k]}, purified {expected[k]}" for k in bad[:3])
             raise AlignmentError(f"{adapter.name} {part} loader yielded {bad.size} of {labels.size} labels that are "
                                  f"not the purified ones: {shown}")
-        record_loader_check(part, int(labels.size))
+        record_loader_check(part, idx[positions], labels)
 
     def _check_items(self, adapter: Any, idx: np.ndarray, part: str, labels: np.ndarray) -> None:
         from dmlp_plugin.adapter import sample_positions

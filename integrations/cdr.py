@@ -35,13 +35,14 @@ RECIPE = Recipe(
         Insert("tools.py", "import utils", where="after", lines=(RUNTIME,),
                why="the runtime, for the injection below"),
         Insert("tools.py", "noisy_labels = noisy_labels.squeeze()", where="after",
-               lines=('noisy_labels = dmlp_runtime.inject("cdr", noisy_labels, clean=train_labels)',),
+               lines=('noisy_labels = dmlp_runtime.inject("cdr", noisy_labels, part="all", clean=train_labels)',),
                why="purified labels replace the noisy draw before the train/validation split"),
         Insert("data_load.py", "import tools", where="after", lines=(RUNTIME,),
                why="the runtime, for the watch below"),
         Insert("data_load.py", "self.val_data = self.val_data.transpose((0, 2, 3, 1))",
                within="class cifar10_dataset(", indent=" " * 8,
-               lines=('dmlp_runtime.watch("cdr", self, seed=random_seed, split_per=split_per)',),
+               lines=('dmlp_runtime.watch("cdr", self, part="train" if train else "val", seed=random_seed, '
+                      'split_per=split_per)',),
                why="checks the labels CIFAR-10 loaders yield, through CDR's seeded split"),
     ),
 )

@@ -39,6 +39,9 @@ def install_cpu_fallbacks() -> bool:
     torch.Tensor.cuda = to_self  # type: ignore[method-assign]
     torch.nn.Module.cuda = to_self  # type: ignore[method-assign]
     torch.cuda.set_device = lambda *a, **k: None
+    # ELR+ builds `'cuda:' + str(ids[0])` from range(device_count()); with one "device" the
+    # string exists and Tensor.to/Module.to below send it to the CPU.
+    torch.cuda.device_count = lambda: 1
     # Legacy typed constructors, used as `.type(torch.cuda.FloatTensor)`.
     for name in ("FloatTensor", "DoubleTensor", "LongTensor", "IntTensor", "ByteTensor", "BoolTensor", "HalfTensor"):
         setattr(torch.cuda, name, getattr(torch, name))

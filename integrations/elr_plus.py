@@ -11,7 +11,7 @@ after the run. ``train_labels_gt`` keeps the clean labels ELR+ evaluates against
 
 from __future__ import annotations
 
-from .recipe import Insert, Recipe
+from .recipe import Insert, Recipe, Replace
 
 __all__ = ["RECIPE"]
 
@@ -26,6 +26,7 @@ RECIPE = Recipe(
     file_hashes={
         "ELR_plus/train.py": "1ffbfc8e420f4ddd4b06746eb979b052e1e077d302dec198800e59c5fd46d45d",
         "ELR_plus/data_loader/cifar10.py": "86c049b84fadf76c82d363a4a06b80fbd8ca329538f6236689761df5c0ff3dc5",
+        "ELR_plus/trainer/trainer.py": "2a4771cc9138152cb0130dc7545bf364681f654e084af0ae59f2ad9e45e9cc42",
     },
     edits=(
         Insert("ELR_plus/train.py", "config = ConfigParser.get_instance(args, options)", where="before",
@@ -34,6 +35,8 @@ RECIPE = Recipe(
         Insert("ELR_plus/train.py", "import mlflow", where="before",
                lines=("from dmlp_integrations.shims import provide as dmlp_provide", 'dmlp_provide("mlflow")'),
                why="mlflow is imported unconditionally; a no-op stand-in when it is not installed"),
+        Replace("ELR_plus/trainer/trainer.py", "add_(1 - alpha, param.data)", "add_(param.data, alpha=1 - alpha)",
+                why="the add_(Number, Tensor) overload is deprecated and warns every EMA step"),
         Insert("ELR_plus/data_loader/cifar10.py", "import torchvision", where="after", lines=(RUNTIME,),
                why="the runtime, for the injection below"),
         Insert("ELR_plus/data_loader/cifar10.py", 'print(f"Train: {len(train_idxs)} Val: {len(val_idxs)}")',

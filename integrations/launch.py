@@ -6,6 +6,8 @@ prepares is read from the environment ``dmlp run`` sets:
 
 ``DMLP_RUN_MAX_ITERS=N``
     Stop (exit status 0) after ``N`` batches drawn from shuffling DataLoaders.
+``DMLP_RUN_MAX_EVAL_BATCHES=K``
+    End every pass over a non-shuffling (evaluation) DataLoader after ``K`` batches.
 ``DMLP_RUN_SKIP_MD5=1``
     Accept dataset files whose md5 differs from the published one (CIFAR rebuilt from
     re-encoded images): every ``check_integrity`` function, torchvision's and the
@@ -24,9 +26,10 @@ import os
 import runpy
 import sys
 
-__all__ = ["main", "ENV_MAX_ITERS", "ENV_SKIP_MD5", "ENV_NUM_WORKERS"]
+__all__ = ["main", "ENV_MAX_ITERS", "ENV_MAX_EVAL_BATCHES", "ENV_SKIP_MD5", "ENV_NUM_WORKERS"]
 
 ENV_MAX_ITERS = "DMLP_RUN_MAX_ITERS"
+ENV_MAX_EVAL_BATCHES = "DMLP_RUN_MAX_EVAL_BATCHES"
 ENV_SKIP_MD5 = "DMLP_RUN_SKIP_MD5"
 ENV_NUM_WORKERS = "DMLP_RUN_NUM_WORKERS"
 
@@ -51,6 +54,12 @@ def prepare() -> list[str]:
 
         set_iteration_budget(int(max_iters))
         done.append(f"stop after {max_iters} training iterations")
+    max_eval = os.environ.get(ENV_MAX_EVAL_BATCHES)
+    if max_eval not in (None, ""):
+        from .batches import set_eval_budget
+
+        set_eval_budget(int(max_eval))
+        done.append(f"evaluation passes end after {max_eval} batch(es)")
     return done
 
 

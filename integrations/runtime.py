@@ -344,18 +344,25 @@ def _write_record() -> None:
         json.dump(state.record, fh, indent=1)
 
 
-def record_loader_check(part: str, checked: int) -> None:
-    """Count a loader batch check (called by :mod:`dmlp_integrations.batches`)."""
+#: How many (dataset index, label) pairs a loader check keeps in the record, per part.
+RECORDED_SAMPLES = 64
+
+
+def record_loader_check(part: str, indices: np.ndarray, labels: np.ndarray) -> None:
+    """Record one checked batch: its size, and a few of the (dataset index, label) pairs it carried."""
     state = _active
     if state is None:
         return
     for entry in state.record["loader_checks"]:
         if entry["part"] == part:
-            entry["samples_checked"] += checked
-            entry["batches_checked"] += 1
             break
     else:
-        state.record["loader_checks"].append({"part": part, "samples_checked": checked, "batches_checked": 1})
+        entry = {"part": part, "samples_checked": 0, "batches_checked": 0, "samples": []}
+        state.record["loader_checks"].append(entry)
+    entry["samples_checked"] += int(len(labels))
+    entry["batches_checked"] += 1
+    room = RECORDED_SAMPLES - len(entry["samples"])
+    entry["samples"].extend([int(i), int(y)] for i, y in zip(indices[:room], labels[:room]))
     _write_record()
 
 

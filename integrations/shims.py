@@ -80,6 +80,8 @@ class _Anything:
         return self
 
     def __getattr__(self, name: str) -> "_Anything":
+        if name.startswith("__"):  # introspection (inspect, pickle, copy) must see a plain object
+            raise AttributeError(name)
         return self
 
     def __enter__(self) -> "_Anything":
@@ -91,7 +93,12 @@ class _Anything:
 
 def _stand_in(name: str) -> types.ModuleType:
     module = types.ModuleType(name, f"dmlp-plugin stand-in for {name} (not installed)")
-    module.__getattr__ = lambda attr: _Anything()  # type: ignore[attr-defined]
+    def __getattr__(attr: str) -> _Anything:
+        if attr.startswith("__"):
+            raise AttributeError(f"module {name!r} has no attribute {attr!r}")
+        return _Anything()
+
+    module.__getattr__ = __getattr__  # type: ignore[attr-defined]
     module.__dmlp_stand_in__ = True  # type: ignore[attr-defined]
     return module
 

@@ -30,6 +30,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("method", help="adapter name (checked against the clone's integration marker)")
     p.add_argument("--cwd", metavar="DIR", help="folder to run in (default: here)")
     p.add_argument("--max-iters", type=int, metavar="N", help="stop after N training batches (exit status 0)")
+    p.add_argument("--max-eval-batches", type=int, metavar="K", help="end every evaluation pass (loaders "
+                   "that do not shuffle) after K batches, for smoke runs")
     p.add_argument("--skip-md5", action="store_true", help="accept dataset files whose md5 differs "
                    "(CIFAR rebuilt from re-encoded images)")
     p.add_argument("--num-workers", type=int, metavar="K", help="force every DataLoader to K worker processes")
@@ -71,6 +73,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.max_iters < 1:
             raise InputError("--max-iters must be at least 1")
         env[launch.ENV_MAX_ITERS] = str(args.max_iters)
+    if args.max_eval_batches is not None:
+        if args.max_eval_batches < 1:
+            raise InputError("--max-eval-batches must be at least 1")
+        env[launch.ENV_MAX_EVAL_BATCHES] = str(args.max_eval_batches)
     if args.skip_md5:
         env[launch.ENV_SKIP_MD5] = "1"
     if args.num_workers is not None:
