@@ -16,7 +16,7 @@ import numpy as np
 
 from dmlp_integrations.elr_plus import RECIPE
 from dmlp_plugin import hookimpl
-from dmlp_plugin.adapter import Adapter, IndexMap, StoredIndexMap, as_label_array
+from dmlp_plugin.adapter import Adapter, IdentityMap, IndexMap, StoredIndexMap, as_label_array
 from dmlp_plugin.errors import AdapterError
 from dmlp_plugin.io import PathLike, export_labels, load_array
 
@@ -36,6 +36,8 @@ class ELRPlusAdapter(Adapter):
     batch_layout = (1, 2)
 
     def index_map(self, dataset: Any = None) -> IndexMap:
+        if dataset is None:  # label files are in CIFAR order
+            return IdentityMap()
         indices = getattr(dataset, "indexs", None)
         if indices is None:
             raise AdapterError("adapter 'elr_plus': the dataset keeps no 'indexs' (ELR+'s validation half does "

@@ -274,15 +274,19 @@ def integrate(recipe: Recipe, clone: str | os.PathLike, *, version: str = "") ->
     return p, f"integrated {recipe.method} into {root}: {len(p.changes)} file(s), {len(recipe.edits)} edit(s)"
 
 
-def revert(clone: str | os.PathLike) -> list[str]:
+def revert(clone: str | os.PathLike, *, method: str | None = None) -> list[str]:
     """Restore every file integration changed, byte for byte, and remove the marker.
 
-    Refuses, naming the files, if any was edited after integration. Returns the restored paths.
+    Refuses, naming the files, if any was edited after integration, and when ``method``
+    is given and the clone was integrated for another. Returns the restored paths.
     """
     root = _clone_root(clone)
     marker = _read_marker(root)
     if marker is None:
         raise IntegrationError(f"{root} is not integrated (no {MARKER})")
+    if method is not None and marker.get("method") != method:
+        raise IntegrationError(f"{root} is integrated for {marker.get('method')!r}, not {method!r}; "
+                               f"run `dmlp integrate {marker.get('method')} {root} --revert`")
     restore = []
     for rel, entry in marker["files"].items():
         path = _inside(root, rel)

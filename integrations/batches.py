@@ -59,9 +59,11 @@ def install_batch_checks() -> None:
     original = DataLoader.__iter__
 
     def __iter__(self: Any) -> Any:
+        shuffles = isinstance(getattr(self, "sampler", None), RandomSampler)
+        if shuffles:
+            _require_injection()
         it = original(self)
         watched = _watched_entry(self.dataset)
-        shuffles = isinstance(getattr(self, "sampler", None), RandomSampler)
         if watched is None and not (shuffles and _budget is not None) and not (
                 not shuffles and _eval_budget is not None):
             return it
@@ -69,6 +71,18 @@ def install_batch_checks() -> None:
 
     DataLoader.__iter__ = __iter__  # type: ignore[method-assign]
     _installed = True
+
+
+def _require_injection() -> None:
+    """Training has started: with ``--dmlp`` active, some labels must have been injected by now."""
+    from .runtime import active
+
+    state = active()
+    if state is not None and not state.record["injections"]:
+        raise AlignmentError(
+            f"--dmlp was given but training started before any label was injected: this run reads its data "
+            f"through a path the {state.method} integration does not cover (another dataset than CIFAR-10, or "
+            "clean labels?), so it would train on the upstream's own labels")
 
 
 def _watched_entry(dataset: Any) -> tuple | None:

@@ -57,5 +57,7 @@ RECIPE = Recipe(
         Insert("data/cifar.py", "self.noise_or_not = np.transpose(", within="class CIFAR10(",
                lines=('dmlp_runtime.inject("coteaching", self)',),
                why="purified labels replace train_noisy_labels; noise_or_not is recomputed from them"),
+        Insert("data/cifar.py", "self.noise_or_not = np.transpose(", within="class CIFAR100(",
+               lines=('dmlp_runtime.inject("coteaching", self)',), why="as for CIFAR-10"),
     ),
 )

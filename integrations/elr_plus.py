@@ -1,6 +1,6 @@
 """ELR+ (Liu et al., NeurIPS 2020): ``ELR_plus/train.py`` with ``--dmlp``.
 
-ELR+ trains two networks, each with its own data loader; each loader builds its own
+ELR+ trains two networks (CIFAR-10 and CIFAR-100 alike), each with its own data loader; each loader builds its own
 class-stratified 45k/5k train/validation split of CIFAR-10 with an *unseeded*
 ``np.random.shuffle`` and draws its own noise, so the split differs per run and per
 network. The purified labels replace both halves of each split right after the noise is
@@ -16,6 +16,8 @@ from .recipe import Insert, Recipe, Replace
 __all__ = ["RECIPE"]
 
 RUNTIME = "import dmlp_integrations.runtime as dmlp_runtime"
+INJECT = ('dmlp_runtime.inject("elr_plus", train_dataset, part="train")',
+          'dmlp_runtime.inject("elr_plus", val_dataset, part="val", indices=val_idxs)')
 
 RECIPE = Recipe(
     method="elr_plus",
@@ -26,6 +28,7 @@ RECIPE = Recipe(
     file_hashes={
         "ELR_plus/train.py": "1ffbfc8e420f4ddd4b06746eb979b052e1e077d302dec198800e59c5fd46d45d",
         "ELR_plus/data_loader/cifar10.py": "86c049b84fadf76c82d363a4a06b80fbd8ca329538f6236689761df5c0ff3dc5",
+        "ELR_plus/data_loader/cifar100.py": "b4bf7f03033150e0af34da9c111b0f5378fa152c6e77576d7fad7318b0de0f90",
         "ELR_plus/trainer/trainer.py": "2a4771cc9138152cb0130dc7545bf364681f654e084af0ae59f2ad9e45e9cc42",
     },
     edits=(
@@ -40,9 +43,11 @@ RECIPE = Recipe(
         Insert("ELR_plus/data_loader/cifar10.py", "import torchvision", where="after", lines=(RUNTIME,),
                why="the runtime, for the injection below"),
         Insert("ELR_plus/data_loader/cifar10.py", 'print(f"Train: {len(train_idxs)} Val: {len(val_idxs)}")',
-               where="before",
-               lines=('dmlp_runtime.inject("elr_plus", train_dataset, part="train")',
-                      'dmlp_runtime.inject("elr_plus", val_dataset, part="val", indices=val_idxs)'),
+               where="before", lines=INJECT,
                why="purified labels replace both halves of the split, through its indices"),
+        Insert("ELR_plus/data_loader/cifar100.py", "import torchvision", where="after", lines=(RUNTIME,),
+               why="the runtime, for the injection below"),
+        Insert("ELR_plus/data_loader/cifar100.py", 'print(f"Train: {len(train_dataset)} Val:', where="before",
+               lines=INJECT, why="as for CIFAR-10"),
     ),
 )

@@ -123,7 +123,7 @@ def activate(args: argparse.Namespace, method: str, *, argv: list[str] | None = 
         raise AlignmentError(f"{path}: the given labels do not match the checksum recorded when they were "
                              "purified; the file was altered")
     adapter = get_adapter(method)()
-    rate = estimated_noise_rate(result)
+    rate = result.estimated_noise_rate()
     changes = _apply_residual_noise(adapter, args, rate, getattr(args, "dmlp_residual_noise", "auto"), argv or [])
     record_path = Path(getattr(args, "dmlp_record", None) or os.environ.get(ENV_RECORD) or "dmlp-record.json")
     record = {"method": method, "purified_file": str(path.resolve()),
@@ -141,19 +141,6 @@ def activate(args: argparse.Namespace, method: str, *, argv: list[str] | None = 
 
     install_batch_checks()
     return _active
-
-
-def estimated_noise_rate(result: Any) -> float:
-    """Expected fraction of wrong purified labels: one minus their mean confidence.
-
-    Trusted samples, which carry clean labels, are left out. The purifier's posteriors
-    are calibrated on the trusted set, so their mean confidence estimates the accuracy;
-    ``benchmarks/residual_noise.py`` checks the estimate against the truth.
-    """
-    keep = np.ones(len(result), bool)
-    keep[np.asarray(result.trusted_indices, dtype=np.int64)] = False
-    conf = np.asarray(result.confidence, dtype=np.float64)[keep]
-    return float(np.clip(1.0 - conf.mean(), 0.0, 1.0)) if conf.size else 0.0
 
 
 def _apply_residual_noise(adapter: Any, args: argparse.Namespace, rate: float, policy: str,

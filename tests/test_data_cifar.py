@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_fixtures import real_cifar10_root, shared_dir  # noqa: F401
 
 from dmlp_plugin.data import CIFAR10, CIFAR100, load_dataset
 from dmlp_plugin.errors import CorruptFileError, InputError, MissingFileError
@@ -152,25 +151,6 @@ def test_cifar100_fine_and_coarse(tmp_path):
 
 
 # -- the real CIFAR-10, rebuilt from ../shared --------------------------------------------
-
-def shared_dir() -> Path | None:
-    path = Path(os.environ.get("DMLP_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
-    return path if (path / "data" / "cifar10" / "train_labels_original_order.npy").is_file() else None
-
-
-@pytest.fixture(scope="session")
-def real_cifar10_root(tmp_path_factory) -> Path:
-    """The CIFAR-10 build in ~/.cache/dmlp when there is one, else built from ../shared (~20 s)."""
-    cached = Path.home() / ".cache" / "dmlp" / "cifar10"
-    if (cached / "cifar-10-batches-py" / "batches.meta").is_file():
-        return cached
-    shared = shared_dir()
-    if shared is None:
-        pytest.skip("no CIFAR-10 build in ~/.cache/dmlp and no ../shared to build one from")
-    out = tmp_path_factory.mktemp("cifar10")
-    subprocess.run([sys.executable, str(shared / "tools" / "build_cifar10.py"), str(out)], check=True)
-    return out
-
 
 @pytest.mark.shared
 @pytest.mark.slow

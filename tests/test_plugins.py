@@ -14,6 +14,9 @@ from plugin_fixtures import (ADAPTER_PLUGIN_SOURCE, AdapterPlugin, clean_env, fa
 from dmlp_plugin import cli, get_adapter, hookimpl, list_adapters, plugins
 from dmlp_plugin.errors import AdapterError, PluginLoadError
 
+#: The adapters dmlp-plugin itself registers through its entry points.
+BUILTINS = {"torchvision", "dividemix", "elr_plus", "cdr", "coteaching"}
+
 
 def _healthy(fake_dist, dist="dmlp-fake", version="1.2.3", plugin="fake", adapter="fake-adapter"):
     module = f"{dist.replace('-', '_')}_plugin"
@@ -232,14 +235,14 @@ def test_disable_autoload_keeps_only_the_builtins(fresh_plugins, fake_dist, clea
     _broken(fake_dist)
     clean_env.setenv("DMLP_DISABLE_PLUGIN_AUTOLOAD", "1")
     pm = plugins.get_plugin_manager()  # the broken plugin is never imported
-    assert set(pm.adapters) == {"torchvision"}
+    assert set(pm.adapters) == BUILTINS
 
 
 def test_disable_autoload_still_loads_plugins_named_explicitly(fresh_plugins, fake_dist, clean_env):
     _healthy(fake_dist)
     clean_env.setenv("DMLP_DISABLE_PLUGIN_AUTOLOAD", "true")
     clean_env.setenv("DMLP_PLUGINS", "fake")
-    assert set(plugins.get_plugin_manager().adapters) == {"torchvision", "fake-adapter"}
+    assert set(plugins.get_plugin_manager().adapters) == BUILTINS | {"fake-adapter"}
 
 
 @pytest.mark.parametrize("selector", ["one", "dmlp-one", "DMLP_One"])
@@ -248,7 +251,7 @@ def test_dmlp_plugins_loads_only_the_named(fresh_plugins, fake_dist, clean_env, 
     _healthy(fake_dist, dist="dmlp-two", plugin="two", adapter="adapter-two")
     _broken(fake_dist)
     clean_env.setenv("DMLP_PLUGINS", selector)
-    assert set(plugins.get_plugin_manager().adapters) == {"torchvision", "adapter-one"}
+    assert set(plugins.get_plugin_manager().adapters) == BUILTINS | {"adapter-one"}
 
 
 def test_dmlp_plugins_warns_about_unknown_names(fresh_plugins, fake_dist, clean_env):
@@ -265,7 +268,7 @@ def test_empty_dmlp_plugins_means_no_third_party(fresh_plugins, fake_dist, clean
     clean_env.setenv("DMLP_PLUGINS", "")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert set(plugins.get_plugin_manager().adapters) == {"torchvision"}
+        assert set(plugins.get_plugin_manager().adapters) == BUILTINS
 
 
 # -- dmlp adapters list ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ third-party adapter package can ship its own.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ..errors import InputError
@@ -54,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
 
     recipe = recipe_for(args.method)
     if args.revert:
-        restored = apply.revert(args.clone)
+        restored = apply.revert(args.clone, method=recipe.method)
         console.print(f"reverted {args.clone}: restored {len(restored)} file(s) byte for byte"
                       + (f" ({', '.join(restored)})" if restored else ""), highlight=False)
         return 0
@@ -64,7 +65,8 @@ def _run(args: argparse.Namespace) -> int:
         console.print(f"[{style}]{st.state.value}[/]: {st.message}", highlight=False)
         return 0 if st.state.value in ("pristine", "integrated") else 1
     if args.dry_run:
-        console.print(apply.unified_diff(apply.plan(recipe, args.clone)), highlight=False, markup=False, end="")
+        # Plain stdout: a console would wrap long lines and the saved diff would not apply.
+        sys.stdout.write(apply.unified_diff(apply.plan(recipe, args.clone)))
         return 0
     plan, message = apply.integrate(recipe, args.clone, version=__version__)
     console.print(message, highlight=False)

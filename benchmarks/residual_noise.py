@@ -1,0 +1,372 @@
+"""How well the purified result estimates its own residual noise, written to benchmarks/RESULTS.md.
+
+    python benchmarks/residual_noise.py --write-results --threads 1   # full run, ~3 min
+    python benchmarks/residual_noise.py --epochs 10 --subset 5000      # smoke run, seconds
+
+Integrations set the upstream options that follow the noise of the labels they train on
+(Co-teaching's ``--forget_rate``, CDR's ``--noise_rate``) from
+``PurifyResult.estimated_noise_rate()``: one minus the mean purified-label confidence
+over the non-trusted rows. This script purifies CIFAR-10 features under symmetric and
+asymmetric noise, with the default config and in paper mode, and compares that estimate
+(and two other estimates that need no clean labels beyond the trusted set's, which the
+result already holds) with the truth: the fraction of non-trusted purified labels that
+differ from the clean ones.
+
+Inputs and protocol are those of ``purify_cifar10.py`` (the shared k-means features, the
+clean training labels; 1,000 trusted samples drawn from a stream separate from the
+noise's). Only the section between ``<!-- residual-noise:start -->`` and
+``<!-- residual-noise:end -->`` of RESULTS.md is rewritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # purify_cifar10.py and results_file.py sit beside this file
+    sys.path.insert(0, str(HERE))
+
+from purify_cifar10 import (FEATURES, NUM_CLASSES, TRAIN_LABELS, draw_trusted, git_revision,  # noqa: E402
+                            load_average, markdown_table, noisy_labels, print_table, shared_dir,
+                            threads_text, with_epochs)
+from results_file import write_section  # noqa: E402
+
+from dmlp_plugin import PurifyConfig, PurifyResult, purify_dataset  # noqa: E402
+
+START, END = "<!-- residual-noise:start -->", "<!-- residual-noise:end -->"
+RESULTS = HERE / "RESULTS.md"
+CONFIGS: dict[str, tuple[str, Callable[[], PurifyConfig]]] = {
+    "default": ("PurifyConfig()", PurifyConfig),
+    "paper": ("PurifyConfig.paper()", PurifyConfig.paper),
+}
+
+
+# -- estimators: each reads only the result (no clean labels beyond the trusted set's) -------
+
+
+def purified_rows(result: PurifyResult) -> np.ndarray:
+    """Mask of the rows that were purified (all but the trusted ones)."""
+    keep = np.ones(len(result.labels), bool)
+    keep[np.asarray(result.trusted_indices, dtype=np.int64)] = False
+    return keep
+
+
+def current_estimate(result: PurifyResult) -> float | None:
+    """What integrations use: ``1 − mean(confidence)`` over the purified rows."""
+    return result.estimated_noise_rate()
+
+
+def _tempered(log_soft: np.ndarray, t: float) -> np.ndarray:
+    z = t * log_soft
+    z -= z.max(1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(1, keepdims=True)
+
+
+def _entropy(p: np.ndarray) -> float:
+    return float(-(p * np.log(np.clip(p, 1e-300, None))).sum(1).mean())
+
+
+def entropy_matched_estimate(result: PurifyResult) -> float | None:
+    """``1 − mean(confidence)`` after rescaling the soft labels to the honest trusted log-loss.
+
+    When the labels come from a selected posterior candidate (the default), the result
+    records that candidate's cross-fitted log-loss on the held-out trusted rows
+    (``metadata["candidate_nll"][metadata["selected"]]``). Calibrated soft labels would
+    have a mean entropy equal to it; the soft labels are raised to the power ``t`` (and
+    renormalised) with ``t`` chosen so that they do, then the confidence is read off.
+    None when the result holds no such log-loss (paper mode).
+    """
+    nll = (result.metadata.get("candidate_nll") or {}).get(result.metadata.get("selected"))
+    if nll is None:
+        return None
+    soft = np.asarray(result.soft_labels, dtype=np.float64)[purified_rows(result)]
+    if not len(soft):
+        return None
+    log_soft = np.log(np.clip(soft, 1e-12, None))
+    lo, hi = np.log(0.05), np.log(20.0)  # entropy falls as t grows: bisect on log t
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if _entropy(_tempered(log_soft, float(np.exp(mid)))) > nll:
+            lo = mid
+        else:
+            hi = mid
+    return float(1.0 - _tempered(log_soft, float(np.exp(0.5 * (lo + hi)))).max(1).mean())
+
+
+def agreement_estimate(result: PurifyResult) -> float | None:
+    """Residual noise from how often the purified labels keep the given ones.
+
+    The trusted rows carry their clean label in ``labels`` and their noisy one in
+    ``given_labels``, so ``g``, the given labels' accuracy, is measured there. If the
+    purified labels' errors were independent of the given labels' (given the true class)
+    and spread evenly over the wrong classes, the purified rows would keep their given
+    label at the rate ``u = a·g + (1 − a)(1 − g)/(C − 1)``; solved for the purified
+    accuracy ``a``. The independence fails where the purifier leans on the given label
+    itself (the default's posterior); None without trusted rows or when ``g`` is at chance.
+    """
+    trusted = np.asarray(result.trusted_indices, dtype=np.int64)
+    keep = purified_rows(result)
+    if not len(trusted) or not keep.any():
+        return None
+    g = float((result.labels[trusted] == result.given_labels[trusted]).mean())
+    u = float((result.labels[keep] == result.given_labels[keep]).mean())
+    q = (1.0 - g) / (result.num_classes - 1)
+    if g - q <= 1e-6:
+        return None
+    return float(1.0 - np.clip((u - q) / (g - q), 0.0, 1.0))
+
+
+ESTIMATORS: dict[str, tuple[str, Callable[[PurifyResult], float | None]]] = {
+    "current": ("`estimated_noise_rate()`: 1 − mean confidence", current_estimate),
+    "entropy-matched": ("1 − mean confidence of the soft labels tempered to the trusted log-loss",
+                        entropy_matched_estimate),
+    "agreement": ("from the rate at which purified labels keep the given ones", agreement_estimate),
+}
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    setting: str  # e.g. "Symmetric 50%"
+    config: str  # a key of CONFIGS
+    seed: int
+    given_noise: float  # fraction of the non-trusted given labels that are wrong
+    truth: float  # fraction of the non-trusted purified labels that are wrong
+    estimates: dict[str, float | None]
+    seconds: float
+
+    def error(self, name: str) -> float | None:
+        value = self.estimates.get(name)
+        return None if value is None else value - self.truth
+
+
+def load_train(shared: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Training features and clean labels, or exit naming what is missing (no test set needed)."""
+    feats_path, labels_path = shared / FEATURES, shared / TRAIN_LABELS
+    missing = [p for p in (feats_path, labels_path) if not p.is_file()]
+    if missing:
+        raise SystemExit("missing shared input(s): " + ", ".join(map(str, missing))
+                         + "\n(set DMLP_SHARED or --shared to the folder that holds features/ and data/)")
+    with np.load(feats_path) as z:
+        train = z["train"].astype(np.float32)
+    return train, np.load(labels_path).astype(np.int64)
+
+
+def run_setting(features: np.ndarray, clean: np.ndarray, setting: str, kind: str, rate: float, *,
+                configs: list[str], seed: int, num_trusted: int, epochs: int | None,
+                log: Callable[[str], None] = print) -> list[Run]:
+    """One noise draw, purified once per config; every estimator against the truth."""
+    noisy = noisy_labels(clean, kind, rate, seed)
+    trusted = draw_trusted(len(clean), num_trusted, seed)
+    keep = np.ones(len(clean), bool)
+    keep[trusted] = False
+    given_noise = float((noisy[keep] != clean[keep]).mean())
+    runs = []
+    for name in configs:
+        config = with_epochs(CONFIGS[name][1](), epochs)
+        start = time.perf_counter()
+        result = purify_dataset(features, noisy, val_indices=trusted, val_labels=clean[trusted],
+                                num_classes=NUM_CLASSES, config=config, seed=seed, device="cpu")
+        seconds = time.perf_counter() - start
+        truth = float((result.labels[keep] != clean[keep]).mean())
+        run = Run(setting, name, seed, given_noise, truth,
+                  {key: fn(result) for key, (_, fn) in ESTIMATORS.items()}, seconds)
+        runs.append(run)
+        log(f"{setting}, seed {seed}, {name}: given {pct(given_noise)}, residual {pct(truth)}, "
+            + ", ".join(f"{key} {pct(v)}" for key, v in run.estimates.items()) + f" ({seconds:.1f} s)")
+    return runs
+
+
+# -- reporting -----------------------------------------------------------------------------------
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def points(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:+.1f}"
+
+
+def _mean(values: list[float | None]) -> float | None:
+    return None if not values or any(v is None for v in values) else float(np.mean(values))
+
+
+def runs_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    """One row per setting and config (means over seeds): truth, each estimate and its error."""
+    head = ["noise", "config", "given noise (%)", "**true residual (%)**"]
+    for name in ESTIMATORS:
+        head += [f"{name} (%)", "error (pts)"]
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.setting, run.config), []).append(run)
+    body = []
+    for (setting, config), group in groups.items():
+        row = [setting, f"`{CONFIGS[config][0]}`", pct(_mean([r.given_noise for r in group])),
+               f"**{pct(_mean([r.truth for r in group]))}**"]
+        for name in ESTIMATORS:
+            row += [pct(_mean([r.estimates[name] for r in group])), points(_mean([r.error(name) for r in group]))]
+        body.append(row)
+    return head, body
+
+
+def error_stats(runs: list[Run], name: str) -> dict[str, float] | None:
+    """Mean error (bias), mean absolute error and worst error of one estimator, over runs."""
+    errors = [r.error(name) for r in runs]
+    if not errors or any(e is None for e in errors):
+        return None
+    errors = np.asarray(errors)
+    return {"bias": float(errors.mean()), "mae": float(np.abs(errors).mean()),
+            "worst": float(errors[np.abs(errors).argmax()]), "runs": len(errors)}
+
+
+def summary_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    head = ["config", "estimator", "runs", "mean error (pts)", "**mean abs. error (pts)**", "worst error (pts)"]
+    body = []
+    for config in dict.fromkeys(r.config for r in runs):
+        chosen = [r for r in runs if r.config == config]
+        for name in ESTIMATORS:
+            stats = error_stats(chosen, name)
+            if stats is None:
+                body.append([f"`{CONFIGS[config][0]}`", name, str(len(chosen)), "—", "not available", "—"])
+                continue
+            body.append([f"`{CONFIGS[config][0]}`", name, str(stats["runs"]), points(stats["bias"]),
+                         f"**{abs(100 * stats['mae']):.1f}**", points(stats["worst"])])
+    return head, body
+
+
+def best_by_config(runs: list[Run]) -> dict[str, str]:
+    """The estimator with the lowest mean absolute error, per config."""
+    out = {}
+    for config in dict.fromkeys(r.config for r in runs):
+        chosen = [r for r in runs if r.config == config]
+        scored = [(stats["mae"], name) for name in ESTIMATORS
+                  if (stats := error_stats(chosen, name)) is not None]
+        if scored:
+            out[config] = min(scored)[1]
+    return out
+
+
+@dataclass
+class Report:
+    args: argparse.Namespace
+    started: str
+    load_start: str
+    runs: list[Run]
+    num_train: int
+    load_end: str = ""
+    total_s: float = 0.0
+
+
+def render(rep: Report) -> str:
+    a = rep.args
+    cpu = platform.processor() or platform.machine()
+    best = best_by_config(rep.runs)
+    lines = [START, "## Residual noise of the purified labels (`benchmarks/residual_noise.py`)", "",
+             f"Run {rep.started} on {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} "
+             f"({threads_text()}), Python {platform.python_version()}, dmlp-plugin at `{git_revision()}`. "
+             f"Load average (1/5/15 min) at start {rep.load_start}, at end {rep.load_end}. "
+             f"Whole run: {rep.total_s / 60:.1f} min. Command:", "",
+             f"    {a.command}", "",
+             "Integrations set Co-teaching's `--forget_rate` and CDR's `--noise_rate` from "
+             "`PurifyResult.estimated_noise_rate()`. Here each estimate is checked against the **true "
+             "residual noise**: the fraction of the purified labels (`result.labels`) that differ from the "
+             f"clean labels, over the {rep.num_train - a.trusted:,} non-trusted samples. Features: "
+             f"`shared/{FEATURES.as_posix()}` ({rep.num_train:,} samples); trusted set: {a.trusted:,} random "
+             "clean samples, as in `purify_cifar10.py`; symmetric noise follows DivideMix (the realised rate "
+             "is 0.9× the nominal), asymmetric noise is CIFAR-10's class mapping. "
+             f"Seeds: {', '.join(map(str, a.seed_list))}"
+             + (" (each cell is the mean over seeds)" if len(a.seed_list) > 1 else "")
+             + f". Epochs: {a.epochs or PurifyConfig().epochs}. Error = estimate − truth, in points; "
+             "negative means the estimate is too low.", "",
+             "Estimators (all read the result alone; none sees a clean label outside the trusted set):", ""]
+    lines += [f"- **{name}** — {text}." for name, (text, _) in ESTIMATORS.items()]
+    lines += ["", "`entropy-matched` tempers the soft labels (`p ∝ soft^t`) until their mean entropy equals the "
+              "cross-fitted trusted log-loss of the selected candidate (`metadata[\"candidate_nll\"]`), so it "
+              "exists only where the labels are a selected posterior (the default). `agreement` solves "
+              "`u = a·g + (1 − a)(1 − g)/(C − 1)` for the purified accuracy `a`, with `u` the rate at which "
+              "purified rows keep their given label and `g` the given labels' accuracy on the trusted rows; it "
+              "assumes the purified labels' errors are independent of the given labels' (not so for the "
+              "default's posterior, which leans on the given label).", "",
+              "### Error of each estimator", "", *markdown_table(*summary_table(rep.runs)), ""]
+    if best:
+        lines += ["Lowest mean absolute error: " + "; ".join(
+            f"`{CONFIGS[config][0]}`: **{name}**" for config, name in best.items()) + ".", ""]
+    lines += ["### Per setting", "", *markdown_table(*runs_table(rep.runs)), "", END]
+    return "\n".join(lines)
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shared", type=Path, default=None, help="the shared folder (default: $DMLP_SHARED or ../shared)")
+    p.add_argument("--rates", default="0.2,0.5,0.8,0.9", help="symmetric noise rates, comma-separated")
+    p.add_argument("--asym-rates", default="0.2,0.4", help="asymmetric CIFAR-10 noise rates ('' to skip)")
+    p.add_argument("--configs", default="default,paper", help=f"comma-separated, of: {', '.join(CONFIGS)}")
+    p.add_argument("--seeds", default="0", help="seeds, comma-separated (tables show the mean)")
+    p.add_argument("--trusted", type=int, default=1000, help="size of the trusted set")
+    p.add_argument("--epochs", type=int, default=None, help="override the purifier's epochs (default 100)")
+    p.add_argument("--subset", type=int, default=None, help="a random subset of the training set (development)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the cores are shared with other jobs)")
+    p.add_argument("--write-results", action="store_true",
+                   help="update the residual-noise section of benchmarks/RESULTS.md")
+    args = p.parse_args(argv)
+    args.rate_list = [float(r) for r in args.rates.split(",") if r.strip()]
+    args.asym_list = [float(r) for r in args.asym_rates.split(",") if r.strip()]
+    args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.config_list = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in args.config_list if c not in CONFIGS]
+    if unknown:
+        p.error(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    args.command = "python benchmarks/residual_noise.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    started, load_start = datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), load_average()
+    features, clean = load_train(shared_dir(args.shared))
+    if args.subset and args.subset < len(clean):
+        rows = np.sort(np.random.default_rng(12345).permutation(len(clean))[:args.subset])
+        features, clean = features[rows], clean[rows]
+    print(f"{len(clean)} × {features.shape[1]} features, {threads_text()}, load {load_start}")
+    settings = ([(f"Symmetric {r:.0%}", "symmetric", r) for r in args.rate_list]
+                + [(f"Asymmetric {r:.0%}", "asymmetric", r) for r in args.asym_list])
+    runs = []
+    for title, kind, rate in settings:
+        for seed in args.seed_list:
+            runs += run_setting(features, clean, title, kind, rate, configs=args.config_list, seed=seed,
+                                num_trusted=args.trusted, epochs=args.epochs)
+    rep = Report(args, started, load_start, runs, len(clean))
+    rep.load_end, rep.total_s = load_average(), time.perf_counter() - t0
+    print_table("Residual noise: truth and estimates (%), error = estimate − truth (points)", *runs_table(runs))
+    print_table("Error of each estimator (points)", *summary_table(runs))
+    if args.write_results:
+        write_section(RESULTS, render(rep), START, END)
+        print(f"wrote the residual-noise section of {RESULTS}")
+    print(f"total {rep.total_s / 60:.1f} min, load average {rep.load_start} → {rep.load_end}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
