@@ -11,16 +11,14 @@ purified labels (CDR keeps ``1 - noise_rate`` of each layer's gradient entries).
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dmlp_integrations.cdr import RECIPE
 from dmlp_plugin import hookimpl
-from dmlp_plugin.adapter import Adapter, IndexMap, SeededSplitMap, as_label_array
-from dmlp_plugin.errors import AdapterError
-from dmlp_plugin.io import PathLike, export_labels, load_array
+from dmlp_plugin.adapter import Adapter, IndexMap, NpyLabelFile, SeededSplitMap, as_label_array, upstream_attribute
+from dmlp_plugin.testing import UpstreamStandIn
 
 __all__ = ["CDRAdapter", "cdr_split"]
 
@@ -35,7 +33,7 @@ def cdr_split(num_samples: int, seed: int, *, split_per: float = 0.9) -> tuple[n
     return train.astype(np.int64), val.astype(np.int64)
 
 
-class CDRAdapter(Adapter):
+class CDRAdapter(NpyLabelFile, Adapter):
     """Purified labels for CDR: both halves of its seeded split.
 
     Parameters
@@ -49,8 +47,6 @@ class CDRAdapter(Adapter):
     name = "cdr"
     upstream = RECIPE.upstream
     upstream_commits = RECIPE.commits
-    label_format = "npy"
-    label_suffix = ".npy"
     description = "CDR (Xia et al. 2021): main.py, seeded 45k/5k split; --noise_rate follows residual noise"
     integration = RECIPE
     batch_layout = (1, 2)
@@ -61,12 +57,6 @@ class CDRAdapter(Adapter):
     def index_map(self, dataset: Any = None) -> IndexMap:
         part = "train" if dataset is None or getattr(dataset, "train", True) else "val"
         return SeededSplitMap(self.seed, part=part, recipe=partial(cdr_split, split_per=self.split_per))
-
-    def write_labels(self, labels: np.ndarray, path: PathLike) -> Path:
-        return export_labels(as_label_array(labels), path, "npy")
-
-    def read_labels(self, path: PathLike) -> np.ndarray:
-        return as_label_array(load_array(path, what="labels"), what=f"labels in {path}")
 
     def get_labels(self, dataset: Any) -> np.ndarray:
         return as_label_array(np.asarray(_attr(dataset, self._attribute(dataset))).reshape(-1),
@@ -89,29 +79,22 @@ class CDRAdapter(Adapter):
         return _CDRLike(labels, seed=1, split_per=0.9)
 
 
-class _CDRLike:
-    """The attributes of CDR's training ``cifar10_dataset``, without its code."""
+class _CDRLike(UpstreamStandIn):
+    """The attributes of CDR's training ``cifar10_dataset``."""
 
     train = True
 
     def __init__(self, labels: np.ndarray, *, seed: int, split_per: float) -> None:
         train, _ = cdr_split(len(labels), seed, split_per=split_per)
+        super().__init__(len(train))
         self.train_labels = np.asarray(labels)[train]
-        self.train_data = np.zeros((len(train), 2, 2, 3), np.uint8)
 
-    def __getitem__(self, index: int) -> tuple[Any, int, int]:
+    def item(self, index: int) -> tuple[Any, int, int]:
         return self.train_data[index], int(self.train_labels[index]), index
-
-    def __len__(self) -> int:
-        return len(self.train_data)
 
 
 def _attr(dataset: Any, name: str) -> Any:
-    try:
-        return getattr(dataset, name)
-    except AttributeError:
-        raise AdapterError(f"adapter 'cdr': {type(dataset).__name__} has no {name!r}; expected CDR's "
-                           "cifar10_dataset") from None
+    return upstream_attribute(dataset, name, adapter="cdr", expected="CDR's cifar10_dataset")
 
 
 @hookimpl

@@ -9,37 +9,27 @@ residual noise of the purified labels unless ``--forget_rate`` is given.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dmlp_integrations.coteaching import RECIPE
 from dmlp_plugin import hookimpl
-from dmlp_plugin.adapter import Adapter, as_label_array
-from dmlp_plugin.errors import AdapterError
-from dmlp_plugin.io import PathLike, export_labels, load_array
+from dmlp_plugin.adapter import Adapter, NpyLabelFile, as_label_array, upstream_attribute
+from dmlp_plugin.testing import UpstreamStandIn
 
 __all__ = ["CoteachingAdapter"]
 
 
-class CoteachingAdapter(Adapter):
+class CoteachingAdapter(NpyLabelFile, Adapter):
     """Purified labels for Co-teaching: ``train_noisy_labels`` and ``noise_or_not``, identity order."""
 
     name = "coteaching"
     upstream = RECIPE.upstream
     upstream_commits = RECIPE.commits
-    label_format = "npy"
-    label_suffix = ".npy"
     description = "Co-teaching (Han et al. 2018): main.py, train_noisy_labels; forget rate follows residual noise"
     integration = RECIPE
     batch_layout = (1, 2)
-
-    def write_labels(self, labels: np.ndarray, path: PathLike) -> Path:
-        return export_labels(as_label_array(labels), path, "npy")
-
-    def read_labels(self, path: PathLike) -> np.ndarray:
-        return as_label_array(load_array(path, what="labels"), what=f"labels in {path}")
 
     def get_labels(self, dataset: Any) -> np.ndarray:
         return as_label_array(_attr(dataset, "train_noisy_labels"), what="train_noisy_labels")
@@ -71,28 +61,21 @@ class CoteachingAdapter(Adapter):
         return _CoteachingLike(labels)
 
 
-class _CoteachingLike:
-    """The attributes of Co-teaching's training ``CIFAR10``, without its code."""
+class _CoteachingLike(UpstreamStandIn):
+    """The attributes of Co-teaching's training ``CIFAR10``."""
 
     def __init__(self, labels: np.ndarray) -> None:
+        super().__init__(len(labels))
         self.train_noisy_labels = [int(y) for y in labels]
         self.train_labels = np.asarray(labels, dtype=np.int64).reshape(-1, 1)
         self.noise_or_not = np.ones(len(labels), bool)
-        self.train_data = np.zeros((len(labels), 2, 2, 3), np.uint8)
 
-    def __getitem__(self, index: int) -> tuple[Any, int, int]:
+    def item(self, index: int) -> tuple[Any, int, int]:
         return self.train_data[index], self.train_noisy_labels[index], index
-
-    def __len__(self) -> int:
-        return len(self.train_data)
 
 
 def _attr(dataset: Any, name: str) -> Any:
-    try:
-        return getattr(dataset, name)
-    except AttributeError:
-        raise AdapterError(f"adapter 'coteaching': {type(dataset).__name__} has no {name!r}; expected "
-                           "Co-teaching's training CIFAR10") from None
+    return upstream_attribute(dataset, name, adapter="coteaching", expected="Co-teaching's training CIFAR10")
 
 
 @hookimpl

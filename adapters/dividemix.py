@@ -17,9 +17,10 @@ import numpy as np
 
 from dmlp_integrations.dividemix import RECIPE
 from dmlp_plugin import hookimpl
-from dmlp_plugin.adapter import Adapter, IdentityMap, IndexMap, as_label_array
+from dmlp_plugin.adapter import Adapter, IdentityMap, IndexMap, as_label_array, upstream_attribute
 from dmlp_plugin.errors import AdapterError
 from dmlp_plugin.io import PathLike, export_labels, load_array
+from dmlp_plugin.testing import UpstreamStandIn
 
 __all__ = ["DivideMixAdapter"]
 
@@ -64,28 +65,21 @@ class DivideMixAdapter(Adapter):
         return _AllModeDataset(labels)
 
 
-class _AllModeDataset:
-    """The shape of DivideMix's ``cifar_dataset`` in mode ``"all"``, without its code."""
+class _AllModeDataset(UpstreamStandIn):
+    """The attributes of DivideMix's ``cifar_dataset`` in mode ``"all"``."""
 
     mode = "all"
 
     def __init__(self, labels: np.ndarray) -> None:
+        super().__init__(len(labels))
         self.noise_label = [int(y) for y in labels]
-        self.train_data = np.zeros((len(labels), 2, 2, 3), np.uint8)
 
-    def __getitem__(self, index: int) -> tuple[Any, int, int]:
+    def item(self, index: int) -> tuple[Any, int, int]:
         return self.train_data[index], self.noise_label[index], index
-
-    def __len__(self) -> int:
-        return len(self.train_data)
 
 
 def _attr(dataset: Any, name: str) -> Any:
-    try:
-        return getattr(dataset, name)
-    except AttributeError:
-        raise AdapterError(f"adapter 'dividemix': {type(dataset).__name__} has no {name!r}; expected DivideMix's "
-                           "cifar_dataset") from None
+    return upstream_attribute(dataset, name, adapter="dividemix", expected="DivideMix's cifar_dataset")
 
 
 @hookimpl

@@ -9,28 +9,26 @@ from the dataset object, never recomputed.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dmlp_integrations.elr_plus import RECIPE
 from dmlp_plugin import hookimpl
-from dmlp_plugin.adapter import Adapter, IdentityMap, IndexMap, StoredIndexMap, as_label_array
+from dmlp_plugin.adapter import (Adapter, IdentityMap, IndexMap, NpyLabelFile, StoredIndexMap, as_label_array,
+                                 upstream_attribute)
 from dmlp_plugin.errors import AdapterError
-from dmlp_plugin.io import PathLike, export_labels, load_array
+from dmlp_plugin.testing import UpstreamStandIn
 
 __all__ = ["ELRPlusAdapter"]
 
 
-class ELRPlusAdapter(Adapter):
+class ELRPlusAdapter(NpyLabelFile, Adapter):
     """Purified labels for ELR+: ``train_labels`` of each half of its unseeded split."""
 
     name = "elr_plus"
     upstream = RECIPE.upstream
     upstream_commits = RECIPE.commits
-    label_format = "npy"
-    label_suffix = ".npy"
     description = "ELR+ (Liu et al. 2020): ELR_plus/train.py, both halves of its unseeded 45k/5k split"
     integration = RECIPE
     batch_layout = (1, 2)
@@ -43,12 +41,6 @@ class ELRPlusAdapter(Adapter):
             raise AdapterError("adapter 'elr_plus': the dataset keeps no 'indexs' (ELR+'s validation half does "
                                "not); pass the split's indices explicitly")
         return StoredIndexMap(np.asarray(indices, dtype=np.int64))
-
-    def write_labels(self, labels: np.ndarray, path: PathLike) -> Path:
-        return export_labels(as_label_array(labels), path, "npy")
-
-    def read_labels(self, path: PathLike) -> np.ndarray:
-        return as_label_array(load_array(path, what="labels"), what=f"labels in {path}")
 
     def get_labels(self, dataset: Any) -> np.ndarray:
         return as_label_array(np.asarray(_attr(dataset, "train_labels")), what="train_labels")
@@ -66,28 +58,21 @@ class ELRPlusAdapter(Adapter):
         return _ELRLike(labels)
 
 
-class _ELRLike:
-    """The attributes of ELR+'s ``CIFAR10_train``, without its code: every other sample, reversed."""
+class _ELRLike(UpstreamStandIn):
+    """The attributes of ELR+'s ``CIFAR10_train``: every other sample, reversed."""
 
     def __init__(self, labels: np.ndarray) -> None:
         self.indexs = np.arange(len(labels))[::-2].copy()
+        super().__init__(len(self.indexs))
         self.train_labels = np.asarray(labels, dtype=np.int64)[self.indexs]
         self.train_labels_gt = self.train_labels.copy()
-        self.train_data = np.zeros((len(self.indexs), 2, 2, 3), np.uint8)
 
-    def __getitem__(self, index: int) -> tuple[Any, int, int, int]:
+    def item(self, index: int) -> tuple[Any, int, int, int]:
         return self.train_data[index], int(self.train_labels[index]), index, int(self.train_labels_gt[index])
-
-    def __len__(self) -> int:
-        return len(self.train_data)
 
 
 def _attr(dataset: Any, name: str) -> Any:
-    try:
-        return getattr(dataset, name)
-    except AttributeError:
-        raise AdapterError(f"adapter 'elr_plus': {type(dataset).__name__} has no {name!r}; expected ELR+'s "
-                           "CIFAR10_train or CIFAR10_val") from None
+    return upstream_attribute(dataset, name, adapter="elr_plus", expected="ELR+'s CIFAR10_train or CIFAR10_val")
 
 
 @hookimpl

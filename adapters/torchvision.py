@@ -12,20 +12,18 @@ Registered through the ``dmlp_plugin`` entry point ``torchvision`` in dmlp-plugi
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from dmlp_plugin import hookimpl
-from dmlp_plugin.adapter import Adapter, IdentityMap, IndexMap, StoredIndexMap, as_label_array
+from dmlp_plugin.adapter import Adapter, IdentityMap, IndexMap, NpyLabelFile, StoredIndexMap, as_label_array
 from dmlp_plugin.errors import AdapterError
-from dmlp_plugin.io import PathLike, export_labels, load_array
 
 __all__ = ["TorchvisionAdapter"]
 
 
-class TorchvisionAdapter(Adapter):
+class TorchvisionAdapter(NpyLabelFile, Adapter):
     """Purified labels for datasets with a ``targets`` attribute.
 
     Labels are written as an int64 ``.npy`` in dataset order. The index map is the
@@ -43,8 +41,6 @@ class TorchvisionAdapter(Adapter):
     upstream = "https://github.com/pytorch/vision"
     # The release the test suite runs against; `targets` has kept its meaning since v0.8.
     upstream_commits = ("v0.29.2",)
-    label_format = "npy"
-    label_suffix = ".npy"
     description = "datasets with a `targets` attribute: CIFAR10/100, MNIST, ImageFolder, dmlp ImageDataset"
 
     def __init__(self, *, attribute: str = "targets") -> None:
@@ -59,12 +55,6 @@ class TorchvisionAdapter(Adapter):
         return IdentityMap() if indices is None else StoredIndexMap(indices)
 
     # -- files -------------------------------------------------------------------------
-
-    def write_labels(self, labels: np.ndarray, path: PathLike) -> Path:
-        return export_labels(as_label_array(labels), path, "npy")
-
-    def read_labels(self, path: PathLike) -> np.ndarray:
-        return as_label_array(load_array(path, what="labels"), what=f"labels in {path}")
 
     # -- dataset objects ---------------------------------------------------------------
 

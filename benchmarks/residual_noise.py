@@ -28,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -43,6 +44,7 @@ from purify_cifar10 import (FEATURES, NUM_CLASSES, TRAIN_LABELS, draw_trusted, g
 from results_file import write_section  # noqa: E402
 
 from dmlp_plugin import PurifyConfig, PurifyResult, purify_dataset  # noqa: E402
+from dmlp_plugin.noise_rate import estimate_noise_rate  # noqa: E402
 
 START, END = "<!-- residual-noise:start -->", "<!-- residual-noise:end -->"
 RESULTS = HERE / "RESULTS.md"
@@ -55,84 +57,14 @@ CONFIGS: dict[str, tuple[str, Callable[[], PurifyConfig]]] = {
 # -- estimators: each reads only the result (no clean labels beyond the trusted set's) -------
 
 
-def purified_rows(result: PurifyResult) -> np.ndarray:
-    """Mask of the rows that were purified (all but the trusted ones)."""
-    keep = np.ones(len(result.labels), bool)
-    keep[np.asarray(result.trusted_indices, dtype=np.int64)] = False
-    return keep
-
-
-def current_estimate(result: PurifyResult) -> float | None:
-    """What integrations use: ``1 − mean(confidence)`` over the purified rows."""
-    return result.estimated_noise_rate()
-
-
-def _tempered(log_soft: np.ndarray, t: float) -> np.ndarray:
-    z = t * log_soft
-    z -= z.max(1, keepdims=True)
-    p = np.exp(z)
-    return p / p.sum(1, keepdims=True)
-
-
-def _entropy(p: np.ndarray) -> float:
-    return float(-(p * np.log(np.clip(p, 1e-300, None))).sum(1).mean())
-
-
-def entropy_matched_estimate(result: PurifyResult) -> float | None:
-    """``1 − mean(confidence)`` after rescaling the soft labels to the honest trusted log-loss.
-
-    When the labels come from a selected posterior candidate (the default), the result
-    records that candidate's cross-fitted log-loss on the held-out trusted rows
-    (``metadata["candidate_nll"][metadata["selected"]]``). Calibrated soft labels would
-    have a mean entropy equal to it; the soft labels are raised to the power ``t`` (and
-    renormalised) with ``t`` chosen so that they do, then the confidence is read off.
-    None when the result holds no such log-loss (paper mode).
-    """
-    nll = (result.metadata.get("candidate_nll") or {}).get(result.metadata.get("selected"))
-    if nll is None:
-        return None
-    soft = np.asarray(result.soft_labels, dtype=np.float64)[purified_rows(result)]
-    if not len(soft):
-        return None
-    log_soft = np.log(np.clip(soft, 1e-12, None))
-    lo, hi = np.log(0.05), np.log(20.0)  # entropy falls as t grows: bisect on log t
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if _entropy(_tempered(log_soft, float(np.exp(mid)))) > nll:
-            lo = mid
-        else:
-            hi = mid
-    return float(1.0 - _tempered(log_soft, float(np.exp(0.5 * (lo + hi)))).max(1).mean())
-
-
-def agreement_estimate(result: PurifyResult) -> float | None:
-    """Residual noise from how often the purified labels keep the given ones.
-
-    The trusted rows carry their clean label in ``labels`` and their noisy one in
-    ``given_labels``, so ``g``, the given labels' accuracy, is measured there. If the
-    purified labels' errors were independent of the given labels' (given the true class)
-    and spread evenly over the wrong classes, the purified rows would keep their given
-    label at the rate ``u = a·g + (1 − a)(1 − g)/(C − 1)``; solved for the purified
-    accuracy ``a``. The independence fails where the purifier leans on the given label
-    itself (the default's posterior); None without trusted rows or when ``g`` is at chance.
-    """
-    trusted = np.asarray(result.trusted_indices, dtype=np.int64)
-    keep = purified_rows(result)
-    if not len(trusted) or not keep.any():
-        return None
-    g = float((result.labels[trusted] == result.given_labels[trusted]).mean())
-    u = float((result.labels[keep] == result.given_labels[keep]).mean())
-    q = (1.0 - g) / (result.num_classes - 1)
-    if g - q <= 1e-6:
-        return None
-    return float(1.0 - np.clip((u - q) / (g - q), 0.0, 1.0))
-
-
 ESTIMATORS: dict[str, tuple[str, Callable[[PurifyResult], float | None]]] = {
-    "current": ("`estimated_noise_rate()`: 1 − mean confidence", current_estimate),
-    "entropy-matched": ("1 − mean confidence of the soft labels tempered to the trusted log-loss",
-                        entropy_matched_estimate),
-    "agreement": ("from the rate at which purified labels keep the given ones", agreement_estimate),
+    "confidence": ("1 − mean confidence", partial(estimate_noise_rate, method="confidence")),
+    "entropy": ("1 − mean confidence of the soft labels tempered to the trusted log-loss",
+                partial(estimate_noise_rate, method="entropy")),
+    "agreement": ("from the rate at which purified labels keep the given ones",
+                  partial(estimate_noise_rate, method="agreement")),
+    "auto": ("`estimated_noise_rate()`, what integrations use: the first of entropy, agreement, confidence "
+             "that applies", partial(estimate_noise_rate, method="auto")),
 }
 
 
@@ -295,7 +227,7 @@ def render(rep: Report) -> str:
              "negative means the estimate is too low.", "",
              "Estimators (all read the result alone; none sees a clean label outside the trusted set):", ""]
     lines += [f"- **{name}** — {text}." for name, (text, _) in ESTIMATORS.items()]
-    lines += ["", "`entropy-matched` tempers the soft labels (`p ∝ soft^t`) until their mean entropy equals the "
+    lines += ["", "`entropy` tempers the soft labels (`p ∝ soft^t`) until their mean entropy equals the "
               "cross-fitted trusted log-loss of the selected candidate (`metadata[\"candidate_nll\"]`), so it "
               "exists only where the labels are a selected posterior (the default). `agreement` solves "
               "`u = a·g + (1 − a)(1 − g)/(C − 1)` for the purified accuracy `a`, with `u` the rate at which "

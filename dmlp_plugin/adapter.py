@@ -36,7 +36,7 @@ from typing import Any, Callable, ClassVar, Literal
 import numpy as np
 
 from .errors import AdapterError, AlignmentError, LabelError, ShapeError, UnknownAdapterError
-from .io import PathLike, load_array
+from .io import PathLike, export_labels, load_array
 
 __all__ = [
     "Adapter",
@@ -50,6 +50,8 @@ __all__ = [
     "get_adapter",
     "as_label_array",
     "sample_positions",
+    "NpyLabelFile",
+    "upstream_attribute",
 ]
 
 SplitRecipe = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
@@ -238,6 +240,31 @@ class SeededSplitMap(IndexMap):
     def __repr__(self) -> str:
         size = f", num_val={self.num_val!r}" if self.num_val is not None else ""
         return f"SeededSplitMap(seed={self.seed}{size}, part={self.part!r})"
+
+
+# -- helpers for adapters ------------------------------------------------------------------
+
+
+class NpyLabelFile:
+    """Mixin for adapters whose upstream reads an int64 ``.npy`` of labels in dataset order."""
+
+    label_format = "npy"
+    label_suffix = ".npy"
+
+    def write_labels(self, labels: np.ndarray, path: PathLike) -> Path:
+        return export_labels(as_label_array(labels), path, "npy")
+
+    def read_labels(self, path: PathLike) -> np.ndarray:
+        return as_label_array(load_array(path, what="labels"), what=f"labels in {path}")
+
+
+def upstream_attribute(dataset: Any, name: str, *, adapter: str, expected: str) -> Any:
+    """``dataset.<name>``, or an :class:`~dmlp_plugin.errors.AdapterError` saying which class was expected."""
+    try:
+        return getattr(dataset, name)
+    except AttributeError:
+        raise AdapterError(f"adapter {adapter!r}: {type(dataset).__name__} has no {name!r}; expected "
+                           f"{expected}") from None
 
 
 # -- the adapter base class ----------------------------------------------------------------

@@ -111,19 +111,18 @@ class PurifyResult:
             mask[self.trusted_indices] = False
         return float((self.labels[mask] == np.asarray(clean_labels)[mask]).mean())
 
-    def estimated_noise_rate(self) -> float:
-        """Expected fraction of wrong purified labels, from the purifier's own confidence.
+    def estimated_noise_rate(self, method: str = "auto") -> float:
+        """Estimated fraction of wrong labels among the purified (non-trusted) samples.
 
-        One minus the mean of ``confidence`` over the purified (non-trusted) samples: if
-        the soft labels are calibrated, that is the expected error rate of ``labels``.
-        Integrations pass it to the upstream options that should follow the *residual*
-        noise (Co-teaching's forget rate, CDR's noise rate);
-        ``benchmarks/residual_noise.py`` compares it with the truth.
+        Needs no clean labels; :func:`dmlp_plugin.noise_rate.estimate_noise_rate` lists
+        the methods (``"auto"``: tempered to the trusted log-loss in the default config,
+        from agreement with the given labels in paper mode). Integrations set Co-teaching's
+        forget rate and CDR's noise rate from it. 0 when no method applies.
         """
-        keep = np.ones(len(self.labels), bool)
-        keep[np.asarray(self.trusted_indices, dtype=np.int64)] = False
-        conf = np.asarray(self.confidence, dtype=np.float64)[keep]
-        return float(np.clip(1.0 - conf.mean(), 0.0, 1.0)) if conf.size else 0.0
+        from .noise_rate import estimate_noise_rate
+
+        value = estimate_noise_rate(self, method)
+        return 0.0 if value is None else value
 
     # -- files -----------------------------------------------------------------------------
 

@@ -24,7 +24,28 @@ import numpy as np
 from .adapter import Adapter, IndexMap, validate_adapter_class
 from .errors import AdapterError, AlignmentError, DmlpError
 
-__all__ = ["check_adapter", "ConformanceReport"]
+__all__ = ["check_adapter", "ConformanceReport", "UpstreamStandIn"]
+
+
+class UpstreamStandIn:
+    """Base of the tiny datasets adapters return from ``conformance_dataset``.
+
+    An upstream's dataset class cannot be imported without its code, so a stand-in sets
+    the attributes the adapter reads and defines ``item(index)``, the tuple the upstream's
+    ``__getitem__`` returns. Images are 2x2 zeros.
+    """
+
+    def __init__(self, num_samples: int) -> None:
+        self.train_data = np.zeros((num_samples, 2, 2, 3), np.uint8)
+
+    def item(self, index: int) -> tuple:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple:
+        return self.item(int(index))
+
+    def __len__(self) -> int:
+        return len(self.train_data)
 
 
 @dataclass

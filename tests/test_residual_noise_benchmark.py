@@ -10,7 +10,6 @@ import pytest
 
 from engine_fixtures import one_torch_thread  # noqa: F401  (autouse)
 
-from dmlp_plugin import PurifyResult
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 if str(BENCH) not in sys.path:
@@ -25,51 +24,6 @@ def blobs(n: int, d: int = 32, c: int = 10, seed: int = 0) -> tuple[np.ndarray, 
     return (rng.normal(size=(c, d))[y] * 1.5 + rng.normal(size=(n, d))).astype(np.float32), y.astype(np.int64)
 
 
-def hand_made(soft: np.ndarray, given: np.ndarray, trusted: np.ndarray, **metadata) -> PurifyResult:
-    return PurifyResult.from_soft_labels(soft, given, trusted_indices=trusted, metadata=metadata)
-
-
-def test_agreement_solves_for_the_purified_accuracy():
-    c, n_trusted, n = 10, 100, 1100
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, c, n)
-    given = labels.copy()
-    given[:40] = (labels[:40] + 1) % c  # trusted rows: g = 0.6
-    given[n_trusted:n_trusted + 500] = (labels[n_trusted:n_trusted + 500] + 3) % c  # purified rows: u = 0.5
-    result = hand_made(np.eye(c, dtype=np.float32)[labels], given, np.arange(n_trusted))
-    g, u = 0.6, 0.5
-    q = (1 - g) / (c - 1)
-    assert rn.agreement_estimate(result) == pytest.approx(1 - (u - q) / (g - q))
-    assert 0.15 < rn.agreement_estimate(result) < 0.25
-    # without trusted rows, or with given labels at chance on them, it has nothing to go on
-    assert rn.agreement_estimate(hand_made(np.eye(c, dtype=np.float32)[labels], given, np.zeros(0, np.int64))) is None
-    chance = labels.copy()
-    chance[:90] = (labels[:90] + 1) % c
-    assert rn.agreement_estimate(hand_made(np.eye(c, dtype=np.float32)[labels], chance, np.arange(n_trusted))) is None
-
-
-def test_entropy_matched_tempers_the_soft_labels_to_the_trusted_log_loss():
-    rng = np.random.default_rng(1)
-    soft = rng.dirichlet(np.ones(4) * 0.7, size=500).astype(np.float32)
-    given = soft.argmax(1)
-    trusted = np.arange(50)
-    keep = np.ones(500, bool)
-    keep[trusted] = False
-    result = hand_made(soft, given, trusted)
-    current = rn.current_estimate(result)
-    assert current == pytest.approx(1 - soft[keep].max(1).mean(), rel=1e-5)
-    assert rn.entropy_matched_estimate(result) is None  # no candidate log-loss recorded
-    entropy = -(soft[keep] * np.log(soft[keep])).sum(1).mean()
-
-    def at(nll: float) -> float:
-        return rn.entropy_matched_estimate(
-            hand_made(soft, given, trusted, selected="round 2", candidate_nll={"round 1": 9.0, "round 2": nll}))
-
-    assert at(entropy) == pytest.approx(current, abs=1e-4)  # calibrated: unchanged
-    assert at(entropy + 0.2) > current + 0.01  # overconfident labels: a higher estimate
-    assert at(entropy - 0.2) < current - 0.01
-
-
 def test_run_setting_tables_and_section_are_well_formed(tmp_path):
     features, clean = blobs(1500)
     runs = rn.run_setting(features, clean, "Symmetric 50%", "symmetric", 0.5, configs=["default", "paper"],
@@ -78,9 +32,9 @@ def test_run_setting_tables_and_section_are_well_formed(tmp_path):
     for run in runs:
         assert 0.3 < run.given_noise < 0.6 and 0.0 <= run.truth <= 1.0
         assert set(run.estimates) == set(rn.ESTIMATORS)
-        assert run.error("current") == pytest.approx(run.estimates["current"] - run.truth)
-    assert runs[0].estimates["entropy-matched"] is not None  # the default records its candidate log-loss
-    assert runs[1].estimates["entropy-matched"] is None and runs[1].error("entropy-matched") is None
+        assert run.error("confidence") == pytest.approx(run.estimates["confidence"] - run.truth)
+    assert runs[0].estimates["entropy"] is not None  # the default records its candidate log-loss
+    assert runs[1].estimates["entropy"] is None and runs[1].error("entropy") is None
     for head, body in (rn.runs_table(runs), rn.summary_table(runs)):
         assert body and all(len(row) == len(head) for row in body)
     assert set(rn.best_by_config(runs)) == {"default", "paper"}
