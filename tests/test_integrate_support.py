@@ -84,6 +84,22 @@ def test_cpu_fallbacks_keep_cuda_calls_on_the_cpu():
     assert out.split() == ["cpu", "cpu", "cpu", "torch.float32", "1"]
 
 
+def test_cpu_fallbacks_change_nothing_where_cuda_is_available():
+    out = run_python("""
+        import torch
+        torch.cuda.is_available = lambda: True  # as on a GPU machine
+        originals = (torch.Tensor.cuda, torch.nn.Module.cuda, torch.Tensor.to, torch.cuda.set_device,
+                     torch.cuda.device_count)
+        from dmlp_integrations import cpu
+        from dmlp_integrations.launch import prepare
+        assert cpu.install_cpu_fallbacks() is False
+        assert prepare() == []  # no options given: nothing installed
+        print(originals == (torch.Tensor.cuda, torch.nn.Module.cuda, torch.Tensor.to, torch.cuda.set_device,
+                            torch.cuda.device_count))
+    """)
+    assert out.strip() == "True"
+
+
 def test_skip_md5_accepts_files_in_modules_imported_before_and_after(tmp_path):
     (tmp_path / "upstream_utils.py").write_text("def check_integrity(path, md5=None):\n    return False\n")
     (tmp_path / "upstream_data.py").write_text(textwrap.dedent("""
