@@ -41,8 +41,8 @@ _EXPORTS = {
     "extract_features": "features",
     "hookimpl": "hookspecs",
     "Adapter": "adapter",
-    "get_adapter": "adapter",
-    "list_adapters": "adapter",
+    "get_adapter": "plugins",
+    "list_adapters": "plugins",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -16,7 +16,8 @@ learning-with-noisy-labels codebase:
   :meth:`Adapter.verify_alignment` compares with the purified labels at sampled indices.
 
 Adapters are registered by plugins through the ``dmlp_register_adapters`` hook;
-:func:`list_adapters` and :func:`get_adapter` look them up. ``docs/writing-adapters.md``
+:func:`dmlp_plugin.plugins.list_adapters` and :func:`dmlp_plugin.plugins.get_adapter`
+look them up. ``docs/writing-adapters.md``
 walks through writing one.
 
 Vocabulary used throughout: the *dataset index* ``i`` is a sample's index in the dataset
@@ -27,15 +28,13 @@ upstream's own label array, which may be a permuted subset of the dataset.
 from __future__ import annotations
 
 import abc
-import difflib
-import fnmatch
 import re
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 
-from .errors import AdapterError, AlignmentError, LabelError, ShapeError, UnknownAdapterError
+from .errors import AdapterError, AlignmentError, LabelError, ShapeError
 from .io import PathLike, export_labels, load_array
 
 __all__ = [
@@ -46,8 +45,6 @@ __all__ = [
     "SeededSplitMap",
     "permutation_split",
     "validate_adapter_class",
-    "list_adapters",
-    "get_adapter",
     "as_label_array",
     "sample_positions",
     "NpyLabelFile",
@@ -566,30 +563,3 @@ def validate_adapter_class(cls: Any) -> None:
         problems.append(f"upstream_commits must be a tuple of strings, got {commits!r}")
     if problems:
         raise AdapterError(f"adapter class {where}: {'; '.join(problems)}")
-
-
-# -- registry lookups ------------------------------------------------------------------------
-
-
-def list_adapters(pattern: str | None = None) -> list[str]:
-    """Names of the registered adapters, sorted, optionally filtered by a glob ``pattern``."""
-    from .plugins import get_plugin_manager
-
-    names = sorted(get_plugin_manager().adapters)
-    return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
-
-
-def get_adapter(name: str) -> type[Adapter]:
-    """The adapter class registered as ``name``; instantiate it with its options.
-
-    Raises :class:`~dmlp_plugin.errors.UnknownAdapterError` suggesting close matches.
-    """
-    from .plugins import get_plugin_manager
-
-    adapters = get_plugin_manager().adapters
-    if name in adapters:
-        return adapters[name].cls
-    close = difflib.get_close_matches(name, list(adapters), n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
-    known = ", ".join(sorted(adapters)) or "none (is dmlp-plugin installed, e.g. `pip install -e .`?)"
-    raise UnknownAdapterError(f"no adapter named {name!r}{hint} Registered adapters: {known}")

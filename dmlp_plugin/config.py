@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -205,7 +206,12 @@ class PurifyConfig:
         return cls(**base)
 
     def replace(self, **changes: Any) -> "PurifyConfig":
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again).
+
+        Raises :class:`~dmlp_plugin.errors.ConfigError` naming any unknown field, with the
+        closest known name.
+        """
+        check_fields(changes)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,11 +221,27 @@ class PurifyConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PurifyConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown PurifyConfig field(s): {', '.join(unknown)}")
+        check_fields(data)
         data = dict(data)
         if "label_betas" in data:
             data["label_betas"] = tuple(data["label_betas"])
         return cls(**data)
+
+
+def check_fields(names: Any) -> None:
+    """Raise :class:`~dmlp_plugin.errors.ConfigError` for names that are not PurifyConfig fields.
+
+    The message suggests the closest field for each, so a typo (``eac_etaa``) or a name
+    from the paper (``eta``) points at the setting that was meant.
+    """
+    known = [f.name for f in dataclasses.fields(PurifyConfig)]
+    unknown = sorted(set(names) - set(known))
+    if not unknown:
+        return
+    parts = []
+    for name in unknown:
+        # A paper symbol (eta, T) names the field that ends with it before any look-alike.
+        close = [k for k in known if k.endswith("_" + name)][:1] or difflib.get_close_matches(
+            name, known, n=1, cutoff=0.6)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ConfigError(f"unknown PurifyConfig field(s): {', '.join(parts)}")

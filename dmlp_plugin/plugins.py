@@ -38,6 +38,7 @@ Hooks whose results need merging or checking have helpers here: :func:`configure
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import importlib.metadata
 import os
 import threading
@@ -49,7 +50,7 @@ import pluggy
 
 from . import hookspecs
 from .adapter import Adapter, validate_adapter_class
-from .errors import AdapterError, ConfigError, PluginLoadError, ShapeError
+from .errors import AdapterError, ConfigError, PluginLoadError, ShapeError, UnknownAdapterError
 
 if TYPE_CHECKING:
     import argparse
@@ -71,6 +72,8 @@ __all__ = [
     "configure",
     "extract_features",
     "add_options",
+    "list_adapters",
+    "get_adapter",
 ]
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
@@ -361,6 +364,29 @@ def reset_plugin_manager() -> None:
         _manager = None
 
 
+# -- registry lookups ----------------------------------------------------------------------------
+
+
+def list_adapters(pattern: str | None = None) -> list[str]:
+    """Names of the registered adapters, sorted, optionally filtered by a glob ``pattern``."""
+    names = sorted(get_plugin_manager().adapters)
+    return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
+
+
+def get_adapter(name: str) -> type[Adapter]:
+    """The adapter class registered as ``name``; instantiate it with its options.
+
+    Raises :class:`~dmlp_plugin.errors.UnknownAdapterError` suggesting close matches.
+    """
+    adapters = get_plugin_manager().adapters
+    if name in adapters:
+        return adapters[name].cls
+    close = difflib.get_close_matches(name, list(adapters), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
+    known = ", ".join(sorted(adapters)) or "none (is dmlp-plugin installed, e.g. `pip install -e .`?)"
+    raise UnknownAdapterError(f"no adapter named {name!r}{hint} Registered adapters: {known}")
+
+
 # -- calling hooks whose results need work ----------------------------------------------------
 
 
@@ -381,10 +407,13 @@ def configure(config: "PurifyConfig", *, pm: DmlpPluginManager | None = None) ->
         merged.update(overrides)
     if not merged:
         return config
+    from .config import check_fields
+
     try:
-        return config.replace(**merged)
-    except TypeError as exc:  # dataclasses.replace on an unknown field
-        raise ConfigError(f"dmlp_configure hooks returned an unknown PurifyConfig field: {exc}") from exc
+        check_fields(merged)
+    except ConfigError as exc:
+        raise ConfigError(f"dmlp_configure hooks returned an {exc}") from None
+    return config.replace(**merged)
 
 
 def extract_features(dataset: Any, backbone: str, device: str, *,

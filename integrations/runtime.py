@@ -112,7 +112,7 @@ def activate(args: argparse.Namespace, method: str, *, argv: list[str] | None = 
     if not path:
         _active = None
         return None
-    from dmlp_plugin.adapter import get_adapter
+    from dmlp_plugin.plugins import get_adapter
     from dmlp_plugin.io import array_checksum
     from dmlp_plugin.result import PurifyResult
 

@@ -183,8 +183,18 @@ def test_bad_config_values_raise_config_error(field, value, fragment):
 
 
 def test_unknown_config_field_in_a_dict_raises_config_error():
-    with pytest.raises(ConfigError, match="unknown PurifyConfig field.*: colour"):
+    with pytest.raises(ConfigError, match="unknown PurifyConfig field.*: 'colour'"):
         PurifyConfig.from_dict({"epochs": 3, "colour": "red"})
+
+
+@pytest.mark.parametrize("changes, hint", [
+    ({"bogus": 1}, "'bogus'$"),
+    ({"eta": 0.3}, "'eta' \\(did you mean 'eac_eta'\\?\\)"),  # the paper's symbol names its field
+    ({"epochz": 3}, "'epochz' \\(did you mean 'epochs'\\?\\)"),
+])
+def test_replace_with_an_unknown_field_suggests_the_closest(changes, hint):
+    with pytest.raises(ConfigError, match="unknown PurifyConfig field\\(s\\): " + hint):
+        PurifyConfig().replace(**changes)
 
 
 @pytest.mark.parametrize("config", ["fast", 3, ["epochs", 2]])

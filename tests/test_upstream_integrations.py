@@ -27,7 +27,7 @@ from shared_fixtures import real_cifar10_root, shared_dir  # noqa: F401
 
 from dmlp_integrations import apply
 from dmlp_plugin import PurifyConfig, purify_dataset
-from dmlp_plugin.adapter import get_adapter
+from dmlp_plugin.plugins import get_adapter
 from dmlp_plugin.data.layouts import write_cifar10_layout
 from dmlp_plugin.io import array_checksum
 from dmlp_plugin.noise import make_noisy_labels

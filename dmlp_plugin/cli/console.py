@@ -1,26 +1,12 @@
-"""Shared rich consoles and progress-bar factory for the CLI and long-running APIs."""
+"""Shared rich consoles for the CLI (progress bars come from :mod:`dmlp_plugin.progress`)."""
 
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+
+from ..progress import make_progress
 
 __all__ = ["console", "err_console", "make_progress"]
 
 console = Console()
 err_console = Console(stderr=True)
-
-
-def make_progress(*, transient: bool = False, console_: Console | None = None) -> Progress:
-    """A rich progress bar with the columns used across dmlp-plugin."""
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=console_ or err_console,
-        transient=transient,
-    )

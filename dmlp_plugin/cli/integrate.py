@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
 
 def recipe_for(method: str) -> Any:
     """The integration recipe of the adapter registered as ``method``."""
-    from ..adapter import get_adapter
+    from ..plugins import get_adapter
 
     recipe = get_adapter(method).integration
     if recipe is None:

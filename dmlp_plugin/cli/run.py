@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check_integrated(method: str, cwd: Path) -> None:
     from dmlp_integrations.apply import MARKER
 
-    from ..adapter import get_adapter
+    from ..plugins import get_adapter
 
     get_adapter(method)  # a clear error for an unknown method
     for folder in (cwd, *cwd.parents):

@@ -26,7 +26,7 @@ from ..errors import ConfigError, InputError
 from ..io import atomic_write
 from ..device import choose_device
 from ._hardware import fast_bfloat16
-from ._progress import progress_bar
+from ..progress import progress_bar
 from .backbones import create_backbone, forward_features, parse_backbone
 from .cache import FeatureCache, cache_key
 from .checkpoints import file_sha256, load_checkpoint

@@ -36,7 +36,7 @@ from ..errors import ConfigError, CorruptFileError, InputError, ShapeError
 from ..io import atomic_write
 from ..device import choose_device
 from ._hardware import fast_bfloat16
-from ._progress import progress_bar
+from ..progress import progress_bar
 from .checkpoints import load_torch_file
 
 __all__ = ["KMeansFeatures", "kmeans_features", "dataset_images"]

@@ -32,7 +32,7 @@ from ..data.base import ImageDataset
 from ..errors import ConfigError, CorruptFileError
 from ..io import atomic_write
 from ..device import choose_device
-from ._progress import progress_bar
+from ..progress import progress_bar
 from .backbones import create_backbone, feature_dim, forward_features
 from .checkpoints import load_torch_file
 from .config import SimCLRConfig
