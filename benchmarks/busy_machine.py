@@ -1,0 +1,134 @@
+"""Purification on a machine other jobs share: torch's default threads, one thread, and ``auto``.
+
+Each run purifies the 50,000 CIFAR-10 k-means features at 50% symmetric noise (1,000
+trusted samples) in a fresh process, so thread pools start clean. Runs are made on the idle
+machine with one thread (the reference), then with ``--competitors`` CPU-bound processes
+(busy loops) started beforehand: with torch's default thread count, with one thread, and
+with ``threads="auto"`` (:mod:`dmlp_plugin.threads`). The target: ``auto`` on the busy
+machine no worse than 1.3x the idle one-thread time. ``--write-results`` writes the table
+into RESULTS.md between ``<!-- busy-machine:start -->`` and ``<!-- busy-machine:end -->``.
+
+    python benchmarks/busy_machine.py --write-results
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from purify_cifar10 import (FEATURES, TRAIN_LABELS, draw_trusted, git_revision, load_average,  # noqa: E402
+                            markdown_table, noisy_labels, print_table, shared_dir)
+from results_file import write_section  # noqa: E402
+
+START, END = "<!-- busy-machine:start -->", "<!-- busy-machine:end -->"
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+CASES = (  # (label, machine, threads given to purify_dataset)
+    ("idle, 1 thread (reference)", "idle", "1"),
+    ("busy, torch's default threads", "busy", "default"),
+    ("busy, 1 thread", "busy", "1"),
+    ("busy, threads=auto", "busy", "auto"),
+)
+TARGET = 1.3
+
+
+def child(shared: Path, mode: str, threads: str, epochs: int | None) -> None:
+    """One purification in this process; prints its wall time and thread count as JSON."""
+    import numpy as np
+    import torch
+
+    from dmlp_plugin import PurifyConfig, purify_dataset
+    from dmlp_plugin.threads import choose_threads, torch_threads
+
+    features = np.load(shared / FEATURES)["train"]
+    clean = np.load(shared / TRAIN_LABELS)
+    noisy = noisy_labels(clean, "symmetric", 0.5, seed=0)
+    trusted = draw_trusted(len(clean), 1000, seed=0)
+    config = PurifyConfig.paper() if mode == "paper" else PurifyConfig()
+    if epochs:
+        config = config.replace(epochs=epochs)
+    count = None if threads == "default" else choose_threads(threads)
+    with torch_threads(count):
+        used = torch.get_num_threads()
+        start = time.perf_counter()
+        result = purify_dataset(features, noisy, val_indices=trusted, val_labels=clean[trusted], config=config)
+        seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "threads": used, "accuracy": result.accuracy(clean)}))
+
+
+def run_case(shared: Path, mode: str, threads: str, epochs: int | None) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, threads, "--shared", str(shared)]
+    if epochs:
+        cmd += ["--epochs", str(epochs)]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DMLP_THREADS")}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def busy_loops(count: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shared", type=Path, default=None, help="the shared folder (default: $DMLP_SHARED or ../shared)")
+    p.add_argument("--modes", default="default,paper", help="configs: default, paper (comma-separated)")
+    p.add_argument("--competitors", type=int, default=1, help="CPU-bound processes on the busy machine (default 1)")
+    p.add_argument("--epochs", type=int, default=None, help="shorten every run")
+    p.add_argument("--settle", type=float, default=3.0, help="seconds between starting the competitors and a run")
+    p.add_argument("--write-results", action="store_true", help=f"write the table into {RESULTS.name}")
+    p.add_argument("--child", nargs=2, metavar=("MODE", "THREADS"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    shared = shared_dir(args.shared)
+    if args.child:
+        child(shared, *args.child, args.epochs)
+        return 0
+    for need in (FEATURES, TRAIN_LABELS):
+        if not (shared / need).is_file():
+            sys.exit(f"missing shared input: {shared / need}")
+    began, load_start = datetime.datetime.now(), load_average()
+    rows = []
+    for mode in args.modes.split(","):
+        reference = None
+        for label, machine, threads in CASES:
+            loops = busy_loops(args.competitors) if machine == "busy" else []
+            try:
+                time.sleep(args.settle if loops else 0)
+                res = run_case(shared, mode, threads, args.epochs)
+            finally:
+                for proc in loops:
+                    proc.kill()
+                    proc.wait()
+            reference = reference or res["seconds"]
+            ratio = res["seconds"] / reference
+            verdict = ("target met" if ratio <= TARGET else "target missed") if threads == "auto" else ""
+            rows.append([mode, label, str(res["threads"]), f"{res['seconds']:.1f}", f"{ratio:.2f}x",
+                         f"{res['accuracy']:.2%}", verdict])
+            print(f"{mode}: {label}: {res['seconds']:.1f} s with {res['threads']} thread(s) ({ratio:.2f}x)", flush=True)
+    head = ["config", "machine and threads", "torch threads", "wall (s)", "÷ idle 1 thread", "label accuracy", ""]
+    print_table("Busy machine", head, rows)
+    if args.write_results:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        command = "python benchmarks/busy_machine.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        section = "\n".join([
+            START, "## Purification on a busy machine (`benchmarks/busy_machine.py`)", "",
+            f"Run {began:%Y-%m-%d %H:%M} on {cores} CPU cores, dmlp-plugin at `{git_revision()}`; load average "
+            f"(1/5/15 min) at start {load_start}, at end {load_average()}. The busy machine has "
+            f"{args.competitors} CPU-bound process(es) (a Python busy loop) running through each run. Each run "
+            "purifies the 50,000 CIFAR-10 k-means features at symmetric 50% noise (1,000 trusted samples) in a "
+            f"fresh process. Target: `threads=\"auto\"` on the busy machine within {TARGET}x of the idle "
+            "one-thread time.", "", "    " + command.strip(), "", *markdown_table(head, rows), "", END])
+        write_section(RESULTS, section, START, END)
+        print(f"wrote the busy-machine section of {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
