@@ -85,6 +85,12 @@ def infer_num_classes(num_classes: int | None, *label_arrays: np.ndarray,
     if num_classes is None:
         if top < 2:
             raise LabelError("labels hold fewer than 2 classes; pass num_classes explicitly")
+        if names and len(tops) > 1 and tops[0] < top - 1:
+            # A trusted label above every training label is a typo far more often than a class
+            # no training sample was given; say so instead of reporting classes "missing".
+            raise LabelError(
+                f"{holder} contain class {top - 1}, but {names[0]} only go up to class {tops[0]}; "
+                "if the training labels really lack the top classes, pass num_classes (--num-classes)")
         return top
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise LabelError(f"num_classes must be an integer >= 2, got {num_classes!r}")

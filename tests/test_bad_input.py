@@ -90,6 +90,8 @@ CASES = {
                           ["val_features have 2 dims", "features have 4"]),
     "val-features-rows": (changed(val_indices=None, val_features=lambda kw: kw["features"][:V - 1]), ShapeError,
                           ["val_features has 29 rows", "val_labels has 30"]),
+    "trusted-label-above-every-class": (changed(val_labels=with_value("val_labels", 4, 12)), LabelError,
+                                        ["val_labels contain class 12, but labels only go up to class 2"]),
     "num-classes-conflict": (changed(num_classes=2), LabelError, ["num_classes=2 conflicts", "contain class 2"]),
     "num-classes-too-small": (changed(num_classes=1), LabelError, ["num_classes must be an integer >= 2"]),
     "num-classes-bool": (changed(num_classes=True), LabelError, ["num_classes must be an integer >= 2"]),

@@ -17,7 +17,7 @@ from ..errors import DmlpError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # Order is the order of `dmlp --help`.
-COMMANDS = ("purify", "demo", "noise", "adapters", "integrate", "run", "data", "features", "pretrain")
+COMMANDS = ("purify", "demo", "noise", "trusted", "adapters", "integrate", "run", "data", "features", "pretrain")
 
 
 def build_parser() -> argparse.ArgumentParser:

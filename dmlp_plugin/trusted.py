@@ -1,0 +1,61 @@
+"""Drawing the trusted set: a few clean samples carved out of the training set.
+
+The paper's CIFAR protocol takes 1,000 training samples with their clean labels as the
+trusted set (``val_indices``/``val_labels`` of :func:`~dmlp_plugin.purify_dataset`).
+Every class must appear in it, or its predictions have no target.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, LabelError
+from .validation import as_labels
+
+__all__ = ["draw_trusted_set"]
+
+
+def draw_trusted_set(clean_labels: Any, *, per_class: int | None = None, size: int | None = None,
+                     seed: int = 0) -> np.ndarray:
+    """Indices of a trusted set, drawn without replacement from ``clean_labels``.
+
+    Parameters
+    ----------
+    clean_labels
+        ``(N,)`` clean labels of the training set (array, tensor or label file).
+    per_class
+        Draw exactly this many samples of every class (balanced, as the official code).
+    size
+        Or draw this many in all, uniformly; every class must still appear.
+    seed
+        Seed of the draw; the same seed gives the same set.
+
+    Returns
+    -------
+    np.ndarray
+        ``(V,)`` int64 sorted indices; ``clean_labels[indices]`` are the trusted labels.
+    """
+    labels = as_labels(clean_labels, "clean labels")
+    if (per_class is None) == (size is None):
+        raise InputError("give exactly one of per_class (--per-class) and size (--size)")
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    if per_class is not None:
+        if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
+            raise InputError(f"per_class must be a count >= 1, got {per_class!r}")
+        short = classes[counts < per_class]
+        if short.size:
+            raise LabelError(f"class {int(short[0])} has only {int(counts[classes == short[0]][0])} samples, "
+                             f"fewer than the {per_class} per class asked for")
+        picks = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in classes]
+        return np.sort(np.concatenate(picks)).astype(np.int64)
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= size < len(labels):
+        raise InputError(f"size must be a count in [1, {len(labels)}), the training set's size; got {size!r}")
+    indices = np.sort(rng.choice(len(labels), size, replace=False)).astype(np.int64)
+    missing = np.setdiff1d(classes, labels[indices])
+    if missing.size:
+        raise LabelError(f"a random trusted set of {size} has no sample of class(es) "
+                         f"{', '.join(map(str, missing[:10]))}; draw a larger one, or use per_class (--per-class)")
+    return indices
