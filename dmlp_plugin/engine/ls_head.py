@@ -65,6 +65,9 @@ class LeastSquaresHead:
         gram_train = _gram(features)
         self.fold_masks = fold_masks if fold_masks is not None else trusted_folds(
             val_features.shape[0], folds, generator, features.device)
+        # Row indices of each fold, found once: indexing by the boolean masks every round
+        # would synchronise with the device (torch finds a mask's nonzeros on the host).
+        self.fold_rows = [torch.nonzero(mask).squeeze(1) for mask in self.fold_masks]
         self.val_rhs = _xty(val_features, val_onehot) * self.weight  # (d+1, C)
         self.chol = _factor(gram_train + self.weight * _gram(val_features), ridge)
         self.fold_chols = []
@@ -105,8 +108,8 @@ class LeastSquaresHead:
                             for j, (chol, rhs) in enumerate(zip(self.fold_chols, self.fold_rhs))]
             weights = torch.cat(fold_weights, 1).to(self.features.dtype)  # (d+1, K·C)
             self.chain_scores = (weights[:-1].T @ self.features.T + weights[-1:].T).view(k, c, n)
-        for mask, weights in zip(self.fold_masks, fold_weights):
-            out[mask] = self.scores(weights, self.val_features[mask])
+        for rows, weights in zip(self.fold_rows, fold_weights):
+            out[rows] = self.scores(weights, self.val_features[rows])
         return out
 
     def advance_chains(self, targets: torch.Tensor, eta: float) -> None:
@@ -138,11 +141,12 @@ def fit_temperature(val_scores: torch.Tensor, val_labels: torch.Tensor,
 
     log_grid = torch.linspace(-2, 3, 64, device=val_scores.device, dtype=val_scores.dtype)
     step = log_grid[1] - log_grid[0]
-    best = log_grid[nll_for(10 ** log_grid).argmin()]
+    # take(), not [argmin]: indexing by a 0-d tensor reads it on the host (.item()).
+    best = log_grid.take(nll_for(10 ** log_grid).argmin())
     fine = best + torch.linspace(-1, 1, 33, device=val_scores.device, dtype=val_scores.dtype) * step
     fine_nll = nll_for(10 ** fine)
     k = fine_nll.argmin()
-    return 10 ** fine[k], fine_nll[k]
+    return 10 ** fine.take(k), fine_nll.take(k)
 
 
 def _gram(x: torch.Tensor) -> torch.Tensor:
