@@ -34,8 +34,9 @@ from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 
-from .errors import AdapterError, AlignmentError, LabelError, ShapeError
+from .errors import AdapterError, AlignmentError, ShapeError
 from .io import PathLike, export_labels, load_array
+from .validation import as_labels
 
 __all__ = [
     "Adapter",
@@ -60,21 +61,13 @@ _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 def as_label_array(labels: Any, *, what: str = "labels") -> np.ndarray:
     """``(N,)`` int64 hard labels from an array-like or a :class:`~dmlp_plugin.result.PurifyResult`.
 
-    Raises :class:`~dmlp_plugin.errors.ShapeError` unless one-dimensional and
-    :class:`~dmlp_plugin.errors.LabelError` unless non-negative integers.
+    Follows :func:`dmlp_plugin.validation.as_labels`: raises
+    :class:`~dmlp_plugin.errors.ShapeError` unless one-dimensional and
+    :class:`~dmlp_plugin.errors.LabelError` unless non-negative whole numbers.
     """
     if hasattr(labels, "soft_labels") and hasattr(labels, "labels"):  # a PurifyResult
         labels = labels.labels
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise ShapeError(f"{what} must be one-dimensional (N,), got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
-            raise LabelError(f"{what} must be integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    if arr.size and arr.min() < 0:
-        raise LabelError(f"{what} must be >= 0, found {int(arr.min())}")
-    return arr
+    return as_labels(labels, what)
 
 
 # -- index maps ----------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError, CorruptFileError, InputError, LabelError, ShapeError
+from .validation import as_labels
 
 __all__ = [
     "NoiseResult",
@@ -420,12 +421,9 @@ def _check_rate(rate: float) -> float:
 
 
 def _check_labels(labels: np.ndarray, num_classes: int | None) -> tuple[np.ndarray, int]:
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.size == 0:
-        raise ShapeError(f"labels must be a non-empty (N,) array, got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise LabelError(f"labels must be integers, got {labels.dtype}")
-    labels = labels.astype(np.int64)
+    labels = as_labels(labels, "labels")
+    if labels.size == 0:
+        raise ShapeError("labels are empty: there is nothing to corrupt")
     if num_classes is None:
         num_classes = int(labels.max()) + 1
     if num_classes < 2:

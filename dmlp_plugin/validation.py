@@ -51,21 +51,27 @@ def as_features(value: Any, what: str = "features") -> np.ndarray:
     return arr
 
 
-def as_labels(value: Any, what: str = "labels", *, num_classes: int | None = None) -> np.ndarray:
-    """A 1-D int64 array of labels in ``[0, num_classes)``."""
+def as_labels(value: Any, what: str = "labels", *, num_classes: int | None = None,
+              length: int | None = None) -> np.ndarray:
+    """A 1-D int64 array of labels in ``[0, num_classes)``, from an array, tensor or label file.
+
+    The one rule for labels everywhere (the API, the CLI, adapters, noise, the probe):
+    integers, or floats that are whole numbers (as ``.txt``/``.csv`` label files load);
+    an ``(N, 1)`` column is accepted as ``(N,)``; ``length``, when given, is checked.
+    """
     arr = _to_numpy(value, what)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
         raise ShapeError(f"{what} must be 1-D (one class index per sample), got shape {arr.shape}")
+    if length is not None and len(arr) != length:
+        raise ShapeError(f"{what} has {len(arr)} entries but there are {length} samples")
     if arr.size == 0:  # np.asarray([]) is float64: an empty list is not a dtype error
         arr = arr.astype(np.int64)
-    if arr.dtype == bool or arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and arr.size and np.isfinite(arr).all() and (arr == np.round(arr)).all():
-            hint = f" (they are whole numbers: pass {what}.astype(int))"
-        else:
-            hint = ""
-        raise LabelError(f"{what} must be integer class indices, got dtype {arr.dtype}{hint}")
+    whole = arr.dtype.kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all()
+    if arr.dtype == bool or (arr.dtype.kind not in "iu" and not whole):
+        raise LabelError(f"{what} must be integer class indices, got dtype {arr.dtype}"
+                         + (" with fractional values" if arr.dtype.kind == "f" else ""))
     arr = arr.astype(np.int64)
     if arr.size and arr.min() < 0:
         raise LabelError(f"{what} contain negative values (min {arr.min()} at index {int(arr.argmin())})")

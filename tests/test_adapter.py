@@ -41,9 +41,9 @@ def test_as_label_array_accepts_results_and_integer_valued_floats():
 
 
 @pytest.mark.parametrize("labels, error, message", [
-    (np.zeros((2, 2), int), ShapeError, "one-dimensional"),
-    (np.array([0.5, 1.0]), LabelError, "integers"),
-    (np.array([0, -1]), LabelError, ">= 0"),
+    (np.zeros((2, 2), int), ShapeError, "must be 1-D"),
+    (np.array([0.5, 1.0]), LabelError, "integer class indices"),
+    (np.array([0, -1]), LabelError, "negative values"),
 ])
 def test_as_label_array_rejects(labels, error, message):
     with pytest.raises(error, match=message):

@@ -197,7 +197,7 @@ def test_bad_arguments(kwargs, error, match):
 
 
 @pytest.mark.parametrize("labels, error", [
-    (np.array([0.0, 1.0]), LabelError),
+    (np.array([0.0, 1.5]), LabelError),  # whole-number floats are labels; fractions are not
     (np.array([0, -1]), LabelError),
     (np.zeros((2, 2), np.int64), ShapeError),
     (np.array([], np.int64), ShapeError),

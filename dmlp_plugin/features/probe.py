@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, InputError, LabelError, ShapeError
+from ..validation import as_labels
 from ..device import choose_device
 
 __all__ = ["LinearClassifier", "fit_linear_classifier", "linear_probe"]
@@ -215,12 +216,4 @@ def _as_features(x: ArrayLike, name: str) -> torch.Tensor:
 
 
 def _as_labels(y: ArrayLike, name: str, n: int) -> torch.Tensor:
-    t = y if isinstance(y, torch.Tensor) else torch.from_numpy(np.asarray(y))
-    if t.ndim != 1 or len(t) != n:
-        raise ShapeError(f"{name} must be ({n},) labels, got shape {tuple(t.shape)}")
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise LabelError(f"{name} must be integer labels, got {t.dtype}")
-    t = t.detach().cpu().long()
-    if int(t.min()) < 0:
-        raise LabelError(f"{name} has negative labels (min {int(t.min())})")
-    return t
+    return torch.from_numpy(as_labels(y, name, length=n))
