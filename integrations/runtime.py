@@ -90,7 +90,10 @@ def setup(parser: argparse.ArgumentParser, method: str) -> argparse.ArgumentPars
                        help="where to write the alignment record (default: dmlp-record.json here)")
     from dmlp_plugin.plugins import add_options
 
-    add_options(parser)
+    try:
+        add_options(parser)
+    except DmlpError as exc:  # a broken third-party plugin must not break the upstream script
+        _say(f"plugin options unavailable: {exc}")
     original = parser.parse_known_args
 
     def parse_known_args(args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
