@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .accuracy_estimate import DEFAULT_FOLDS, AccuracyEstimate, estimate_label_accuracy, trusted_folds
 from .config import PurifyConfig
 from .device import choose_device, native_bfloat16
 from .errors import ConfigError, InputError, ShapeError
@@ -39,6 +40,8 @@ def purify_dataset(
     val_features_view2: Any = None,
     class_names: list[str] | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    estimate_accuracy: bool = False,
+    estimate_folds: int = DEFAULT_FOLDS,
 ) -> PurifyResult:
     """Purify noisy labels with DMLP, from frozen features and a small trusted set.
 
@@ -90,6 +93,22 @@ def purify_dataset(
     on_epoch : callable, optional
         ``on_epoch(epoch, record)`` after every epoch with that epoch's metrics. Reading
         metrics each epoch costs a device synchronisation on CUDA.
+    estimate_accuracy : bool
+        Also estimate the accuracy of the returned labels on the non-trusted rows, without
+        clean labels: the trusted set is split into ``estimate_folds`` folds, and each fold
+        is purified as ordinary rows with its given labels, the other folds serving as the
+        trusted set, and scored against its clean labels
+        (:mod:`dmlp_plugin.accuracy_estimate`). Fills ``result.accuracy_estimate``
+        (``estimated_accuracy``, ``estimated_accuracy_interval``). Off by default because
+        it costs ``estimate_folds`` extra purifications: at the default 5 folds a call takes
+        about 6× as long as without it (on CIFAR-10, ``benchmarks/accuracy_estimate.py``:
+        6.1× in the default config, 5.7× in paper mode). The returned labels are the same
+        with or without it. Only under the CIFAR
+        protocol (``val_indices``), whose trusted rows carry given labels; the fold runs
+        call no plugin hooks and record no history.
+    estimate_folds : int
+        Folds (extra purifications) of the accuracy estimate. Each fold run has
+        ``(K − 1)/K`` of the trusted rows, so with few folds the estimate leans low.
 
     Returns
     -------
@@ -102,9 +121,17 @@ def purify_dataset(
     ------
     ShapeError, LabelError, InputError
         On inconsistent lengths, labels out of range, non-finite features, a trusted set
-        that is empty, duplicated, out of range, or missing a class.
+        that is empty, duplicated, out of range, or missing a class; with
+        ``estimate_accuracy``, for a separate trusted set (``val_features``: its rows
+        have no given labels to purify) or a class with fewer than two trusted rows.
     MissingFileError, CorruptFileError
         When an input given as a path cannot be read.
+
+    Warns
+    -----
+    RuntimeWarning
+        With ``estimate_accuracy``, when the purified labels are estimated less accurate
+        than the given labels of the same (trusted) rows.
 
     Examples
     --------
@@ -144,6 +171,11 @@ def purify_dataset(
     if (val_indices is None) == (val_features is None):
         raise InputError("pass exactly one of val_indices (trusted samples inside the training set) "
                          "or val_features (a separate trusted set)")
+    if estimate_accuracy and val_indices is None:
+        raise InputError(
+            "estimate_accuracy needs the trusted set as val_indices into the training set (the CIFAR "
+            "protocol): it purifies trusted rows with their given labels and scores them against the "
+            "clean ones, and a separate trusted set (val_features) has no given labels")
     clean = None
     if clean_labels is not None:
         clean = as_labels(clean_labels, "clean_labels")
@@ -184,6 +216,8 @@ def purify_dataset(
             vfeats2 = as_features(val_features_view2, "val_features_view2")
         val_given = None
     check_classes_present(val_y, num_classes)
+    if estimate_accuracy:
+        trusted_folds(val_y, estimate_folds, seed)  # bad folds or a rare class fail before any run
     if len(val_y) < 10 * num_classes:
         warnings.warn(f"the trusted set has only {len(val_y)} samples for {num_classes} classes; "
                       "purification will be noisy", RuntimeWarning, stacklevel=2)
@@ -192,13 +226,21 @@ def purify_dataset(
     if config.precision == "bfloat16" and not native_bfloat16(dev):
         warnings.warn(f"precision='bfloat16' on {dev}, which has no native bfloat16 matrix "
                       "products: expect it to be slower than float32", RuntimeWarning, stacklevel=2)
-    generator = torch.Generator().manual_seed(int(seed))
 
     def tensor(a: np.ndarray | None):
         return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(dev)
 
-    train_given = given[train_rows]
-    init = torch.nn.functional.one_hot(tensor(train_given), num_classes).float()
+    def run_engine(rows: np.ndarray, v_feats: np.ndarray, v_feats2: np.ndarray | None, v_labels: np.ndarray,
+                   v_given: np.ndarray | None, **kwargs: Any):
+        """Purify ``rows`` (starting from their given labels) against a trusted set; every
+        call, the full run and each accuracy fold, starts from the same seed."""
+        init = torch.nn.functional.one_hot(tensor(given[rows]), num_classes).float()
+        return purify_tensors(
+            tensor(feats[rows]), init, tensor(v_feats), tensor(v_labels), config=config,
+            generator=torch.Generator().manual_seed(int(seed)),
+            features_view2=tensor(None if feats2 is None else feats2[rows]),
+            val_features_view2=tensor(v_feats2), val_given=tensor(v_given), **kwargs)
+
     t_setup = time.perf_counter()
 
     pm.hook.dmlp_purify_start(config=config, num_samples=n, num_classes=num_classes)
@@ -207,22 +249,24 @@ def purify_dataset(
         observers.append(lambda epoch, record: pm.hook.dmlp_purify_epoch(epoch=epoch, record=record))
     progress_bar, callback = _progress(progress, config.epochs, observers)
     try:
-        out = purify_tensors(
-            tensor(feats[train_rows]), init, tensor(vfeats), tensor(val_y), config=config,
-            generator=generator,
-            features_view2=tensor(None if feats2 is None else feats2[train_rows]),
-            val_features_view2=tensor(vfeats2), val_given=tensor(val_given),
-            clean_labels=tensor(None if clean is None else clean[train_rows]),
-            on_epoch=callback)
+        out = run_engine(train_rows, vfeats, vfeats2, val_y, val_given,
+                         clean_labels=tensor(None if clean is None else clean[train_rows]),
+                         on_epoch=callback)
     finally:
         if progress_bar is not None:
             progress_bar.stop()
+    estimate, estimate_timing = None, {}
+    if estimate_accuracy:
+        t_estimate = time.perf_counter()
+        estimate = _cross_fitted_estimate(run_engine, feats, feats2, trusted, train_rows, val_y, given,
+                                          folds=estimate_folds, seed=seed, progress=progress)
+        estimate_timing["accuracy_estimate"] = time.perf_counter() - t_estimate
 
     soft = np.zeros((n, num_classes), np.float32)
     soft[train_rows] = out.soft_labels.cpu().numpy()
     if len(trusted):  # the CIFAR protocol: trusted samples keep their clean labels
         soft[trusted, val_y] = 1.0
-    timings = {"setup": t_setup - t0, **out.timings}
+    timings = {"setup": t_setup - t0, **out.timings, **estimate_timing}
     timings["total"] = time.perf_counter() - t0
     metadata: dict[str, Any] = {
         "features_sha": array_checksum(feats), "labels_sha": array_checksum(given),
@@ -240,12 +284,36 @@ def purify_dataset(
     metadata["dmlp_plugin_version"] = __version__
     result = PurifyResult.from_soft_labels(
         soft, given, trusted_indices=trusted, class_names=class_names, config=config,
-        history=out.history, timings=timings, metadata=metadata)
+        history=out.history, timings=timings, metadata=metadata, accuracy_estimate=estimate)
+    if estimate is not None and estimate.worse_than_given:
+        warnings.warn(estimate.warning_text(), RuntimeWarning, stacklevel=2)
     if clean is not None:
         result.metadata["label_accuracy_before"] = float((given == clean).mean())
         result.metadata["label_accuracy_after"] = float((result.labels == clean).mean())
     pm.hook.dmlp_purify_end(result=result)
     return result
+
+
+def _cross_fitted_estimate(run_engine: Callable[..., Any], feats: np.ndarray, feats2: np.ndarray | None,
+                           trusted: np.ndarray, train_rows: np.ndarray, val_y: np.ndarray, given: np.ndarray,
+                           *, folds: int, seed: int, progress: bool) -> AccuracyEstimate:
+    """The accuracy estimate: one engine run per fold of the trusted set, that fold's rows
+    purified as ordinary rows with their given labels, the other folds trusted."""
+
+    def purify_fold(held_out: np.ndarray) -> np.ndarray:
+        kept = np.setdiff1d(np.arange(len(trusted)), held_out)
+        # Training rows stay in index order, as in the full run.
+        rows = np.sort(np.concatenate([train_rows, trusted[held_out]]))
+        v = trusted[kept]
+        out = run_engine(rows, feats[v], None if feats2 is None else feats2[v], val_y[kept], given[v])
+        return out.soft_labels.argmax(1).cpu().numpy()[np.searchsorted(rows, trusted[held_out])]
+
+    from .progress import progress_bar
+
+    with progress_bar(progress, folds, "estimating accuracy") as advance:
+        return estimate_label_accuracy(
+            purify_fold, val_y, given[trusted], folds=folds, seed=seed,
+            on_fold=None if advance is None else lambda k: advance(1, status=f"fold {k + 1}/{folds}"))
 
 
 def _as_config(config: Any) -> PurifyConfig:
@@ -294,7 +362,7 @@ def _progress(enabled: bool, epochs: int, observers: list[Callable]):
 
     bar = task = None
     if enabled:
-        from .cli.console import make_progress
+        from .progress import make_progress
 
         bar = make_progress()
         task = bar.add_task("purifying", total=epochs, status="")

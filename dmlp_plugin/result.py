@@ -2,7 +2,13 @@
 
 A result is saved as one ``.npz``: the arrays, plus a JSON metadata string under the key
 ``__meta__`` (schema version, config, class count and names, input checksums, history,
-timings). Files are written atomically.
+timings, and the accuracy estimate when one was made). Files are written atomically.
+
+Optional entries are added to ``__meta__`` without a new schema version: readers take
+them with ``.get`` and ignore keys they do not know, so files written before an entry
+existed still load (the entry is then ``None``), and older readers still load files that
+have it. The version changes only when an existing entry changes meaning or a required
+one is added.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .accuracy_estimate import AccuracyEstimate
 from .config import PurifyConfig
 from .errors import CorruptFileError, MissingFileError
 from .io import PathLike, atomic_write, export_labels
@@ -65,6 +72,9 @@ class PurifyResult:
         Seconds spent per stage (``setup``, ``ipc_factor``, ``epochs``, ``total``).
     metadata : dict
         Input checksums, device, seed, package version, anything else worth keeping.
+    accuracy_estimate : AccuracyEstimate or None
+        The cross-fitted estimate of the labels' accuracy on the non-trusted rows, from
+        ``purify_dataset(..., estimate_accuracy=True)``; ``None`` when none was made.
     """
 
     soft_labels: np.ndarray
@@ -81,6 +91,7 @@ class PurifyResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    accuracy_estimate: AccuracyEstimate | None = None
 
     @classmethod
     def from_soft_labels(cls, soft_labels: np.ndarray, given_labels: np.ndarray, **kwargs: Any) -> "PurifyResult":
@@ -111,6 +122,19 @@ class PurifyResult:
             mask[self.trusted_indices] = False
         return float((self.labels[mask] == np.asarray(clean_labels)[mask]).mean())
 
+    @property
+    def estimated_accuracy(self) -> float | None:
+        """Estimated accuracy of ``labels`` on the non-trusted rows, in ``[0, 1]``, from
+        cross-fitting over the trusted set (:mod:`dmlp_plugin.accuracy_estimate`); ``None``
+        unless purified with ``estimate_accuracy=True``."""
+        return None if self.accuracy_estimate is None else self.accuracy_estimate.accuracy
+
+    @property
+    def estimated_accuracy_interval(self) -> tuple[float, float] | None:
+        """``(low, high)``: the Wilson interval of :attr:`estimated_accuracy` (95% by
+        default); ``None`` without an estimate."""
+        return None if self.accuracy_estimate is None else self.accuracy_estimate.interval
+
     def estimated_noise_rate(self, method: str = "auto") -> float:
         """Estimated fraction of wrong labels among the purified (non-trusted) samples.
 
@@ -138,6 +162,8 @@ class PurifyResult:
             "timings": self.timings,
             "metadata": self.metadata,
         }
+        if self.accuracy_estimate is not None:
+            meta["accuracy_estimate"] = self.accuracy_estimate.to_dict()
         arrays = {name: getattr(self, name) for name in _ARRAYS}
         with atomic_write(path) as fh:
             np.savez_compressed(fh, __meta__=np.array(json.dumps(meta)), **arrays)
@@ -161,9 +187,12 @@ class PurifyResult:
             if version != SCHEMA_VERSION:
                 raise CorruptFileError(
                     f"{path} has schema version {version}; this dmlp-plugin reads version {SCHEMA_VERSION}")
+            estimate = meta.get("accuracy_estimate")  # absent from files written before it existed
             return cls(num_classes=meta["num_classes"], class_names=meta.get("class_names"),
                        config=PurifyConfig.from_dict(meta["config"]), history=meta.get("history", []),
-                       timings=meta.get("timings", {}), metadata=meta.get("metadata", {}), **arrays)
+                       timings=meta.get("timings", {}), metadata=meta.get("metadata", {}),
+                       accuracy_estimate=None if estimate is None else AccuracyEstimate.from_dict(estimate),
+                       **arrays)
         except CorruptFileError:
             raise
         except (ValueError, OSError, EOFError, KeyError, TypeError, AttributeError,

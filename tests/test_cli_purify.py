@@ -178,3 +178,59 @@ def test_purify_reads_labels_from_a_torch_file_holding_numpy_arrays(files, tmp_p
     args[args.index("--labels") + 1] = str(path)
     assert main(args) == 0
     assert (PurifyResult.load(out).given_labels == noisy).all()
+
+
+def _table_text(out: str) -> str:
+    """The summary table's text with its borders dropped and wrapped cells joined."""
+    return " ".join(out.replace("│", " ").split())
+
+
+def test_estimate_accuracy_flag_prints_and_saves_the_estimate(files, tmp_path, capsys):
+    out = tmp_path / "est.npz"
+    assert main(_args(files, out, "--estimate-accuracy", "--estimate-folds", "3")) == 0
+    result = PurifyResult.load(out)
+    est = result.accuracy_estimate
+    assert est is not None and est.folds == 3 and est.num_rows == 90
+    _, noisy, clean, trusted = files["arrays"]
+    assert est.given_accuracy == (noisy[trusted] == clean[trusted]).mean()
+    shown = _table_text(capsys.readouterr().out)
+    low, high = est.interval
+    assert (f"estimated accuracy {est.accuracy:.2%} (95% Wilson interval {low:.2%}–{high:.2%}; "
+            "3-fold cross-fit on 90 trusted rows)") in shown
+    assert f"given labels, same rows {est.given_accuracy:.2%}" in shown
+    assert ("warning" in shown) == est.worse_than_given
+
+
+def test_estimate_accuracy_flag_shows_the_warning_when_labels_get_worse(tmp_path, capsys):
+    """Weakly separated clusters with 10% noise: replacing every label by the head's
+    prediction (no candidate selection) loses about 35 points."""
+    from engine_fixtures import planted_clusters
+
+    data = planted_clusters(n=1500, num_trusted=300, rate=0.1, separation=1.5)
+    paths = {}
+    for name, arr in {"features": data.features, "labels": data.given, "vi": data.trusted,
+                      "vl": data.clean[data.trusted]}.items():
+        paths[name] = tmp_path / f"{name}.npy"
+        np.save(paths[name], arr)
+    out = tmp_path / "worse.npz"
+    args = _args(paths, out, "--estimate-accuracy", "--set", "eac_target=head", "--set", "eac_eta=1.0",
+                 "--set", "select_round=false", "--set", "eac_period=5")
+    with pytest.warns(RuntimeWarning, match="look worse than the given ones"):
+        assert main(args) == 0
+    est = PurifyResult.load(out).accuracy_estimate
+    assert est.worse_than_given and est.accuracy < est.given_accuracy - 0.2
+    shown = _table_text(capsys.readouterr().out)
+    assert "warning the purified labels look worse than the given ones" in shown
+
+
+def test_estimate_accuracy_flag_with_a_separate_trusted_set_exits_2(files, tmp_path, capsys):
+    features, noisy, clean, trusted = files["arrays"]
+    vf = tmp_path / "vf.npy"
+    np.save(vf, features[trusted])
+    out = tmp_path / "never.npz"
+    args = ["purify", "--features", str(files["features"]), "--labels", str(files["labels"]),
+            "--val-features", str(vf), "--val-labels", str(files["vl"]), "-o", str(out), "--no-progress",
+            "--estimate-accuracy"]
+    assert main(args) == 2
+    assert "--estimate-accuracy needs --val-indices" in capsys.readouterr().err
+    assert not out.exists()

@@ -155,3 +155,37 @@ def test_malformed_metadata_raises_corrupt(result, tmp_path, meta):
     np.savez(path, __meta__=np.array(json.dumps(meta)), **{name: getattr(result, name) for name in ARRAYS})
     with pytest.raises(CorruptFileError):
         PurifyResult.load(path)
+
+
+# -- the accuracy estimate (an optional entry of __meta__) -----------------------------------
+
+def test_accuracy_estimate_round_trips(result, tmp_path):
+    from dmlp_plugin.accuracy_estimate import AccuracyEstimate
+
+    result.accuracy_estimate = AccuracyEstimate(0.8125, (0.78, 0.84), 0.6, (0.57, 0.63), 1000, 5, 0.95, 260, 47)
+    loaded = PurifyResult.load(result.save(tmp_path / "labels.npz"))
+    assert loaded.accuracy_estimate == result.accuracy_estimate
+    assert loaded.estimated_accuracy == 0.8125 and loaded.estimated_accuracy_interval == (0.78, 0.84)
+    assert isinstance(loaded.estimated_accuracy_interval, tuple)
+
+
+def test_a_file_without_an_accuracy_estimate_still_loads(result, tmp_path):
+    """Files written before the estimate existed have no such entry, and the same schema
+    version: they load, with no estimate."""
+    path = tmp_path / "old.npz"
+    meta = {"schema_version": 1, "num_classes": 4, "class_names": None, "config": result.config.to_dict(),
+            "history": [], "timings": {}, "metadata": {}}
+    np.savez(path, __meta__=np.array(json.dumps(meta)), **{name: getattr(result, name) for name in ARRAYS})
+    loaded = PurifyResult.load(path)
+    assert loaded.accuracy_estimate is None
+    assert loaded.estimated_accuracy is None and loaded.estimated_accuracy_interval is None
+    assert "accuracy_estimate" not in json.loads(str(np.load(result.save(tmp_path / "new.npz"))["__meta__"]))
+
+
+@pytest.mark.parametrize("estimate", [{"accuracy": 0.8}, [0.8], {"accuracy": "high", "interval": [0, 1]}])
+def test_a_malformed_accuracy_estimate_raises_corrupt(result, tmp_path, estimate):
+    meta = {"schema_version": 1, "num_classes": 4, "config": result.config.to_dict(), "accuracy_estimate": estimate}
+    path = tmp_path / "labels.npz"
+    np.savez(path, __meta__=np.array(json.dumps(meta)), **{name: getattr(result, name) for name in ARRAYS})
+    with pytest.raises(CorruptFileError, match="labels.npz"):
+        PurifyResult.load(path)

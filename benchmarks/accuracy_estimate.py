@@ -1,0 +1,293 @@
+"""How close the cross-fitted accuracy estimate comes to the truth, written to benchmarks/RESULTS.md.
+
+    python benchmarks/accuracy_estimate.py --write-results --folds 5,10  # full run, ~50 min on 1 thread
+    python benchmarks/accuracy_estimate.py --epochs 10 --subset 5000 --rates 0.5 --asym-rates "" \\
+        --draws ""                                              # smoke run, seconds
+
+``purify_dataset(..., estimate_accuracy=True)`` estimates the accuracy of the returned
+labels on the non-trusted rows from the trusted rows alone (each fold of the trusted set
+purified as ordinary rows with its given labels, then scored against its clean labels;
+:mod:`dmlp_plugin.accuracy_estimate`). This script compares that estimate and its 95%
+Wilson interval with the truth, the accuracy of ``result.labels`` on the non-trusted
+rows, under the settings of ``purify_cifar10.py`` (symmetric 20/50/80/90%, asymmetric
+20/40%; the default config and paper mode), and times each run against a plain run
+(``estimate_accuracy=False``) on the same input, one after the other in this process.
+It also checks that the labels returned are the same with and without the estimate.
+
+Inputs and protocol are those of ``purify_cifar10.py`` (the shared k-means features, the
+clean training labels; 1,000 trusted samples drawn from a stream separate from the
+noise's); the test set is not needed. Only the section between
+``<!-- accuracy-estimate:start -->`` and ``<!-- accuracy-estimate:end -->`` of
+RESULTS.md is rewritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # the other benchmark scripts sit beside this file
+    sys.path.insert(0, str(HERE))
+
+from purify_cifar10 import (FEATURES, NUM_CLASSES, draw_trusted, git_revision, load_average,  # noqa: E402
+                            markdown_table, noisy_labels, print_table, shared_dir, threads_text,
+                            warm_up, with_epochs)
+from residual_noise import CONFIGS, load_train  # noqa: E402
+from results_file import write_section  # noqa: E402
+
+from dmlp_plugin import PurifyConfig, purify_dataset  # noqa: E402
+from dmlp_plugin.accuracy_estimate import DEFAULT_FOLDS  # noqa: E402
+
+START, END = "<!-- accuracy-estimate:start -->", "<!-- accuracy-estimate:end -->"
+RESULTS = HERE / "RESULTS.md"
+TARGET_POINTS = 3.0  # the estimate should fall within this many points of the truth
+
+
+@dataclass
+class Run:
+    setting: str  # e.g. "Symmetric 50%"
+    config: str  # a key of CONFIGS
+    seed: int
+    folds: int
+    given: float  # accuracy of the given labels on the non-trusted rows
+    truth: float  # accuracy of the returned labels on the non-trusted rows
+    estimate: float
+    interval: tuple[float, float]
+    given_trusted: float  # accuracy of the given labels on the trusted rows, as the estimate measures it
+    warned: bool  # purify_dataset warned that the labels look worse than the given ones
+    plain_s: float  # purify_dataset without the estimate
+    estimate_s: float  # purify_dataset with it (the same full run plus the fold runs)
+    same_labels: bool  # the returned labels are identical with and without the estimate
+
+    @property
+    def error(self) -> float:
+        return self.estimate - self.truth
+
+    @property
+    def covered(self) -> bool:
+        return self.interval[0] <= self.truth <= self.interval[1]
+
+    @property
+    def ratio(self) -> float:
+        return self.estimate_s / self.plain_s
+
+
+def run_setting(features: np.ndarray, clean: np.ndarray, setting: str, kind: str, rate: float, *,
+                configs: list[str], seed: int, num_trusted: int, epochs: int | None,
+                folds: Sequence[int] = (DEFAULT_FOLDS,), log: Callable[[str], None] = print) -> list[Run]:
+    """One noise draw: per config a plain run, then one run with the estimate per fold
+    count, against the truth."""
+    noisy = noisy_labels(clean, kind, rate, seed)
+    trusted = draw_trusted(len(clean), num_trusted, seed)
+    keep = np.ones(len(clean), bool)
+    keep[trusted] = False
+    given = float((noisy[keep] == clean[keep]).mean())
+    runs = []
+    for name in configs:
+        common = dict(val_indices=trusted, val_labels=clean[trusted], num_classes=NUM_CLASSES,
+                      config=with_epochs(CONFIGS[name][1](), epochs), seed=seed, device="cpu")
+        start = time.perf_counter()
+        plain = purify_dataset(features, noisy, **common)
+        plain_s = time.perf_counter() - start
+        for k in folds:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                start = time.perf_counter()
+                result = purify_dataset(features, noisy, **common, estimate_accuracy=True, estimate_folds=k)
+                estimate_s = time.perf_counter() - start
+            est = result.accuracy_estimate
+            run = Run(setting, name, seed, k, given, float((result.labels[keep] == clean[keep]).mean()),
+                      est.accuracy, est.interval, est.given_accuracy,
+                      any("look worse than the given ones" in str(w.message) for w in caught),
+                      plain_s, estimate_s, bool(np.array_equal(plain.labels, result.labels)))
+            runs.append(run)
+            log(f"{setting}, seed {seed}, {name}, {k} folds: truth {pct(run.truth)}, estimate {pct(run.estimate)} "
+                f"[{pct(run.interval[0])}, {pct(run.interval[1])}], error {points(run.error)}; "
+                f"{plain_s:.1f} s plain, {estimate_s:.1f} s with the estimate ({run.ratio:.1f}×)"
+                + ("" if run.same_labels else "; LABELS DIFFER"))
+    return runs
+
+
+# -- reporting -----------------------------------------------------------------------------------
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def points(x: float) -> str:
+    return f"{100 * x:+.2f}"
+
+
+def runs_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    """One row per run: the truth, the estimate, its interval and error, the warning, the cost."""
+    head = ["noise", "config", "draw", "folds", "given (%)", "**true acc. (%)**", "estimate (%)", "95% interval",
+            "error (pts)", f"within ±{TARGET_POINTS:g}?", "covered?", "given, trusted rows (%)",
+            "warned?", "plain (s)", "with estimate (s)", "ratio"]
+    body = []
+    for r in runs:
+        within = abs(100 * r.error) <= TARGET_POINTS
+        body.append([r.setting, f"`{CONFIGS[r.config][0]}`", str(r.seed), str(r.folds), pct(r.given), f"**{pct(r.truth)}**",
+                     pct(r.estimate), f"{pct(r.interval[0])}–{pct(r.interval[1])}", points(r.error),
+                     "yes" if within else "**no**", "yes" if r.covered else "**no**", pct(r.given_trusted),
+                     ("yes" if r.warned else "no") + ("" if r.warned == (r.truth < r.given) else " (**wrong**)"),
+                     f"{r.plain_s:.1f}", f"{r.estimate_s:.1f}", f"{r.ratio:.1f}×"])
+    return head, body
+
+
+def summary_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    """Per config and fold count: bias, mean absolute and worst error, hits, coverage,
+    warnings, cost."""
+    head = ["config", "folds", "runs", "mean error (pts)", "**mean abs. error (pts)**", "worst error (pts)",
+            f"within ±{TARGET_POINTS:g}", "interval covers truth", "warning right", "mean time ratio"]
+    body = []
+    for config, folds in dict.fromkeys((r.config, r.folds) for r in runs):
+        chosen = [r for r in runs if (r.config, r.folds) == (config, folds)]
+        errors = np.array([r.error for r in chosen])
+        n = len(chosen)
+        body.append([f"`{CONFIGS[config][0]}`", str(folds), str(n), points(errors.mean()),
+                     f"**{100 * np.abs(errors).mean():.2f}**", points(errors[np.abs(errors).argmax()]),
+                     f"{sum(abs(100 * e) <= TARGET_POINTS for e in errors)}/{n}",
+                     f"{sum(r.covered for r in chosen)}/{n}",
+                     f"{sum(r.warned == (r.truth < r.given) for r in chosen)}/{n}",
+                     f"{np.mean([r.ratio for r in chosen]):.1f}×"])
+    return head, body
+
+
+@dataclass
+class Report:
+    args: argparse.Namespace
+    started: str
+    load_start: str
+    runs: list[Run]
+    num_train: int
+    load_end: str = ""
+    total_s: float = 0.0
+
+
+def render(rep: Report) -> str:
+    a = rep.args
+    cpu = platform.processor() or platform.machine()
+    misses = [r for r in rep.runs if abs(100 * r.error) > TARGET_POINTS]
+    differ = [r for r in rep.runs if not r.same_labels]
+    lines = [START, "## Accuracy estimate of the purified labels (`benchmarks/accuracy_estimate.py`)", "",
+             f"Run {rep.started} on {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} "
+             f"({threads_text()}), Python {platform.python_version()}, dmlp-plugin at `{git_revision()}`. "
+             f"Load average (1/5/15 min) at start {rep.load_start}, at end {rep.load_end}: other jobs shared "
+             f"the cores, so times are upper bounds, and the ratios are the fairer figure. Whole run: "
+             f"{rep.total_s / 60:.1f} min. Command:", "",
+             f"    {a.command}", "",
+             "`purify_dataset(..., estimate_accuracy=True)` estimates the accuracy of the returned labels on "
+             "the non-trusted rows without their clean labels: the trusted set is split into "
+             f"`estimate_folds` folds ({DEFAULT_FOLDS} by default; stratified by class); each fold is purified as ordinary rows carrying their "
+             "given labels, with the other folds as the trusted set, and scored against its clean labels; the "
+             "pooled fraction correct is the estimate, with a 95% Wilson interval over the "
+             f"{a.trusted:,} held-out rows. **Truth**: the accuracy of `result.labels` on the "
+             f"{rep.num_train - a.trusted:,} non-trusted rows. Features: `shared/{FEATURES.as_posix()}` "
+             f"({rep.num_train:,} samples); trusted set: {a.trusted:,} random clean samples, noise and draws as "
+             f"in `purify_cifar10.py`. Epochs: {a.epochs or PurifyConfig().epochs}. Error = estimate − truth. "
+             "\"Warned?\" is whether `purify_dataset` warned that the labels look worse than the given ones; "
+             "it is marked wrong where that disagrees with the truth (returned labels less accurate than the "
+             "given ones on the non-trusted rows). Times: a plain run (`estimate_accuracy=False`), then the "
+             "same call with the estimate, one after the other in one process; ratio = with / plain.", "",
+             "### Summary", "", *markdown_table(*summary_table(rep.runs)), ""]
+    if misses:
+        lines += [f"Outside ±{TARGET_POINTS:g} points: " + "; ".join(
+            f"{r.setting}, `{CONFIGS[r.config][0]}`, draw {r.seed}, {r.folds} folds ({points(r.error)})"
+            for r in misses) + ".", ""]
+    else:
+        lines += [f"Every run is within ±{TARGET_POINTS:g} points of the truth.", ""]
+    lines += ["Returned labels identical with and without the estimate: "
+              + ("in every run." if not differ else f"**not** in {len(differ)} run(s)."), "",
+              "### Per run", "", *markdown_table(*runs_table(rep.runs)), "", END]
+    return "\n".join(lines)
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shared", type=Path, default=None, help="the shared folder (default: $DMLP_SHARED or ../shared)")
+    p.add_argument("--rates", default="0.2,0.5,0.8,0.9", help="symmetric noise rates, comma-separated")
+    p.add_argument("--asym-rates", default="0.2,0.4", help="asymmetric CIFAR-10 noise rates ('' to skip)")
+    p.add_argument("--configs", default="default,paper", help=f"comma-separated, of: {', '.join(CONFIGS)}")
+    p.add_argument("--seeds", default="0", help="noise draws (seeds) run with every config, comma-separated")
+    p.add_argument("--draws", default="1,2,3,4",
+                   help="further noise draws run with the default config only (it is 5× cheaper than paper "
+                        "mode); '' to skip")
+    p.add_argument("--folds", default=str(DEFAULT_FOLDS),
+                   help="fold counts of the estimate, comma-separated: each is run on --seeds with every "
+                        "config; --draws use the first")
+    p.add_argument("--trusted", type=int, default=1000, help="size of the trusted set")
+    p.add_argument("--epochs", type=int, default=None, help="override the purifier's epochs (default 100)")
+    p.add_argument("--subset", type=int, default=None, help="a random subset of the training set (development)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the cores are shared with other jobs)")
+    p.add_argument("--write-results", action="store_true",
+                   help="update the accuracy-estimate section of benchmarks/RESULTS.md")
+    args = p.parse_args(argv)
+    args.rate_list = [float(r) for r in args.rates.split(",") if r.strip()]
+    args.asym_list = [float(r) for r in args.asym_rates.split(",") if r.strip()]
+    args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.draw_list = [int(s) for s in args.draws.split(",") if s.strip() and int(s) not in args.seed_list]
+    args.config_list = [c.strip() for c in args.configs.split(",") if c.strip()]
+    args.fold_list = [int(k) for k in args.folds.split(",") if k.strip()]
+    if not args.fold_list:
+        p.error("--folds needs at least one fold count")
+    unknown = [c for c in args.config_list if c not in CONFIGS]
+    if unknown:
+        p.error(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    args.command = "python benchmarks/accuracy_estimate.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    started, load_start = datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), load_average()
+    features, clean = load_train(shared_dir(args.shared))
+    if args.subset and args.subset < len(clean):
+        rows = np.sort(np.random.default_rng(12345).permutation(len(clean))[:args.subset])
+        features, clean = features[rows], clean[rows]
+    print(f"{len(clean)} × {features.shape[1]} features, {threads_text()}, load {load_start}")
+    warm_up()  # so the first plain run does not pay for first-call overheads and skew its ratio
+    settings = ([(f"Symmetric {r:.0%}", "symmetric", r) for r in args.rate_list]
+                + [(f"Asymmetric {r:.0%}", "asymmetric", r) for r in args.asym_list])
+    common = dict(num_trusted=args.trusted, epochs=args.epochs)
+    runs = []
+    for title, kind, rate in settings:
+        for seed in args.seed_list:
+            runs += run_setting(features, clean, title, kind, rate, configs=args.config_list, seed=seed,
+                                folds=args.fold_list, **common)
+        if "default" in args.config_list:
+            for seed in args.draw_list:
+                runs += run_setting(features, clean, title, kind, rate, configs=["default"], seed=seed,
+                                    folds=args.fold_list[:1], **common)
+    rep = Report(args, started, load_start, runs, len(clean))
+    rep.load_end, rep.total_s = load_average(), time.perf_counter() - t0
+    print_table("Accuracy estimate against the truth (%)", *runs_table(runs))
+    print_table("Summary", *summary_table(runs))
+    if args.write_results:
+        write_section(RESULTS, render(rep), START, END)
+        print(f"wrote the accuracy-estimate section of {RESULTS}")
+    print(f"total {rep.total_s / 60:.1f} min, load average {rep.load_start} → {rep.load_end}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
