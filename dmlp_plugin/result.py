@@ -69,7 +69,10 @@ class PurifyResult:
     history : list of dict
         One record per epoch: losses and, when clean labels were given, label accuracy.
     timings : dict
-        Seconds spent per stage (``setup``, ``ipc_factor``, ``epochs``, ``total``).
+        Seconds per stage: ``setup`` (reading and checking the inputs), ``factor``
+        (partitioning and factoring the IPC batches and the least-squares head, before the
+        first epoch), ``epochs`` (the epoch loop), ``finish`` (the logistic candidate and
+        the output rows), ``accuracy_estimate`` (only with ``estimate_accuracy``), ``total``.
     metadata : dict
         Input checksums, device, seed, package version, anything else worth keeping.
     accuracy_estimate : AccuracyEstimate or None
