@@ -79,7 +79,7 @@ def test_purify_matches_the_python_api(files, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--set", "eac_etaa=0.3"], "did you mean eac_eta"),
+    (["--set", "eac_etaa=0.3"], "did you mean 'eac_eta'"),
     (["--set", "eac_eta"], "FIELD=VALUE"),
     (["--set", "epochs=many"], "epochs"),
 ])
