@@ -21,6 +21,7 @@ _EXPORTS = {
     "purify_dataset": "purify",
     "PurifyResult": "result",
     "PurifyConfig": "config",
+    "AccuracyEstimate": "accuracy_estimate",
     "DmlpError": "errors",
     "InputError": "errors",
     "ShapeError": "errors",

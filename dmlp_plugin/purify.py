@@ -108,7 +108,9 @@ def purify_dataset(
         call no plugin hooks and record no history.
     estimate_folds : int
         Folds (extra purifications) of the accuracy estimate. Each fold run has
-        ``(K − 1)/K`` of the trusted rows, so with few folds the estimate leans low.
+        ``(K − 1)/K`` of the trusted rows, so with few folds the estimate leans low where
+        the method depends on the trusted set's size: not measurably in the default
+        config; in paper mode at 90% noise by 2.7 points at 5 folds and 1.3 at 10.
 
     Returns
     -------

@@ -51,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "Costs K extra purifications (about 6x the time of a plain run at K=5), so it is off by "
                    "default; the labels written are the same with or without it")
     p.add_argument("--estimate-folds", type=int, default=DEFAULT_FOLDS, metavar="K",
-                   help=f"folds of --estimate-accuracy (default: {DEFAULT_FOLDS}; fewer lean the estimate low)")
+                   help=f"folds of --estimate-accuracy (default: {DEFAULT_FOLDS}); fewer lean the estimate low "
+                   "where the method depends on the trusted set's size: 10 is better for --mode paper "
+                   "at high noise")
     add_config_options(p)
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0)
