@@ -44,7 +44,7 @@ if str(HERE) not in sys.path:  # the other benchmark scripts sit beside this fil
 from purify_cifar10 import (FEATURES, NUM_CLASSES, draw_trusted, git_revision, load_average,  # noqa: E402
                             markdown_table, noisy_labels, print_table, shared_dir, threads_text,
                             warm_up, with_epochs)
-from residual_noise import CONFIGS, load_train  # noqa: E402
+from residual_noise import CONFIGS, load_train, noise_settings  # noqa: E402
 from results_file import write_section  # noqa: E402
 
 from dmlp_plugin import PurifyConfig, purify_dataset  # noqa: E402
@@ -260,14 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     started, load_start = datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), load_average()
-    features, clean = load_train(shared_dir(args.shared))
-    if args.subset and args.subset < len(clean):
-        rows = np.sort(np.random.default_rng(12345).permutation(len(clean))[:args.subset])
-        features, clean = features[rows], clean[rows]
+    features, clean = load_train(shared_dir(args.shared), args.subset)
     print(f"{len(clean)} × {features.shape[1]} features, {threads_text()}, load {load_start}")
     warm_up()  # so the first plain run does not pay for first-call overheads and skew its ratio
-    settings = ([(f"Symmetric {r:.0%}", "symmetric", r) for r in args.rate_list]
-                + [(f"Asymmetric {r:.0%}", "asymmetric", r) for r in args.asym_list])
+    settings = noise_settings(args)
     common = dict(num_trusted=args.trusted, epochs=args.epochs)
     runs = []
     for title, kind, rate in settings:

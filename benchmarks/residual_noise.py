@@ -86,8 +86,11 @@ class Run:
         return None if value is None else value - self.truth
 
 
-def load_train(shared: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Training features and clean labels, or exit naming what is missing (no test set needed)."""
+def load_train(shared: Path, subset: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Training features and clean labels, or exit naming what is missing (no test set needed).
+
+    ``subset``: a fixed random subset of that many samples, for development.
+    """
     feats_path, labels_path = shared / FEATURES, shared / TRAIN_LABELS
     missing = [p for p in (feats_path, labels_path) if not p.is_file()]
     if missing:
@@ -95,7 +98,17 @@ def load_train(shared: Path) -> tuple[np.ndarray, np.ndarray]:
                          + "\n(set DMLP_SHARED or --shared to the folder that holds features/ and data/)")
     with np.load(feats_path) as z:
         train = z["train"].astype(np.float32)
-    return train, np.load(labels_path).astype(np.int64)
+    clean = np.load(labels_path).astype(np.int64)
+    if subset and subset < len(clean):
+        rows = np.sort(np.random.default_rng(12345).permutation(len(clean))[:subset])
+        train, clean = train[rows], clean[rows]
+    return train, clean
+
+
+def noise_settings(args: argparse.Namespace) -> list[tuple[str, str, float]]:
+    """``(title, kind, rate)`` for each rate of ``--rates`` and ``--asym-rates``."""
+    return ([(f"Symmetric {r:.0%}", "symmetric", r) for r in args.rate_list]
+            + [(f"Asymmetric {r:.0%}", "asymmetric", r) for r in args.asym_list])
 
 
 def run_setting(features: np.ndarray, clean: np.ndarray, setting: str, kind: str, rate: float, *,
@@ -277,13 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     started, load_start = datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), load_average()
-    features, clean = load_train(shared_dir(args.shared))
-    if args.subset and args.subset < len(clean):
-        rows = np.sort(np.random.default_rng(12345).permutation(len(clean))[:args.subset])
-        features, clean = features[rows], clean[rows]
+    features, clean = load_train(shared_dir(args.shared), args.subset)
     print(f"{len(clean)} × {features.shape[1]} features, {threads_text()}, load {load_start}")
-    settings = ([(f"Symmetric {r:.0%}", "symmetric", r) for r in args.rate_list]
-                + [(f"Asymmetric {r:.0%}", "asymmetric", r) for r in args.asym_list])
+    settings = noise_settings(args)
     runs = []
     for title, kind, rate in settings:
         for seed in args.seed_list:

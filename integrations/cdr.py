@@ -12,11 +12,9 @@ pruning schedule (it keeps ``1 - noise_rate`` of the gradients); it follows the
 
 from __future__ import annotations
 
-from .recipe import Insert, Recipe
+from .recipe import RUNTIME_IMPORT as RUNTIME, Insert, Recipe
 
 __all__ = ["RECIPE"]
-
-RUNTIME = "import dmlp_integrations.runtime as dmlp_runtime"
 
 RECIPE = Recipe(
     method="cdr",

@@ -15,11 +15,9 @@ with tensors that may live on the GPU.
 
 from __future__ import annotations
 
-from .recipe import Insert, Py2Prints, Recipe, Replace
+from .recipe import RUNTIME_IMPORT as RUNTIME, Insert, Py2Prints, Recipe, Replace
 
 __all__ = ["RECIPE"]
-
-RUNTIME = "import dmlp_integrations.runtime as dmlp_runtime"
 
 RECIPE = Recipe(
     method="coteaching",

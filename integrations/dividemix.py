@@ -10,11 +10,9 @@ the very file that was purified, its labels must equal the purified run's input.
 
 from __future__ import annotations
 
-from .recipe import Insert, Recipe, Replace
+from .recipe import RUNTIME_IMPORT as RUNTIME, Insert, Recipe, Replace
 
 __all__ = ["RECIPE"]
-
-RUNTIME = "import dmlp_integrations.runtime as dmlp_runtime"
 
 RECIPE = Recipe(
     method="dividemix",

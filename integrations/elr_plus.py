@@ -11,11 +11,10 @@ after the run. ``train_labels_gt`` keeps the clean labels ELR+ evaluates against
 
 from __future__ import annotations
 
-from .recipe import Insert, Recipe, Replace
+from .recipe import RUNTIME_IMPORT as RUNTIME, Insert, Recipe, Replace
 
 __all__ = ["RECIPE"]
 
-RUNTIME = "import dmlp_integrations.runtime as dmlp_runtime"
 INJECT = ('dmlp_runtime.inject("elr_plus", train_dataset, part="train")',
           'dmlp_runtime.inject("elr_plus", val_dataset, part="val", indices=val_idxs)')
 

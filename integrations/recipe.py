@@ -27,10 +27,12 @@ from typing import Literal
 
 from dmlp_plugin.errors import DmlpError
 
-__all__ = ["TAG", "IntegrationError", "Edit", "Insert", "Replace", "Py2Prints", "Recipe"]
+__all__ = ["TAG", "RUNTIME_IMPORT", "IntegrationError", "Edit", "Insert", "Replace", "Py2Prints", "Recipe"]
 
 #: Trailing comment on every line an edit writes.
 TAG = "# dmlp-plugin"
+#: The line recipes insert before their calls into :mod:`dmlp_integrations.runtime`.
+RUNTIME_IMPORT = "import dmlp_integrations.runtime as dmlp_runtime"
 
 
 class IntegrationError(DmlpError):
