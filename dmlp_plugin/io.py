@@ -18,10 +18,12 @@ from typing import IO, Iterator
 
 import numpy as np
 
+from .argument_names import shown
 from .errors import CorruptFileError, InputError, MissingFileError
 
 __all__ = [
     "atomic_write",
+    "check_output_path",
     "load_array",
     "array_checksum",
     "export_labels",
@@ -57,6 +59,34 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
+def check_output_path(path: PathLike, what: str = "output", *, suffixes: tuple[str, ...] = ()) -> Path:
+    """Refuse, before any work, an output path that cannot be written.
+
+    :func:`atomic_write` creates missing folders, so the nearest existing ancestor must be
+    a folder this process may write in; ``path`` itself must not be a folder; with
+    ``suffixes`` its extension must be one of them. Raises :class:`InputError` naming
+    ``what`` (as :func:`~dmlp_plugin.argument_names.shown` calls it).
+    """
+    path = Path(path)
+    name = shown(what)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise InputError(f"{name} must end in {' or '.join(suffixes)}, got {path.name!r}")
+    if path.is_dir():
+        raise InputError(f"{name} {path} is a folder; give a file name inside it")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{name} {path} cannot be written: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{name} {path} cannot be written: no permission to write in {ancestor}")
+    return path
+
+
+#: The first bytes of every ``.npy`` file.
+_NPY_MAGIC = b"\x93NUMPY"
+
+
 def load_array(path: PathLike, *, key: str | None = None, what: str = "array") -> np.ndarray:
     """Load a numpy array from ``.npy``, ``.npz`` (``key`` or the only array), ``.json``
     (a list, as DivideMix's noise files), ``.txt``/``.csv`` (one value per line) or ``.pt``.
@@ -64,6 +94,8 @@ def load_array(path: PathLike, *, key: str | None = None, what: str = "array") -
     Raises :class:`MissingFileError` or :class:`CorruptFileError` naming ``what`` and the path.
     """
     path = Path(path)
+    key_name = shown(f"{what}_key", "key=")
+    what = shown(what)
     if not path.exists():
         raise MissingFileError(f"{what} file not found: {path}")
     if path.is_dir():
@@ -71,13 +103,14 @@ def load_array(path: PathLike, *, key: str | None = None, what: str = "array") -
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
+            _check_npy_header(path, what)
             return np.load(path, mmap_mode="r", allow_pickle=False)
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 if key is None:
                     if len(z.files) != 1:
                         raise InputError(
-                            f"{what} file {path} holds several arrays {z.files}; name one with key=")
+                            f"{what} file {path} holds several arrays {z.files}; name one with {key_name}")
                     key = z.files[0]
                 if key not in z.files:
                     raise InputError(f"{what} file {path} has no array {key!r}; it has {z.files}")
@@ -94,7 +127,7 @@ def load_array(path: PathLike, *, key: str | None = None, what: str = "array") -
             obj = load_torch_numpy(path, what=what)
             if isinstance(obj, dict):
                 if key is None:
-                    raise InputError(f"{what} file {path} is a dict {sorted(obj)}; name one with key=")
+                    raise InputError(f"{what} file {path} is a dict {sorted(obj)}; name one with {key_name}")
                 if key not in obj:
                     raise InputError(f"{what} file {path} has no entry {key!r}; it has {sorted(obj)}")
                 obj = obj[key]
@@ -106,6 +139,18 @@ def load_array(path: PathLike, *, key: str | None = None, what: str = "array") -
     raise InputError(
         f"{what} file {path} has an unsupported extension {suffix!r}; "
         "use .npy, .npz, .json, .txt, .csv or .pt")
+
+
+def _check_npy_header(path: Path, what: str) -> None:
+    """A file named ``.npy`` that is not one (often text) gets a message saying so, instead of
+    numpy's about pickles."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(_NPY_MAGIC))
+    if head != _NPY_MAGIC:
+        texty = head and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+        raise CorruptFileError(
+            f"{what} file {path} is not a numpy .npy file (it lacks numpy's header)"
+            + ("; it looks like text: name it .txt or .csv" if texty else ""))
 
 
 def array_checksum(array: np.ndarray) -> str:

@@ -11,11 +11,11 @@ import numpy as np
 from .accuracy_estimate import DEFAULT_FOLDS, AccuracyEstimate, estimate_label_accuracy, trusted_folds
 from .config import PurifyConfig
 from .device import choose_device, native_bfloat16
-from .errors import ConfigError, InputError, ShapeError
+from .errors import ConfigError, InputError
 from .io import array_checksum
 from .result import PurifyResult
-from .validation import (as_features, as_labels, check_classes_present, check_trusted_indices,
-                         infer_num_classes)
+from .threads import torch_threads
+from .validation import PurifyInputs, purify_inputs
 
 __all__ = ["purify_dataset"]
 
@@ -42,6 +42,7 @@ def purify_dataset(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     estimate_accuracy: bool = False,
     estimate_folds: int = DEFAULT_FOLDS,
+    threads: int | str | None = "auto",
 ) -> PurifyResult:
     """Purify noisy labels with DMLP, from frozen features and a small trusted set.
 
@@ -111,6 +112,12 @@ def purify_dataset(
         ``(K − 1)/K`` of the trusted rows, so with few folds the estimate leans low where
         the method depends on the trusted set's size: not measurably in the default
         config; in paper mode at 90% noise by 2.7 points at 5 folds and 1.3 at 10.
+    threads : int, "auto" or None
+        CPU threads torch uses during the call (restored afterwards). ``"auto"`` (default)
+        leaves the cores other jobs keep busy to them (:mod:`dmlp_plugin.threads`): two
+        threads on two busy cores made a run 3-4x slower than one thread. ``$DMLP_THREADS``
+        or ``OMP_NUM_THREADS``, when set, win over ``"auto"``; ``None`` leaves torch as it is.
+        Small inputs and CUDA runs are left alone.
 
     Returns
     -------
@@ -141,10 +148,6 @@ def purify_dataset(
     >>> result.accuracy(clean)             # label accuracy, if you have clean labels
     >>> result.export("noise.json", "dividemix")
     """
-    import torch
-
-    from .engine import purify_tensors
-
     from . import plugins
 
     t0 = time.perf_counter()
@@ -152,169 +155,158 @@ def purify_dataset(
     config = plugins.configure(_as_config(config), pm=pm)
     if hasattr(features, "load_image") and hasattr(features, "targets"):
         dataset = features
-        features = _dataset_features(dataset, backbone, checkpoint, device, progress,
-                                     feature_options or {}, pm)
+        features = _dataset_features(dataset, backbone, checkpoint, device, progress, feature_options or {}, pm)
         if labels is None:
             labels = dataset.targets
         if class_names is None and getattr(dataset, "classes", None):
             class_names = list(dataset.classes)
     elif backbone is not None or checkpoint is not None:
         raise InputError("backbone/checkpoint are for a dataset input; features were given as an array")
-    if labels is None:
-        raise InputError("labels are required (they default to dataset.targets only for a dataset input)")
-    feats = as_features(features)
-    n = feats.shape[0]
-    given = as_labels(labels, "labels")
-    if len(given) != n:
-        raise ShapeError(f"features have {n} rows but labels have {len(given)} entries; they must align")
-    if val_labels is None:
-        raise InputError("a trusted set is required: pass val_labels with val_indices or val_features")
-    val_y = as_labels(val_labels, "val_labels")
-    if (val_indices is None) == (val_features is None):
-        raise InputError("pass exactly one of val_indices (trusted samples inside the training set) "
-                         "or val_features (a separate trusted set)")
     if estimate_accuracy and val_indices is None:
         raise InputError(
             "estimate_accuracy needs the trusted set as val_indices into the training set (the CIFAR "
             "protocol): it purifies trusted rows with their given labels and scores them against the "
             "clean ones, and a separate trusted set (val_features) has no given labels")
-    clean = None
-    if clean_labels is not None:
-        clean = as_labels(clean_labels, "clean_labels")
-        if len(clean) != n:
-            raise ShapeError(f"clean_labels has {len(clean)} entries but there are {n} samples")
-    num_classes = infer_num_classes(num_classes, given, val_y, *([clean] if clean is not None else []),
-                                    names=("labels", "val_labels", "clean_labels"))
-    if len(val_y) == 0:
-        raise InputError("the trusted set is empty: val_labels has no entries")
-    if class_names is not None and len(class_names) != num_classes:
-        raise ShapeError(f"class_names has {len(class_names)} names but there are {num_classes} classes")
-
-    feats2 = as_features(features_view2, "features_view2") if features_view2 is not None else None
-    if feats2 is not None and len(feats2) != n:
-        raise ShapeError(f"features_view2 has {len(feats2)} rows but features have {n}")
-    if val_indices is not None:
-        trusted = check_trusted_indices(val_indices, n)
-        if len(trusted) != len(val_y):
-            raise ShapeError(f"val_indices has {len(trusted)} entries but val_labels has {len(val_y)}")
-        if len(trusted) >= n:
-            raise InputError(f"the trusted set covers all {n} samples: nothing is left to purify")
-        train_mask = np.ones(n, bool)
-        train_mask[trusted] = False
-        train_rows = np.flatnonzero(train_mask)
-        vfeats, vfeats2, val_given = feats[trusted], None if feats2 is None else feats2[trusted], given[trusted]
-    else:
-        trusted = np.zeros(0, np.int64)
-        train_rows = np.arange(n)
-        vfeats = as_features(val_features, "val_features")
-        if vfeats.shape[1] != feats.shape[1]:
-            raise ShapeError(f"val_features have {vfeats.shape[1]} dims but features have {feats.shape[1]}")
-        if len(vfeats) != len(val_y):
-            raise ShapeError(f"val_features has {len(vfeats)} rows but val_labels has {len(val_y)}")
-        vfeats2 = None
-        if feats2 is not None:
-            if val_features_view2 is None:
-                raise InputError("features_view2 needs val_features_view2 when the trusted set is separate")
-            vfeats2 = as_features(val_features_view2, "val_features_view2")
-        val_given = None
-    check_classes_present(val_y, num_classes)
+    inputs = purify_inputs(features, labels, val_labels=val_labels, val_indices=val_indices,
+                           val_features=val_features, num_classes=num_classes, clean_labels=clean_labels,
+                           features_view2=features_view2, val_features_view2=val_features_view2,
+                           class_names=class_names)
     if estimate_accuracy:
-        trusted_folds(val_y, estimate_folds, seed)  # bad folds or a rare class fail before any run
-    if len(val_y) < 10 * num_classes:
-        warnings.warn(f"the trusted set has only {len(val_y)} samples for {num_classes} classes; "
-                      "purification will be noisy", RuntimeWarning, stacklevel=2)
-
+        trusted_folds(inputs.val_labels, estimate_folds, seed)  # bad folds or a rare class fail before any run
+    if len(inputs.val_labels) < 10 * inputs.num_classes:
+        warnings.warn(f"the trusted set has only {len(inputs.val_labels)} samples for {inputs.num_classes} "
+                      "classes; purification will be noisy", RuntimeWarning, stacklevel=2)
     dev = choose_device(device)
     if config.precision == "bfloat16" and not native_bfloat16(dev):
         warnings.warn(f"precision='bfloat16' on {dev}, which has no native bfloat16 matrix "
                       "products: expect it to be slower than float32", RuntimeWarning, stacklevel=2)
-
-    def tensor(a: np.ndarray | None):
-        return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(dev)
-
-    def run_engine(rows: np.ndarray, v_feats: np.ndarray, v_feats2: np.ndarray | None, v_labels: np.ndarray,
-                   v_given: np.ndarray | None, **kwargs: Any):
-        """Purify ``rows`` (starting from their given labels) against a trusted set; every
-        call, the full run and each accuracy fold, starts from the same seed."""
-        init = torch.nn.functional.one_hot(tensor(given[rows]), num_classes).float()
-        return purify_tensors(
-            tensor(feats[rows]), init, tensor(v_feats), tensor(v_labels), config=config,
-            generator=torch.Generator().manual_seed(int(seed)),
-            features_view2=tensor(None if feats2 is None else feats2[rows]),
-            val_features_view2=tensor(v_feats2), val_given=tensor(v_given), **kwargs)
-
+    engine = _Engine(inputs, config, dev, seed)
+    thread_count = _thread_count(threads, inputs, dev)
     t_setup = time.perf_counter()
 
-    pm.hook.dmlp_purify_start(config=config, num_samples=n, num_classes=num_classes)
+    pm.hook.dmlp_purify_start(config=config, num_samples=inputs.num_samples, num_classes=inputs.num_classes)
     observers = [on_epoch] if on_epoch is not None else []
     if pm.hook.dmlp_purify_epoch.get_hookimpls():
         observers.append(lambda epoch, record: pm.hook.dmlp_purify_epoch(epoch=epoch, record=record))
-    progress_bar, callback = _progress(progress, config.epochs, observers)
-    try:
-        out = run_engine(train_rows, vfeats, vfeats2, val_y, val_given,
-                         clean_labels=tensor(None if clean is None else clean[train_rows]),
-                         on_epoch=callback)
-    finally:
-        if progress_bar is not None:
-            progress_bar.stop()
-    estimate, estimate_timing = None, {}
-    if estimate_accuracy:
-        t_estimate = time.perf_counter()
-        estimate = _cross_fitted_estimate(run_engine, feats, feats2, trusted, train_rows, val_y, given,
-                                          folds=estimate_folds, seed=seed, progress=progress)
-        estimate_timing["accuracy_estimate"] = time.perf_counter() - t_estimate
-
-    soft = np.zeros((n, num_classes), np.float32)
-    soft[train_rows] = out.soft_labels.cpu().numpy()
-    if len(trusted):  # the CIFAR protocol: trusted samples keep their clean labels
-        soft[trusted, val_y] = 1.0
-    timings = {"setup": t_setup - t0, **out.timings, **estimate_timing}
+    with torch_threads(thread_count), _EpochProgress(progress, config, inputs.clean is not None,
+                                                    observers) as watch:
+        out = engine.run(inputs.train_rows, inputs.val_features, inputs.val_features_view2,
+                         inputs.val_labels, inputs.val_given, report=True,
+                         on_epoch=watch.on_epoch, on_stage=watch.on_stage)
+        estimate, timings = None, {}
+        if estimate_accuracy:
+            t_estimate = time.perf_counter()
+            estimate = _cross_fitted_estimate(engine, folds=estimate_folds, seed=seed, progress=progress)
+            timings["accuracy_estimate"] = time.perf_counter() - t_estimate
+    timings = {"setup": t_setup - t0, **out.timings, **timings}
     timings["total"] = time.perf_counter() - t0
+    result = _result(inputs, out, config, class_names, timings, estimate,
+                     device=dev, seed=seed, threads=thread_count)
+    if estimate is not None and estimate.worse_than_given:
+        warnings.warn(estimate.warning_text(), RuntimeWarning, stacklevel=2)
+    pm.hook.dmlp_purify_end(result=result)
+    return result
+
+
+class _Engine:
+    """The engine on one set of inputs: every run, the full one and each accuracy fold,
+    purifies some rows from their given labels against a trusted set, from the same seed."""
+
+    def __init__(self, inputs: PurifyInputs, config: PurifyConfig, device: Any, seed: int) -> None:
+        self.inputs, self.config, self.device, self.seed = inputs, config, device, int(seed)
+
+    def tensor(self, a: np.ndarray | None):
+        import torch
+
+        return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
+    def run(self, rows: np.ndarray, v_feats: np.ndarray, v_feats2: np.ndarray | None, v_labels: np.ndarray,
+            v_given: np.ndarray | None, *, report: bool = False, **kwargs: Any):
+        """``report``: the main run, which measures label accuracy when clean labels are known."""
+        import torch
+
+        from .engine import purify_tensors
+
+        x = self.inputs
+        init = torch.nn.functional.one_hot(self.tensor(x.given[rows]), x.num_classes).float()
+        clean = x.clean[rows] if report and x.clean is not None else None
+        return purify_tensors(
+            self.tensor(x.features[rows]), init, self.tensor(v_feats), self.tensor(v_labels),
+            config=self.config, generator=torch.Generator().manual_seed(self.seed),
+            features_view2=self.tensor(None if x.features_view2 is None else x.features_view2[rows]),
+            val_features_view2=self.tensor(v_feats2), val_given=self.tensor(v_given),
+            clean_labels=self.tensor(clean), **kwargs)
+
+
+def _thread_count(threads: int | str | None, inputs: PurifyInputs, device: Any) -> int | None:
+    """Torch threads for this call (None: leave torch as it is). ``"auto"`` measures the load
+    only when the run is long enough for threads to matter: tiny inputs skip the quarter
+    second it takes."""
+    from .threads import choose_threads
+
+    if threads == "auto" and (getattr(device, "type", "cpu") != "cpu" or inputs.features.size < _AUTO_MIN_SIZE):
+        threads = None
+    return choose_threads(threads)
+
+
+#: Below this many feature values (N·d) ``threads="auto"`` leaves torch alone: the run takes
+#: well under a second, and measuring the load takes a quarter of one.
+_AUTO_MIN_SIZE = 2_000_000
+
+
+def _result(inputs: PurifyInputs, out: Any, config: PurifyConfig, class_names: list[str] | None,
+            timings: dict[str, float], estimate: AccuracyEstimate | None, *, device: Any, seed: int,
+            threads: int | None) -> PurifyResult:
+    """The engine's output in the original row order, with what a report needs to know."""
+    from . import __version__
+
+    x = inputs
+    soft = np.zeros((x.num_samples, x.num_classes), np.float32)
+    soft[x.train_rows] = out.soft_labels.cpu().numpy()
+    if len(x.trusted):  # the CIFAR protocol: trusted samples keep their clean labels
+        soft[x.trusted, x.val_labels] = 1.0
     metadata: dict[str, Any] = {
-        "features_sha": array_checksum(feats), "labels_sha": array_checksum(given),
-        "val_labels_sha": array_checksum(val_y), "num_samples": n, "feature_dim": feats.shape[1],
-        "num_trusted": len(val_y), "trusted_protocol": "indices" if len(trusted) else "separate",
-        "device": str(dev), "seed": int(seed), "two_view": feats2 is not None,
+        "features_sha": array_checksum(x.features), "labels_sha": array_checksum(x.given),
+        "val_labels_sha": array_checksum(x.val_labels), "num_samples": x.num_samples,
+        "feature_dim": x.features.shape[1], "num_trusted": len(x.val_labels),
+        "trusted_protocol": "indices" if len(x.trusted) else "separate", "device": str(device),
+        "seed": int(seed), "two_view": x.features_view2 is not None, "threads": threads,
     }
     if out.selected is not None:
         metadata["selected"] = out.selected
         metadata["candidate_nll"] = out.candidate_nll
     if out.transition is not None:
         metadata["transition"] = out.transition.cpu().numpy().round(6).tolist()
-    from . import __version__
-
     metadata["dmlp_plugin_version"] = __version__
     result = PurifyResult.from_soft_labels(
-        soft, given, trusted_indices=trusted, class_names=class_names, config=config,
+        soft, x.given, trusted_indices=x.trusted, class_names=class_names, config=config,
         history=out.history, timings=timings, metadata=metadata, accuracy_estimate=estimate)
-    if estimate is not None and estimate.worse_than_given:
-        warnings.warn(estimate.warning_text(), RuntimeWarning, stacklevel=2)
-    if clean is not None:
-        result.metadata["label_accuracy_before"] = float((given == clean).mean())
-        result.metadata["label_accuracy_after"] = float((result.labels == clean).mean())
-    pm.hook.dmlp_purify_end(result=result)
+    if x.clean is not None:  # on the purified rows: trusted rows carry their clean labels
+        rows = x.train_rows
+        metadata["label_accuracy_before"] = float((x.given[rows] == x.clean[rows]).mean())
+        metadata["label_accuracy_after"] = float((result.labels[rows] == x.clean[rows]).mean())
     return result
 
 
-def _cross_fitted_estimate(run_engine: Callable[..., Any], feats: np.ndarray, feats2: np.ndarray | None,
-                           trusted: np.ndarray, train_rows: np.ndarray, val_y: np.ndarray, given: np.ndarray,
-                           *, folds: int, seed: int, progress: bool) -> AccuracyEstimate:
+def _cross_fitted_estimate(engine: _Engine, *, folds: int, seed: int, progress: bool) -> AccuracyEstimate:
     """The accuracy estimate: one engine run per fold of the trusted set, that fold's rows
     purified as ordinary rows with their given labels, the other folds trusted."""
+    x = engine.inputs
 
     def purify_fold(held_out: np.ndarray) -> np.ndarray:
-        kept = np.setdiff1d(np.arange(len(trusted)), held_out)
+        kept = np.setdiff1d(np.arange(len(x.trusted)), held_out)
         # Training rows stay in index order, as in the full run.
-        rows = np.sort(np.concatenate([train_rows, trusted[held_out]]))
-        v = trusted[kept]
-        out = run_engine(rows, feats[v], None if feats2 is None else feats2[v], val_y[kept], given[v])
-        return out.soft_labels.argmax(1).cpu().numpy()[np.searchsorted(rows, trusted[held_out])]
+        rows = np.sort(np.concatenate([x.train_rows, x.trusted[held_out]]))
+        v = x.trusted[kept]
+        out = engine.run(rows, x.features[v], None if x.features_view2 is None else x.features_view2[v],
+                         x.val_labels[kept], x.given[v])
+        return out.soft_labels.argmax(1).cpu().numpy()[np.searchsorted(rows, x.trusted[held_out])]
 
     from .progress import progress_bar
 
     with progress_bar(progress, folds, "estimating accuracy") as advance:
         return estimate_label_accuracy(
-            purify_fold, val_y, given[trusted], folds=folds, seed=seed,
+            purify_fold, x.val_labels, x.given[x.trusted], folds=folds, seed=seed,
             on_fold=None if advance is None else lambda k: advance(1, status=f"fold {k + 1}/{folds}"))
 
 
@@ -353,31 +345,53 @@ def _dataset_features(dataset: Any, backbone: Any, checkpoint: Any, device: Any,
                                                   "progress": progress, **options})
 
 
-def _progress(enabled: bool, epochs: int, observers: list[Callable]):
-    """A rich progress bar and the per-epoch observers, as one engine callback.
+class _EpochProgress:
+    """The progress bar and the per-epoch observers, as the engine's callbacks.
 
-    Observers get ``(epoch, record)`` with the same record that lands in the history;
-    building it reads the epoch's metrics, so observers cost a device synchronisation
-    per epoch and the bar alone does not.
+    The bar shows each epoch's figure (label accuracy with clean labels, else the fraction
+    of labels changed) and names the stage after the epochs. Observers get
+    ``(epoch, record)`` with the record that lands in the history. Reading an epoch's
+    metrics synchronises the device, so it is done only when a bar or observer wants them.
     """
-    from .engine.purifier import epoch_record
 
-    bar = task = None
-    if enabled:
-        from .progress import make_progress
+    def __init__(self, enabled: bool, config: PurifyConfig, has_clean: bool, observers: list[Callable]) -> None:
+        self.enabled, self.epochs, self.has_clean, self.observers = enabled, config.epochs, has_clean, observers
+        self.bar = self.task = None
 
-        bar = make_progress()
-        task = bar.add_task("purifying", total=epochs, status="")
-        bar.start()
-    if bar is None and not observers:
-        return None, None
+    def __enter__(self) -> "_EpochProgress":
+        if self.enabled:
+            from .progress import make_progress
 
-    def callback(epoch: int, metrics) -> None:
-        if bar is not None:
-            bar.update(task, advance=1, status=f"epoch {epoch + 1}")
-        if observers:
-            record = epoch_record(epoch, metrics.tolist())
-            for observer in observers:
-                observer(epoch + 1, record)
+            self.bar = make_progress()
+            # One step per epoch and one for the final stage, which can take a while.
+            self.task = self.bar.add_task("purifying", total=self.epochs + 1, status="")
+            self.bar.start()
+        return self
 
-    return bar, callback
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if self.bar is not None:
+            if exc_type is None:
+                self.bar.update(self.task, completed=self.epochs + 1, status="done")
+            self.bar.stop()
+
+    @property
+    def on_epoch(self) -> Callable | None:
+        return self._on_epoch if self.bar is not None or self.observers else None
+
+    @property
+    def on_stage(self) -> Callable | None:
+        return self._on_stage if self.bar is not None else None
+
+    def _on_epoch(self, epoch: int, metrics: Any) -> None:
+        from .engine.purifier import epoch_record
+
+        record = epoch_record(epoch, metrics.tolist())
+        if self.bar is not None:
+            figure = (f"label acc. {record['label_accuracy']:.2%}" if "label_accuracy" in record
+                      else f"changed {record['changed']:.2%}" if "changed" in record else "")
+            self.bar.update(self.task, advance=1, status=f"epoch {epoch + 1}/{self.epochs}  {figure}")
+        for observer in self.observers:
+            observer(epoch + 1, record)
+
+    def _on_stage(self, name: str) -> None:
+        self.bar.update(self.task, status=name)

@@ -18,6 +18,7 @@ import os
 import time
 from typing import Iterator
 
+from .argument_names import shown
 from .errors import ConfigError
 
 __all__ = ["choose_threads", "torch_threads", "ENV_THREADS"]
@@ -66,14 +67,16 @@ def choose_threads(threads: int | str | None = "auto", *, cores: int | None = No
     ----------
     threads
         A count; ``"auto"`` (cores minus those other jobs keep busy, at least 1);
-        ``None`` reads ``$DMLP_THREADS`` and otherwise leaves torch's setting alone, as does
-        an ``OMP_NUM_THREADS`` the user set.
+        ``None`` leaves torch's setting alone, as ``"auto"`` does when the user set
+        ``OMP_NUM_THREADS``. With ``None`` or ``"auto"``, ``$DMLP_THREADS`` (a count or
+        ``auto``) wins when set.
     cores, load
         The usable cores and how many of them other jobs keep busy; measured when not
         given (tests pass them).
     """
-    if threads is None:
-        threads = os.environ.get(ENV_THREADS) or None
+    if threads is None or threads == "auto":
+        # $DMLP_THREADS is the user's standing choice; "auto" is only a default.
+        threads = os.environ.get(ENV_THREADS) or threads
         if threads is None:
             return None
     if isinstance(threads, str):
@@ -88,9 +91,9 @@ def choose_threads(threads: int | str | None = "auto", *, cores: int | None = No
         try:
             threads = int(threads)
         except ValueError:
-            raise ConfigError(f"threads must be a count or 'auto', got {threads!r}") from None
+            raise ConfigError(f"{shown('threads')} must be a count or 'auto', got {threads!r}") from None
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"threads must be a count >= 1 or 'auto', got {threads!r}")
+        raise ConfigError(f"{shown('threads')} must be a count >= 1 or 'auto', got {threads!r}")
     return threads
 
 

@@ -1,16 +1,35 @@
-"""Input checks shared by the API and the CLI, with messages that name the problem."""
+"""Input checks shared by the API, the CLI, the adapters, noise and the probe.
+
+Every rule about what a user passes in lives here, once, with a message that names the
+problem. Messages call an argument by its Python name (``val_indices``) unless the
+caller set other names with :func:`argument_names`: the CLI does, so its users read the
+flag they typed (``--val-indices``).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .argument_names import argument_names, shown
 from .errors import InputError, LabelError, ShapeError
 from .io import load_array
 
 __all__ = ["as_features", "as_labels", "check_trusted_indices", "infer_num_classes",
-           "check_classes_present"]
+           "check_classes_present", "exactly_one", "argument_names", "shown", "PurifyInputs",
+           "purify_inputs"]
+
+def exactly_one(**values: Any) -> str:
+    """The name of the one argument that is not None; an :class:`InputError` otherwise."""
+    given = [name for name, value in values.items() if value is not None]
+    if len(given) != 1:
+        names = [shown(name) for name in values]
+        listed = ", ".join(names[:-1]) + (" or " if len(names) > 1 else "") + names[-1]
+        raise InputError(f"pass exactly one of {listed}"
+                         + (f" (got {len(given)}: {', '.join(shown(g) for g in given)})" if given else ""))
+    return given[0]
 
 
 def _load_if_path(value: Any, what: str) -> Any:
@@ -23,6 +42,7 @@ def _load_if_path(value: Any, what: str) -> Any:
 
 def _to_numpy(value: Any, what: str) -> np.ndarray:
     value = _load_if_path(value, what)
+    what = shown(what)
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensor, without importing torch
         value = value.detach().cpu().numpy()
     try:
@@ -34,6 +54,7 @@ def _to_numpy(value: Any, what: str) -> np.ndarray:
 def as_features(value: Any, what: str = "features") -> np.ndarray:
     """A finite ``(N, d)`` float32 array from an array, tensor or feature file."""
     arr = _to_numpy(value, what)
+    what = shown(what)
     if arr.dtype == object or arr.dtype.kind not in "fiu":
         raise InputError(f"{what} must be a numeric (float) array, got dtype {arr.dtype}")
     if arr.ndim != 2:
@@ -60,6 +81,7 @@ def as_labels(value: Any, what: str = "labels", *, num_classes: int | None = Non
     an ``(N, 1)`` column is accepted as ``(N,)``; ``length``, when given, is checked.
     """
     arr = _to_numpy(value, what)
+    what = shown(what)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
@@ -87,43 +109,48 @@ def infer_num_classes(num_classes: int | None, *label_arrays: np.ndarray,
     """``num_classes`` if given (checked against the labels), else ``max label + 1``."""
     tops = [int(a.max()) if a.size else -1 for a in label_arrays]
     top = max(tops, default=-1) + 1
+    names = tuple(shown(name) for name in names)
     holder = names[tops.index(top - 1)] if names and tops else "the labels"
+    option = shown("num_classes")
     if num_classes is None:
         if top < 2:
-            raise LabelError("labels hold fewer than 2 classes; pass num_classes explicitly")
+            raise LabelError(f"labels hold fewer than 2 classes; pass {option} explicitly")
         if names and len(tops) > 1 and tops[0] < top - 1:
             # A trusted label above every training label is a typo far more often than a class
             # no training sample was given; say so instead of reporting classes "missing".
             raise LabelError(
                 f"{holder} contain class {top - 1}, but {names[0]} only go up to class {tops[0]}; "
-                "if the training labels really lack the top classes, pass num_classes (--num-classes)")
+                f"if the training labels really lack the top classes, pass {option}")
         return top
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise LabelError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        raise LabelError(f"{option} must be an integer >= 2, got {num_classes!r}")
     if top > num_classes:
-        raise LabelError(f"num_classes={num_classes} conflicts with {holder}, which contain class {top - 1}")
+        raise LabelError(f"{option}={num_classes} conflicts with {holder}, which contain class {top - 1}"
+                         f"; labels must lie in [0, {num_classes})")
     return int(num_classes)
 
 
-def check_trusted_indices(indices: Any, n: int) -> np.ndarray:
+def check_trusted_indices(indices: Any, n: int, what: str = "val_indices") -> np.ndarray:
     """Trusted-set indices: integers in ``[0, n)``, no duplicates, not empty."""
-    arr = _to_numpy(indices, "val_indices")
+    arr = _to_numpy(indices, what)
+    what = shown(what)
     if arr.ndim != 1:
-        raise ShapeError(f"val_indices must be 1-D, got shape {arr.shape}")
+        raise ShapeError(f"{what} must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
-        raise InputError("the trusted set is empty: val_indices has no entries")
-    if arr.dtype == bool or arr.dtype.kind not in "iu":
-        raise InputError(f"val_indices must be integers, got dtype {arr.dtype}")
+        raise InputError(f"the trusted set is empty: {what} has no entries")
+    whole = arr.dtype.kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all()
+    if arr.dtype == bool or (arr.dtype.kind not in "iu" and not whole):
+        raise InputError(f"{what} must be integers, got dtype {arr.dtype}")
     arr = arr.astype(np.int64)
     out = (arr < 0) | (arr >= n)
     if out.any():
         raise InputError(
-            f"val_indices has {int(out.sum())} index(es) outside [0, {n}) "
+            f"{what} has {int(out.sum())} index(es) outside [0, {n}) "
             f"(first: {int(arr[out][0])}); they must index the training set of {n} samples")
     uniq, counts = np.unique(arr, return_counts=True)
     if (counts > 1).any():
         dup = uniq[counts > 1]
-        raise InputError(f"val_indices has {len(dup)} duplicated index(es) (first: {int(dup[0])})")
+        raise InputError(f"{what} has {len(dup)} duplicated index(es) (first: {int(dup[0])})")
     return arr
 
 
@@ -135,3 +162,92 @@ def check_classes_present(val_labels: np.ndarray, num_classes: int) -> None:
         raise LabelError(
             f"the trusted set has no sample of class(es) {shown} ({missing.size} of {num_classes} "
             f"classes missing); DMLP needs at least one clean example of every class")
+
+
+@dataclass(frozen=True)
+class PurifyInputs:
+    """Everything :func:`~dmlp_plugin.purify_dataset` purifies, checked and aligned.
+
+    Row indices are into ``features``. Under the CIFAR protocol ``trusted`` holds the
+    trusted rows (``val_features`` and ``val_given`` are their features and given labels);
+    with a separate trusted set ``trusted`` is empty and ``val_given`` is None.
+    """
+
+    features: np.ndarray             # (N, d) float32
+    given: np.ndarray                # (N,) int64
+    val_labels: np.ndarray           # (V,) int64, clean
+    num_classes: int
+    trusted: np.ndarray              # (V,) or (0,) int64
+    train_rows: np.ndarray           # the rows to purify, ascending
+    val_features: np.ndarray         # (V, d)
+    val_given: np.ndarray | None     # (V,) given labels of the trusted rows
+    features_view2: np.ndarray | None = None
+    val_features_view2: np.ndarray | None = None
+    clean: np.ndarray | None = None  # (N,) true labels, for reporting only
+
+    @property
+    def num_samples(self) -> int:
+        return self.features.shape[0]
+
+
+def purify_inputs(features: Any, labels: Any, *, val_labels: Any, val_indices: Any = None,
+                  val_features: Any = None, num_classes: int | None = None, clean_labels: Any = None,
+                  features_view2: Any = None, val_features_view2: Any = None,
+                  class_names: list[str] | None = None) -> PurifyInputs:
+    """Check and align the inputs of a purification (the rules of
+    :func:`~dmlp_plugin.purify_dataset`'s Raises section)."""
+    if labels is None:
+        raise InputError(f"{shown('labels')} are required (they default to dataset.targets only for a "
+                         "dataset input)")
+    feats = as_features(features)
+    n = feats.shape[0]
+    given = as_labels(labels, "labels")
+    if len(given) != n:
+        raise ShapeError(f"{shown('features')} have {n} rows but {shown('labels')} have {len(given)} "
+                         "entries; they must align")
+    if val_labels is None:
+        raise InputError(f"a trusted set is required: pass {shown('val_labels')} with {shown('val_indices')} "
+                         f"or {shown('val_features')}")
+    form = exactly_one(val_indices=val_indices, val_features=val_features)
+    val_y = as_labels(val_labels, "val_labels")
+    if len(val_y) == 0:
+        raise InputError(f"the trusted set is empty: {shown('val_labels')} has no entries")
+    clean = None if clean_labels is None else as_labels(clean_labels, "clean_labels", length=n)
+    num_classes = infer_num_classes(num_classes, given, val_y, *([clean] if clean is not None else []),
+                                    names=("labels", "val_labels", "clean_labels"))
+    if class_names is not None and len(class_names) != num_classes:
+        raise ShapeError(f"class_names has {len(class_names)} names but there are {num_classes} classes")
+    feats2 = None if features_view2 is None else as_features(features_view2, "features_view2")
+    if feats2 is not None and len(feats2) != n:
+        raise ShapeError(f"{shown('features_view2')} has {len(feats2)} rows but {shown('features')} have {n}")
+    if form == "val_indices":
+        trusted = check_trusted_indices(val_indices, n)
+        if len(trusted) != len(val_y):
+            raise ShapeError(f"{shown('val_indices')} has {len(trusted)} entries but {shown('val_labels')} "
+                             f"has {len(val_y)}; they must align")
+        if len(trusted) >= n:
+            raise InputError(f"the trusted set covers all {n} samples: nothing is left to purify")
+        train_mask = np.ones(n, bool)
+        train_mask[trusted] = False
+        vfeats, val_given = feats[trusted], given[trusted]
+        vfeats2 = None if feats2 is None else feats2[trusted]
+        train_rows = np.flatnonzero(train_mask)
+    else:
+        trusted, train_rows, val_given = np.zeros(0, np.int64), np.arange(n), None
+        vfeats = as_features(val_features, "val_features")
+        if vfeats.shape[1] != feats.shape[1]:
+            raise ShapeError(f"{shown('val_features')} have {vfeats.shape[1]} dims but {shown('features')} "
+                             f"have {feats.shape[1]}")
+        if len(vfeats) != len(val_y):
+            raise ShapeError(f"{shown('val_features')} has {len(vfeats)} rows but {shown('val_labels')} has "
+                             f"{len(val_y)}; they must align")
+        vfeats2 = None
+        if feats2 is not None:
+            if val_features_view2 is None:
+                raise InputError(f"{shown('features_view2')} needs {shown('val_features_view2')} when the "
+                                 "trusted set is separate")
+            vfeats2 = as_features(val_features_view2, "val_features_view2")
+    check_classes_present(val_y, num_classes)
+    return PurifyInputs(features=feats, given=given, val_labels=val_y, num_classes=num_classes,
+                        trusted=trusted, train_rows=train_rows, val_features=vfeats, val_given=val_given,
+                        features_view2=feats2, val_features_view2=vfeats2, clean=clean)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import collections
 import ctypes
 import logging
+import subprocess
 import sys
+import textwrap
 from types import SimpleNamespace
 
 import numpy as np
@@ -214,6 +216,26 @@ def test_each_pool_thread_gets_its_own_state_back(two_threads, user_flushes):
     subnormals._set_on_pool_threads(True)  # now every thread flushes
     _small_run()
     assert _flushed_share(tiny) == _LARGE  # and still does
+
+
+def test_pool_threads_created_during_a_run_do_not_keep_its_flag():
+    """A pool thread the runtime starts inside the block (here: the process's first
+    parallel region) inherits its creator's flags; it must end up as the user had them.
+    A fresh process, because a process's pool threads, once started, stay."""
+    if subnormals._gomp_parallel() is None:
+        pytest.skip("no OpenMP runtime found in this process (only the calling thread is flushed)")
+    script = textwrap.dedent("""
+        import numpy as np
+        import torch
+        from dmlp_plugin.engine import subnormals
+        torch.set_num_threads(2)
+        tiny = torch.from_numpy(np.full(1 << 20, 1e-40, np.float32))  # no parallel region yet
+        with subnormals.flushing_subnormals(torch.device("cpu")):
+            inside = int((tiny * 1e10 == 0).sum())
+        print(inside, int((tiny * 1e10 == 0).sum()), subnormals._flushing_here())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(1 << 20), "0", "False"]
 
 
 def _no_runtime(monkeypatch):

@@ -127,6 +127,10 @@ def test_history_has_one_record_per_epoch(result):
     assert [r["epoch"] for r in history] == list(range(1, 21))
     assert [r["epoch"] for r in history if r["eac_mixed"]] == [5, 10, 15, 20]
     assert all(0 <= r["label_accuracy"] <= 1 for r in history)
+    # the fraction changed, which the progress bar shows without clean labels
+    changed = (result.labels != result.given_labels)[np.setdiff1d(np.arange(len(result)), result.trusted_indices)]
+    assert all(0 <= r["changed"] <= 1 for r in history) and history[0]["changed"] == 0
+    assert history[-1]["changed"] == pytest.approx(changed.mean(), abs=0.02)
     mixed = [r for r in history if r["eac_mixed"]]
     assert all("trusted_nll" in r for r in mixed)
     assert not any("trusted_nll" in r for r in history if not r["eac_mixed"])
@@ -141,8 +145,11 @@ def test_metadata_ties_the_result_to_its_inputs(data, result):
     assert (meta["trusted_protocol"], meta["seed"], meta["device"]) == ("indices", 3, "cpu")
     transition = np.asarray(meta["transition"])
     assert transition.shape == (5, 5) and np.allclose(transition.sum(1), 1, atol=1e-5)
-    assert meta["label_accuracy_before"] == pytest.approx(given_accuracy(data))
-    assert meta["label_accuracy_after"] == pytest.approx(result.accuracy(data.clean))
+    # Measured on the purified rows: the trusted ones carry their clean labels.
+    rest = np.setdiff1d(np.arange(3000), data.trusted)
+    assert meta["label_accuracy_before"] == pytest.approx(float((data.given[rest] == data.clean[rest]).mean()))
+    assert meta["label_accuracy_after"] == pytest.approx(result.accuracy(data.clean, exclude_trusted=True))
+    assert meta["label_accuracy_after"] < result.accuracy(data.clean)
     other = data.features.copy()
     other[17, 3] += 1.0
     assert array_checksum(other) != meta["features_sha"]

@@ -32,6 +32,9 @@ def test_explicit_counts_env_and_omp_win(monkeypatch):
     assert choose_threads(None) is None  # torch's own setting
     monkeypatch.setenv(ENV_THREADS, "1")
     assert choose_threads(None) == 1
+    assert choose_threads("auto", cores=8, load=0.0) == 1  # a standing choice beats the default
+    assert choose_threads(3) == 3  # an explicit count beats both
+    monkeypatch.delenv(ENV_THREADS)
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     assert choose_threads("auto", cores=8, load=0.0) is None  # the user already chose
 
@@ -51,3 +54,29 @@ def test_torch_threads_restores_the_count():
         with torch_threads(1):
             raise RuntimeError("boom")
     assert torch.get_num_threads() == before
+
+
+def test_purify_dataset_runs_with_the_chosen_threads_and_restores_them(monkeypatch):
+    import numpy as np
+
+    from dmlp_plugin import PurifyConfig, purify_dataset
+    from dmlp_plugin import purify as purify_module
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    features = rng.normal(size=(600, 8)).astype(np.float32) + 3 * np.eye(3, 8)[labels]
+    seen = []
+    before = torch.get_num_threads()
+    run = dict(val_indices=np.arange(60), val_labels=labels[:60], config=PurifyConfig(epochs=5),
+               on_epoch=lambda epoch, record: seen.append(torch.get_num_threads()))
+    result = purify_dataset(features, labels, threads=1, **run)
+    assert set(seen) == {1} and result.metadata["threads"] == 1
+    assert torch.get_num_threads() == before
+    # "auto" measures the load only for inputs big enough for threads to matter
+    assert purify_dataset(features, labels, **run).metadata["threads"] is None
+    monkeypatch.setattr(purify_module, "_AUTO_MIN_SIZE", 0)
+    monkeypatch.setattr("dmlp_plugin.threads._load", lambda window=0.25: 5.0)  # every core busy
+    seen.clear()
+    assert purify_dataset(features, labels, **run).metadata["threads"] == 1 and set(seen) == {1}
+    with pytest.raises(ConfigError, match="threads must be"):
+        purify_dataset(features, labels, threads=0, **run)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
@@ -50,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from .console import console
     from .purify import config_from_args, summary_table
 
+    from ..io import check_output_path
+
+    output = None if args.output is None else check_output_path(args.output, "--output", suffixes=(".npz",))
     data = load_demo_data()
     clean = data["labels"].astype(np.int64)
     noise = make_noisy_labels(clean, kind="symmetric", rate=args.noise, convention="dividemix",
@@ -59,9 +61,8 @@ def run(args: argparse.Namespace) -> int:
     result = purify_dataset(data["features"], noise.noisy_labels, val_indices=trusted,
                             val_labels=clean[trusted], clean_labels=clean,
                             config=config_from_args(args), device=args.device, seed=args.seed,
-                            progress=not args.no_progress,
+                            progress=not args.no_progress, threads=args.threads,
                             class_names=[str(c) for c in data["classes"]])
-    output = Path(args.output) if args.output else None
     if output is not None:
         result.save(output)
     extra = {"noise": f"symmetric {args.noise:.0%} (DivideMix convention), "

@@ -33,8 +33,9 @@ from .subnormals import flushing_subnormals
 
 __all__ = ["purify_tensors", "EngineOutput", "METRICS", "TIMINGS", "epoch_record"]
 
-#: Columns of the per-epoch metrics, in order.
-METRICS = ("ipc_loss", "eac_loss", "label_accuracy", "eac_mixed", "trusted_nll")
+#: Columns of the per-epoch metrics, in order. ``changed``: the fraction of rows whose
+#: current label differs from the given one.
+METRICS = ("ipc_loss", "eac_loss", "label_accuracy", "eac_mixed", "trusted_nll", "changed")
 
 #: Keys of :attr:`EngineOutput.timings`, in order: seconds spent partitioning and
 #: factoring (the IPC batches and the least-squares head) before the first epoch, in
@@ -164,6 +165,7 @@ def purify_tensors(
     val_given: torch.Tensor | None = None,
     clean_labels: torch.Tensor | None = None,
     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> EngineOutput:
     """Run DMLP on prepared tensors.
 
@@ -189,8 +191,10 @@ def purify_tensors(
         Only for the per-epoch label accuracy in the history.
     on_epoch : callable, optional
         ``on_epoch(epoch, metrics)`` after each epoch, ``metrics`` still on the device
-        (columns :data:`METRICS`): reading them synchronises, so a progress bar should
-        only count epochs.
+        (columns :data:`METRICS`): reading them synchronises the device.
+    on_stage : callable, optional
+        ``on_stage(name)`` when the epochs are done and the final stage starts (choosing
+        among the candidates, fitting the logistic one), so a progress bar can say so.
 
     On CPU, subnormal floats are flushed to zero while it runs: softmax probabilities of
     confident rows underflow into that range, and arithmetic on them is an order of
@@ -269,15 +273,20 @@ def purify_tensors(
                 best_soft = soft_now if best_soft is None else torch.where(better, soft_now, best_soft)
                 best_round = torch.where(better, torch.full_like(best_round, mixes), best_round)
                 best_nll = torch.where(better, nll, best_nll)
+        current = sum(view.flat_labels() for view in views).argmax(1)
+        metrics[epoch, 5] = (current != given).float().mean()
         if clean_labels is not None:
-            current = sum(view.flat_labels() for view in views)
-            metrics[epoch, 2] = (current.argmax(1) == clean_labels).float().mean()
+            metrics[epoch, 2] = (current == clean_labels).float().mean()
         if on_epoch is not None:
             on_epoch(epoch, metrics[epoch])
     rows_out = metrics.cpu().tolist()  # waits for the queued epochs, so they are timed whole
     t_epochs = time.perf_counter()
 
     selected = candidate_nll = None
+    if on_stage is not None:
+        on_stage("choosing the labels" + (" (fitting the logistic candidate)"
+                                          if best_soft is not None and config.select_round
+                                          and config.logistic_candidate else ""))
     if best_soft is not None:
         soft = best_soft
         nlls = [row[4] for row in rows_out if row[3]]

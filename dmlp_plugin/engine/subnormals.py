@@ -65,10 +65,14 @@ def flushing_subnormals(device: torch.device) -> Iterator[None]:
         yield
         return
     was = _flushing_here()
-    if not torch.set_flush_denormal(True):  # a CPU without the flag
+    if not torch.set_flush_denormal(was):  # a CPU without the flag
         yield
         return
+    # The pool first, while the calling thread still has the user's state: a pool thread
+    # the runtime creates for this call (after a thread-count change) inherits the state
+    # of the thread that creates it, and would otherwise record ours as its own.
     pool = _set_on_pool_threads(True)
+    torch.set_flush_denormal(True)
     try:
         yield
     finally:
