@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import os
-import pickle
 import platform
 import resource
 import subprocess
@@ -47,16 +46,17 @@ from naive_official import naive_official  # noqa: E402
 from results_file import write_section  # noqa: E402
 
 from dmlp_plugin import PurifyConfig, purify_dataset  # noqa: E402
-from dmlp_plugin.features.probe import fit_linear_classifier  # noqa: E402
-from dmlp_plugin.noise import load_cifar_n, make_noisy_labels  # noqa: E402
+from dmlp_plugin.errors import DmlpError  # noqa: E402
+# The protocol (inputs, trusted draw, noise, linear probe) is shared with `dmlp reproduce`.
+from dmlp_plugin.reproduce.cifar_inputs import (DEFAULT_CIFAR_ROOT, FEATURES, NUM_CLASSES, TRAIN_LABELS,  # noqa: E402
+                                                Inputs, draw_trusted, git_revision,
+                                                noisy_labels, probe_accuracy, subset, with_epochs)
+from dmlp_plugin.reproduce.cifar_inputs import load_inputs as _load_inputs  # noqa: E402
+from dmlp_plugin.reproduce.render import markdown_table  # noqa: E402
 
 START, END = "<!-- purify:start -->", "<!-- purify:end -->"
 RESULTS = HERE / "RESULTS.md"
-FEATURES = Path("features") / "cifar10_kmeans_pca512.npz"
-TRAIN_LABELS = Path("data") / "cifar10" / "train_labels_original_order.npy"
-DEFAULT_CIFAR_ROOT = Path.home() / ".cache" / "dmlp" / "cifar10"
 DEFAULT_CIFAR_N = Path.home() / ".cache" / "dmlp" / "cifar-n" / "CIFAR-10_human.pt"
-NUM_CLASSES = 10
 
 # The official script on these features (label accuracy, %), and the issue's targets for
 # our default, by symmetric noise rate.
@@ -142,25 +142,7 @@ def unseen_specs() -> list[Spec]:
     return [s for s in symmetric_specs() if s.name in ("given labels", "paper: IPC+EAC", "**default**")]
 
 
-def with_epochs(config: PurifyConfig, epochs: int | None) -> PurifyConfig:
-    """``config`` shortened to ``epochs`` (EAC period and head lr decay scaled alike)."""
-    if epochs is None or epochs == config.epochs:
-        return config
-    scale = epochs / config.epochs
-    return config.replace(epochs=epochs, eac_period=max(1, round(config.eac_period * scale)),
-                          eac_lr_decay_epoch=min(config.eac_lr_decay_epoch, max(1, epochs // 10))
-                          if config.eac_lr_decay_epoch else 0)
-
-
 # -- inputs ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Inputs:
-    train: np.ndarray  # (N, d) float32
-    test: np.ndarray  # (M, d) float32
-    clean: np.ndarray  # (N,) int64
-    test_labels: np.ndarray  # (M,) int64
 
 
 def shared_dir(explicit: Path | None = None) -> Path:
@@ -170,48 +152,12 @@ def shared_dir(explicit: Path | None = None) -> Path:
     return Path(env) if env else HERE.parent.parent / "shared"
 
 
-def load_test_labels(cifar_root: Path) -> np.ndarray:
-    """Test labels from the built ``cifar-10-batches-py/test_batch``."""
-    folder = cifar_root if cifar_root.name == "cifar-10-batches-py" else cifar_root / "cifar-10-batches-py"
-    path = folder / "test_batch"
-    if not path.is_file():
-        raise FileNotFoundError(path)
-    with open(path, "rb") as fh:
-        return np.asarray(pickle.load(fh, encoding="latin1")["labels"], dtype=np.int64)
-
-
 def load_inputs(shared: Path, cifar_root: Path) -> Inputs:
     """Load the features and labels, or exit with a message naming what is missing."""
-    feats_path, labels_path = shared / FEATURES, shared / TRAIN_LABELS
-    missing = [p for p in (feats_path, labels_path) if not p.is_file()]
-    if missing:
-        raise SystemExit("missing shared input(s): " + ", ".join(map(str, missing))
-                         + "\n(set DMLP_SHARED or --shared to the folder that holds features/ and data/)")
     try:
-        test_labels = load_test_labels(cifar_root)
-    except FileNotFoundError as exc:
-        raise SystemExit(f"missing CIFAR-10 test labels: {exc}\nbuild the folder with:\n"
-                         f"    python {shared / 'tools' / 'build_cifar10.py'} {cifar_root}") from None
-    with np.load(feats_path) as z:
-        train, test = z["train"].astype(np.float32), z["test"].astype(np.float32)
-    clean = np.load(labels_path).astype(np.int64)
-    if len(train) != len(clean) or len(test) != len(test_labels):
-        raise SystemExit(f"size mismatch: {len(train)} train features / {len(clean)} labels, "
-                         f"{len(test)} test features / {len(test_labels)} test labels")
-    return Inputs(train, test, clean, test_labels)
-
-
-def subset(inputs: Inputs, n: int, seed: int = 12345) -> Inputs:
-    """A random ``n``-sample subset of the training set (the test set is kept)."""
-    if n >= len(inputs.clean):
-        return inputs
-    rows = np.sort(np.random.default_rng(seed).permutation(len(inputs.clean))[:n])
-    return Inputs(inputs.train[rows], inputs.test, inputs.clean[rows], inputs.test_labels)
-
-
-def draw_trusted(n: int, num_trusted: int, seed: int) -> np.ndarray:
-    """Trusted indices, from a random stream independent of the noise's (``seed + 1000``)."""
-    return np.sort(np.random.default_rng(seed + 1000).permutation(n)[:num_trusted])
+        return _load_inputs(shared, cifar_root)
+    except DmlpError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 # -- one setting -----------------------------------------------------------------------------
@@ -230,14 +176,6 @@ class Row:
     label_acc_std: float = 0.0
     seeds: int = 1
     extra: dict = field(default_factory=dict)
-
-
-def probe_accuracy(inputs: Inputs, labels: np.ndarray, iters: int) -> float | None:
-    """Test accuracy of an L-BFGS softmax regression on ``labels`` (the same for every row)."""
-    if iters <= 0:
-        return None
-    clf = fit_linear_classifier(inputs.train, labels, num_classes=NUM_CLASSES, epochs=iters, device="cpu")
-    return clf.score(inputs.test, inputs.test_labels)
 
 
 def run_setting(inputs: Inputs, noisy: np.ndarray, trusted: np.ndarray, specs: list[Spec], *,
@@ -305,16 +243,6 @@ class Setting:
             return None
         accs = [acc for acc, _ in self.draws.values()]
         return float(np.mean(accs)), float(np.std(accs)), min(delta for _, delta in self.draws.values())
-
-
-def noisy_labels(clean: np.ndarray, kind: str, rate: float, seed: int,
-                 cifar_n: Path | None = None) -> np.ndarray:
-    if kind == "symmetric":
-        return make_noisy_labels(clean, kind="symmetric", rate=rate, convention="dividemix", seed=seed).noisy_labels
-    if kind == "asymmetric":
-        return make_noisy_labels(clean, kind="asymmetric", rate=rate, dataset="cifar10",
-                                 convention="dividemix", seed=seed).noisy_labels
-    return load_cifar_n(cifar_n, key=kind, clean_labels=clean).noisy_labels
 
 
 def run_noise(inputs: Inputs, title: str, key: str, kind: str, rate: float, specs: list[Spec], *,
@@ -447,16 +375,6 @@ def threads_text() -> str:
     return f"{n} torch thread" + ("s" if n != 1 else "")
 
 
-def git_revision() -> str:
-    """``git describe --always --dirty`` of the repository (dirty: uncommitted changes in it)."""
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE, capture_output=True,
-                             text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def load_average() -> str:
     try:
         return " / ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -541,12 +459,6 @@ def unseen_table(settings: list[Setting]) -> tuple[list[str], list[list[str]]]:
                      f"{pct(stats[0], stats[1])} ({stats[2]:+.2f})" if stats else "—",
                      f"{pct(given.test_acc)} → {pct(ours.test_acc)}", secs(ours.seconds)])
     return head, body
-
-
-def markdown_table(head: list[str], body: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return lines
 
 
 def print_table(title: str, head: list[str], body: list[list[str]]) -> None:

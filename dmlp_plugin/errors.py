@@ -73,3 +73,7 @@ class AdapterError(DmlpError):
 
 class AlignmentError(AdapterError):
     """Labels an upstream loader yields do not match the purified labels at the same indices."""
+
+
+class MissingExtraError(DmlpError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""

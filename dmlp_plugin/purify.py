@@ -155,7 +155,11 @@ def purify_dataset(
     config = plugins.configure(_as_config(config), pm=pm)
     if hasattr(features, "load_image") and hasattr(features, "targets"):
         dataset = features
-        features = _dataset_features(dataset, backbone, checkpoint, device, progress, feature_options or {}, pm)
+        # shared with `dmlp features`: plugins first, then k-means or a backbone (sharded under torchrun)
+        from .features.dataset import dataset_features
+
+        features = dataset_features(dataset, backbone, checkpoint=checkpoint, device=device, progress=progress,
+                                    options=feature_options, pm=pm)[0]
         if labels is None:
             labels = dataset.targets
         if class_names is None and getattr(dataset, "classes", None):
@@ -319,30 +323,6 @@ def _as_config(config: Any) -> PurifyConfig:
     if not isinstance(config, PurifyConfig):
         raise ConfigError(f"config must be a PurifyConfig or a dict of its fields, got {type(config).__name__}")
     return config
-
-
-def _dataset_features(dataset: Any, backbone: Any, checkpoint: Any, device: Any, progress: bool,
-                      options: dict[str, Any], pm: Any) -> Any:
-    """Features of a dataset: a plugin's extractor first, then the built-in ones."""
-    from . import plugins
-
-    if backbone is None:
-        raise InputError("a dataset was given: pass backbone= (a torchvision/timm name, a module, "
-                         "or 'kmeans') to turn its images into features")
-    if isinstance(backbone, str):
-        found = plugins.extract_features(dataset, backbone, str(choose_device(device)), pm=pm)
-        if found is not None:
-            return found
-    if backbone == "kmeans":
-        from .features import kmeans_features
-
-        if checkpoint is not None:
-            raise InputError("k-means features are fitted on the dataset itself; they take no checkpoint")
-        return kmeans_features(dataset, **{"device": device, "progress": progress, **options})[0]
-    from .features import extract_features
-
-    return extract_features(dataset, backbone, **{"checkpoint": checkpoint, "device": device,
-                                                  "progress": progress, **options})
 
 
 class _EpochProgress:

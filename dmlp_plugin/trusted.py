@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, LabelError
-from .validation import as_labels
+from .validation import as_labels, exactly_one, shown
 
 __all__ = ["draw_trusted_set"]
 
@@ -37,14 +37,13 @@ def draw_trusted_set(clean_labels: Any, *, per_class: int | None = None, size: i
     np.ndarray
         ``(V,)`` int64 sorted indices; ``clean_labels[indices]`` are the trusted labels.
     """
-    labels = as_labels(clean_labels, "clean labels")
-    if (per_class is None) == (size is None):
-        raise InputError("give exactly one of per_class (--per-class) and size (--size)")
+    labels = as_labels(clean_labels, "clean_labels")
+    exactly_one(per_class=per_class, size=size)
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
     if per_class is not None:
         if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
-            raise InputError(f"per_class must be a count >= 1, got {per_class!r}")
+            raise InputError(f"{shown('per_class')} must be a count >= 1, got {per_class!r}")
         short = classes[counts < per_class]
         if short.size:
             raise LabelError(f"class {int(short[0])} has only {int(counts[classes == short[0]][0])} samples, "
@@ -52,7 +51,7 @@ def draw_trusted_set(clean_labels: Any, *, per_class: int | None = None, size: i
         picks = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in classes]
         return np.sort(np.concatenate(picks)).astype(np.int64)
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= size < len(labels):
-        raise InputError(f"size must be a count in [1, {len(labels)}), the training set's size; got {size!r}")
+        raise InputError(f"{shown('size')} must be a count in [1, {len(labels)}), the training set's size; got {size!r}")
     indices = np.sort(rng.choice(len(labels), size, replace=False)).astype(np.int64)
     missing = np.setdiff1d(classes, labels[indices])
     if missing.size:

@@ -156,3 +156,27 @@ def test_summary_labels_its_accuracy_as_non_trusted_rows(files, tmp_path, capsys
     clean = np.load(files["clean"])
     shown = f"{result.accuracy(clean, exclude_trusted=True):.2%}"
     assert shown in text and result.metadata["threads"] == 1
+
+
+def test_plot_writes_a_png_of_the_run(files, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    plot = tmp_path / "plots" / "run.png"
+    assert main(_args(files, tmp_path / "out.npz", "--clean-labels", str(files["clean"]), "--plot", str(plot))) == 0
+    image = imread(plot)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0  # a picture, not a blank
+    assert "run.png" in "".join(capsys.readouterr().out.split())
+
+
+def test_plot_path_and_missing_matplotlib_are_refused_before_any_work(files, tmp_path, capsys, no_work,
+                                                                    monkeypatch):
+    assert main(_args(files, tmp_path / "out.npz", "--plot", str(tmp_path / "run.jpg"))) == 2
+    assert "--plot must end in .png" in _one_line_error(capsys)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    assert main(_args(files, tmp_path / "out.npz", "--plot", str(tmp_path / "run.png"))) == 2
+    msg = _one_line_error(capsys)
+    assert "pip install 'dmlp-plugin[plot]'" in msg  # brackets survive rich's markup

@@ -52,4 +52,6 @@ def test_cli_writes_indices_and_labels_that_purify_reads(clean, tmp_path, capsys
     assert "--val-indices" in capsys.readouterr().out
     assert main(["trusted", "--labels", str(tmp_path / "clean.npy"), "--size", "10", "-o",
                  str(tmp_path / "t.json")]) == 2
-    assert "write the trusted set as .npy" in " ".join(capsys.readouterr().err.split())
+    assert "--output must end in .npy" in " ".join(capsys.readouterr().err.split())
+    assert main(["trusted", "--labels", str(tmp_path / "clean.npy"), "--per-class", "0", "-o", str(out)]) == 2
+    assert "--per-class must be a count >= 1" in " ".join(capsys.readouterr().err.split())

@@ -17,7 +17,8 @@ from ..errors import DmlpError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # Order is the order of `dmlp --help`.
-COMMANDS = ("purify", "demo", "noise", "trusted", "adapters", "integrate", "run", "data", "features", "pretrain")
+COMMANDS = ("purify", "demo", "noise", "trusted", "adapters", "integrate", "run", "data", "features", "pretrain",
+            "reproduce", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DmlpError as exc:
+        from rich.markup import escape
+
         from .console import err_console
 
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # escape: a message may hold brackets ("dmlp-plugin[plot]", shapes) that rich would eat
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -3,6 +3,7 @@
     dmlp features --dataset cifar10 --root ~/data --backbone resnet18-cifar \\
         --checkpoint simclr.pt --hflip -o cifar10_simclr.npz
     dmlp features --dataset cifar10 --root ~/data --split train,test --method kmeans -o kmeans.npz
+    torchrun --nproc_per_node 8 -m dmlp_plugin features ... -o feats.npy   # one shard a GPU
 """
 
 from __future__ import annotations
@@ -61,12 +62,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
     out.add_argument("--cache-dir", type=Path, metavar="DIR",
                      help="feature cache (default: $DMLP_CACHE_DIR/features or ~/.cache/dmlp/features)")
+    out.add_argument("--shard-dir", type=Path, metavar="DIR",
+                     help="under torchrun: where the ranks' shards meet before rank 0 merges them "
+                     "(default: the output's folder; across nodes, storage they all share)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import distributed
     from ..data import load_dataset
-    from ..features import save_features
+    from ..features import dataset_features, save_features
 
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
     if not splits:
@@ -78,40 +83,38 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "kmeans" and (args.backbone or args.checkpoint or args.hflip):
         raise InputError("--backbone, --checkpoint and --hflip apply to --method backbone, not kmeans")
     datasets = [load_dataset(args.dataset, args.root, s) for s in splits]
-    cache = dict(cache=not args.no_cache, cache_dir=args.cache_dir)
-    arrays: dict[str, np.ndarray] = {}
+    options: dict = dict(cache=not args.no_cache, cache_dir=args.cache_dir)
     if args.method == "kmeans":
-        from ..features.kmeans import kmeans_features
-
-        results = kmeans_features(*datasets, num_centroids=args.centroids, output_dim=args.dim or None,
-                                  seed=args.seed, device=args.device, **cache)
-        arrays = {name: a for name, a in zip(_names(splits), results)}
+        backbone = "kmeans"
+        options.update(num_centroids=args.centroids, output_dim=args.dim or None, seed=args.seed)
     else:
-        from ..features import extract_features
-
-        from .. import plugins
-        from ..device import choose_device
-
         backbone = args.backbone or _backbone_from_checkpoint(args.checkpoint)
-        views = ("none", "hflip") if args.hflip else ("none",)
-        for name, dataset in zip(_names(splits), datasets):
-            # A plugin's extractor for this backbone wins over the built-in one.
-            found = None if args.hflip else plugins.extract_features(
-                dataset, str(backbone), str(choose_device(args.device)))
-            if found is not None:
-                arrays[name] = found
-                continue
-            result = extract_features(dataset, backbone, checkpoint=args.checkpoint, batch_size=args.batch_size,
-                                      device=args.device, views=views, image_size=args.image_size,
-                                      num_workers=args.workers, strict=not args.partial,
-                                      trust_checkpoint=args.trust_checkpoint, amp=not args.no_amp, **cache)
-            result = result if isinstance(result, tuple) else (result,)
-            arrays[name] = result[0]
-            if args.hflip:
-                arrays[f"{name}_hflip"] = result[1]
-    written = save_features(args.output, arrays)
+        options.update(batch_size=args.batch_size, views=("none", "hflip") if args.hflip else ("none",),
+                       image_size=args.image_size, num_workers=args.workers, strict=not args.partial,
+                       trust_checkpoint=args.trust_checkpoint, amp=not args.no_amp)
+    # One .npy is written by the extractor itself: under torchrun rank 0 merges the shards
+    # straight into it, sparing a copy of the whole array.
+    direct = len(splits) == 1 and args.output.suffix.lower() == ".npy"
+    if direct:
+        options["output"] = args.output
+    # Under torchrun every rank extracts its shard and rank 0 merges: the others get None
+    # and write nothing. Shards meet beside the output unless told otherwise.
+    results = dataset_features(datasets[0], backbone, checkpoint=args.checkpoint, device=args.device,
+                               progress=True, options=options, others=datasets[1:],
+                               shard_dir=args.shard_dir or args.output.expanduser().parent, all_ranks=False)
+    if distributed.rank() != 0:
+        return 0
+    arrays: dict[str, np.ndarray] = {}
+    for name, result in zip(_names(splits), results):
+        result = result if isinstance(result, tuple) else (result,)
+        arrays[name] = result[0]
+        if len(result) > 1:
+            arrays[f"{name}_hflip"] = result[1]
+    written = [args.output] if direct else save_features(args.output, arrays)
     from .console import console
 
+    if distributed.world_size() > 1:
+        console.print(f"extracted on {distributed.world_size()} ranks, merged by rank 0", highlight=False)
     for name, a in arrays.items():
         console.print(f"{name}: {a.shape[0]} x {a.shape[1]} float32", highlight=False)
     console.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)

@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also write the labels in an upstream format beside the result")
     p.add_argument("--export-path", metavar="FILE",
                    help="where --export writes (default: OUT with .json or .labels.npy)")
+    p.add_argument("--plot", metavar="OUT.png",
+                   help="also plot the run per epoch: label accuracy with --clean-labels, else the fraction "
+                   "of labels changed (needs matplotlib: pip install 'dmlp-plugin[plot]')")
     p.add_argument("--num-classes", type=int, metavar="C")
     p.add_argument("--estimate-accuracy", action="store_true",
                    help="also estimate the purified labels' accuracy on the non-trusted rows without clean "
@@ -124,7 +127,8 @@ def _parse_value(current: Any, raw: str, name: str) -> Any:
         if isinstance(current, int):
             return int(raw)
         if isinstance(current, float):
-            return float(raw)
+            # a list where one value is usual (logistic_weight_decay's regularisation path)
+            return tuple(float(v) for v in raw.split(",")) if "," in raw else float(raw)
         if isinstance(current, tuple):
             return tuple(float(v) for v in raw.split(","))
     except ValueError as exc:
@@ -198,6 +202,11 @@ def _run(args: argparse.Namespace) -> int:
                                         "export_path")
     elif args.export_path:
         raise InputError("--export-path needs --export (which format to write)")
+    if args.plot:
+        from ..report.plots import require_matplotlib
+
+        check_output_path(args.plot, "plot", suffixes=(".png",))
+        require_matplotlib()
     config = config_from_args(args)
     kwargs: dict[str, Any] = {}
     if args.dataset:
@@ -224,5 +233,9 @@ def _run(args: argparse.Namespace) -> int:
     if export_path is not None:
         result.export(export_path, args.export)
         extra[f"export ({args.export})"] = str(export_path)
+    if args.plot:
+        from ..report import plot_history
+
+        extra["plot"] = str(plot_history(result, args.plot).path)
     console.print(summary_table(result, output=output, extra=extra))
     return 0

@@ -32,23 +32,27 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="indices (.npy)")
     p.add_argument("--labels-output", type=Path, metavar="FILE", help="their clean labels (.npy)")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..argument_names import argument_names
+
+    with argument_names({"clean_labels": "--labels", "per_class": "--per-class", "size": "--size"}):
+        return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from ..io import export_labels
+    from ..io import check_output_path, export_labels
     from ..trusted import draw_trusted_set
     from .console import console
     from .noise import _clean_labels
 
     labels_out = args.labels_output or args.output.with_name(f"{args.output.stem}_labels{args.output.suffix}")
     for flag, path in (("--output", args.output), ("--labels-output", labels_out)):
-        if path.is_dir():
-            raise InputError(f"{flag} {path} is a folder; give a file name")
-        if path.suffix.lower() != ".npy":
-            raise InputError(f"{flag} {path}: write the trusted set as .npy")
+        check_output_path(path, flag, suffixes=(".npy",))
     labels, _ = _clean_labels(args)
     if labels is None:
         raise InputError("give clean labels with --labels FILE or --dataset NAME --root DIR")

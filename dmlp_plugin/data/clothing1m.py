@@ -83,6 +83,51 @@ class Clothing1M(FileListDataset):
         targets = np.fromiter((kv[k] for k in keys), dtype=np.int64, count=len(keys))
         super().__init__(root, keys, targets, classes, name=f"clothing1m-{split}", transform=transform)
 
+    def write_label_kv(self, labels: Any, path: str | os.PathLike) -> Path:
+        """Write ``labels`` back in the release's own format: a copy of this split's label
+        file (``noisy_label_kv.txt`` for ``noisy_train``) in which each key of the split
+        carries ``labels[index]``; every other line is kept as it was, in its order.
+
+        That file, under its release name in ``--data_path``, is what DivideMix's
+        ``dataloader_clothing1M.py`` (``Train_clothing1M.py``) reads its training labels
+        from: it maps ``<data_path>/<key minus "images/">`` to the label of each line, so the
+        purified labels reach every training image without touching the upstream code.
+
+        Parameters
+        ----------
+        labels
+            ``(N,)`` integer labels in this split's index order (e.g. ``result.labels``).
+        path
+            Destination, written atomically; may be the original file's name in another
+            folder.
+
+        Raises
+        ------
+        ShapeError
+            ``labels`` does not have one entry per sample of the split.
+        LabelError
+            A label is not an integer class index.
+        """
+        from ..errors import LabelError, ShapeError
+        from ..io import atomic_write
+
+        labels = np.asarray(labels)
+        if labels.shape != (len(self),):
+            raise ShapeError(f"clothing1m {self.split}: {labels.shape} labels for {len(self)} samples; "
+                             "give one label per sample, in index order")
+        if labels.size and (not np.issubdtype(labels.dtype, np.integer)
+                            or labels.min() < 0 or labels.max() >= self.num_classes):
+            raise LabelError(f"clothing1m labels must be integers in [0, {self.num_classes}), "
+                             f"got {labels.dtype} spanning [{labels.min()}, {labels.max()}]")
+        new = dict(zip(self.files, labels.tolist()))
+        source = self.annotation_dir / CLOTHING1M_SPLITS[self.split][1]
+        with open(source, encoding="utf-8") as fh, atomic_write(path, "w") as out:
+            for line in fh:
+                key = line.split(maxsplit=1)[0] if line.strip() else None
+                # relabel the split's keys; keep every other line byte for byte
+                out.write(f"{key} {new[key]}\n" if key in new else line)
+        return Path(path)
+
     def _clean_train_keys(self, kv: dict[str, int]) -> list[str]:
         held_out = set()
         for other in ("clean_val", "clean_test"):

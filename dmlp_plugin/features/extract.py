@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -118,6 +119,11 @@ def extract_features(
         ``(N, D)`` float32 for one view; a tuple ``(features, features_hflip)`` for two.
         Cache hits are read-only memory maps.
 
+    See also
+    --------
+    dmlp_plugin.features.dataset_features : plugins first, k-means, and sharding of this
+        extraction over the ranks of a ``torchrun`` run.
+
     Raises
     ------
     InputError
@@ -125,6 +131,42 @@ def extract_features(
     ConfigError
         ``batch_size`` or ``num_workers`` out of range.
     """
+    plan = _plan(dataset, backbone, checkpoint=checkpoint, batch_size=batch_size, device=device, views=views,
+                 transform=transform, image_size=image_size, cache=cache, cache_dir=cache_dir,
+                 num_workers=num_workers, output=output, amp=amp)
+    arrays = plan.store.get(plan.key, plan.views) if plan.store is not None else None
+    if arrays is None:
+        arrays = _run(dataset, backbone, checkpoint, plan.transform, plan.views, batch_size=batch_size,
+                      device=plan.device, autocast=plan.autocast, num_workers=num_workers, progress=progress,
+                      strict=strict, trusted=trust_checkpoint)
+        if plan.store is not None:
+            plan.store.put(plan.key, plan.views, arrays, plan.parts)
+    if output is not None:
+        save_features(output, {_array_name(v): a for v, a in zip(plan.views, arrays)})
+    return arrays[0] if len(arrays) == 1 else tuple(arrays)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What an extraction will do, settled before any image is read: shared by the
+    single-process path and the sharded one (:mod:`dmlp_plugin.features.dataset`), so both
+    compute the same cache key for the same request."""
+
+    views: tuple[str, ...]
+    transform: Callable
+    device: torch.device
+    autocast: torch.dtype | None
+    parts: dict[str, Any]
+    key: str
+    store: FeatureCache | None
+
+
+def _plan(dataset: ImageDataset, backbone: str | nn.Module, *, checkpoint: str | os.PathLike | None,
+          batch_size: int, device: str | torch.device | None, views: Sequence[str], transform: Callable | None,
+          image_size: int | None, cache: bool, cache_dir: str | os.PathLike | None, num_workers: int,
+          output: str | os.PathLike | None, amp: bool) -> _Plan:
+    """Check the arguments of :func:`extract_features` and settle transform, device,
+    precision and cache key."""
     views = _check_views(views)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -147,17 +189,7 @@ def extract_features(
              "checkpoint": file_sha256(checkpoint) if checkpoint is not None else None,
              "transform": repr(transform), "views": list(views), "autocast": str(autocast)}
     store = FeatureCache(cache_dir) if cache else None
-    key = cache_key(parts)
-    arrays = store.get(key, views) if store is not None else None
-    if arrays is None:
-        arrays = _run(dataset, backbone, checkpoint, transform, views, batch_size=batch_size, device=dev,
-                      autocast=autocast, num_workers=num_workers, progress=progress, strict=strict,
-                      trusted=trust_checkpoint)
-        if store is not None:
-            store.put(key, views, arrays, parts)
-    if output is not None:
-        save_features(output, {_array_name(v): a for v, a in zip(views, arrays)})
-    return arrays[0] if len(arrays) == 1 else tuple(arrays)
+    return _Plan(views, transform, dev, autocast, parts, cache_key(parts), store)
 
 
 def save_features(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> list[Path]:
@@ -190,23 +222,28 @@ def _output_path(path: str | os.PathLike) -> Path:
 
 
 class _Images(Dataset):
-    """``(tensor, index)`` pairs: the dataset's raw images through our own transform."""
+    """``(tensor, position)`` pairs: the raw images at ``indices`` (every image by
+    default) through our own transform; ``position`` is the row in the output."""
 
-    def __init__(self, dataset: ImageDataset, transform: Callable) -> None:
+    def __init__(self, dataset: ImageDataset, transform: Callable, indices: np.ndarray | None = None) -> None:
         self.dataset = dataset
         self.transform = transform
+        self.indices = indices
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.dataset) if self.indices is None else len(self.indices)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.dataset.load_image(index)), index
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
+        index = position if self.indices is None else int(self.indices[position])
+        return self.transform(self.dataset.load_image(index)), position
 
 
 def _run(dataset: ImageDataset, backbone: str | nn.Module, checkpoint: str | os.PathLike | None,
          transform: Callable, views: tuple[str, ...], *, batch_size: int, device: torch.device,
          autocast: torch.dtype | None, num_workers: int, progress: bool, strict: bool,
-         trusted: bool) -> list[np.ndarray]:
+         trusted: bool, indices: np.ndarray | None = None) -> list[np.ndarray]:
+    """Features of the images at ``indices`` (all by default), one array per view, rows in
+    the order of ``indices``."""
     # a named backbone starts from a fixed seed, so uncheckpointed (random) features are
     # reproducible and agree with the cache, whose key cannot see the RNG state
     with torch.random.fork_rng(devices=[]):
@@ -221,30 +258,33 @@ def _run(dataset: ImageDataset, backbone: str | nn.Module, checkpoint: str | os.
     model = model.eval().to(device=device, memory_format=torch.channels_last)
     try:
         return _infer(model, dataset, transform, views, batch_size=batch_size, device=device,
-                      autocast=autocast, num_workers=num_workers, progress=progress)
+                      autocast=autocast, num_workers=num_workers, progress=progress, indices=indices)
     finally:
         model.train(was_training)
 
 
 def _infer(model: nn.Module, dataset: ImageDataset, transform: Callable, views: tuple[str, ...], *,
            batch_size: int, device: torch.device, autocast: torch.dtype | None, num_workers: int,
-           progress: bool) -> list[np.ndarray]:
-    loader = DataLoader(_Images(dataset, transform), batch_size=batch_size, shuffle=False,
+           progress: bool, indices: np.ndarray | None = None) -> list[np.ndarray]:
+    source = _Images(dataset, transform, indices)
+    loader = DataLoader(source, batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, pin_memory=device.type == "cuda")
     outputs: list[np.ndarray] | None = None
-    with progress_bar(progress, len(dataset), f"features ({type(model).__name__})") as advance, \
+    with progress_bar(progress, len(source), f"features ({type(model).__name__})") as advance, \
             torch.inference_mode(), \
             torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-        for images, index in loader:
+        for images, position in loader:
             x = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             feats = [forward_features(model, x if v == "none" else x.flip(3)).float().cpu().numpy()
                      for v in views]
             if outputs is None:
-                outputs = [np.empty((len(dataset), f.shape[1]), dtype=np.float32) for f in feats]
+                outputs = [np.empty((len(source), f.shape[1]), dtype=np.float32) for f in feats]
             for out, f in zip(outputs, feats):
-                out[index.numpy()] = f
+                out[position.numpy()] = f
             if advance is not None:
-                advance(len(index))
+                advance(len(position))
+    if outputs is None:  # no rows (an empty shard): the width is unknown without a forward pass
+        outputs = [np.empty((0, 0), dtype=np.float32) for _ in views]
     return outputs
 
 

@@ -1,0 +1,168 @@
+"""`dmlp report` and the plots: PNGs that decode, with the series they should hold.
+
+The store is filled by the real runner on synthetic clusters with a tiny protocol, so
+the records have exactly the shape `dmlp reproduce` writes.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")  # in the dev extra; the missing-extra error is tested below
+from matplotlib.image import imread  # noqa: E402
+
+from dmlp_plugin import purify_dataset  # noqa: E402
+from dmlp_plugin.cli import main  # noqa: E402
+from dmlp_plugin.errors import InputError, MissingFileError  # noqa: E402
+from dmlp_plugin.report import (MissingExtraError, plot_confusion, plot_downstream, plot_history,  # noqa: E402
+                                results_section, write_report)
+from dmlp_plugin.reproduce import Protocol, ResultStore, run_table  # noqa: E402
+
+from test_reproduce import TINY, synthetic_inputs  # noqa: E402  (the same tiny protocol and clusters)
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    """A store with table1 (12 cells) and table7 (24 cells), as `dmlp reproduce` writes them."""
+    root = tmp_path_factory.mktemp("results")
+    inputs = synthetic_inputs()
+    store = ResultStore(root)
+    run_table("table1", store, inputs, protocol=TINY)
+    # the smoke protocol's trusted sizes (50 to 354), on fewer rows and dimensions
+    run_table("table7", store, synthetic_inputs(1000), protocol=Protocol(
+        epochs=2, probe_iters=3, trusted_scale=5.0, trusted_power=0.5))
+    return root
+
+
+def decodes(path) -> tuple[int, int]:
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert image.std() > 0  # not a blank canvas
+    return image.shape[:2]
+
+
+def test_plot_history_of_a_result_draws_label_accuracy(tmp_path):
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 3, 300)
+    x = (rng.normal(size=(3, 8)) * 3)[clean] + rng.normal(size=(300, 8))
+    noisy = np.where(rng.random(300) < 0.3, rng.integers(0, 3, 300), clean)
+    result = purify_dataset(x.astype(np.float32), noisy, val_indices=np.arange(30), val_labels=clean[:30],
+                            clean_labels=clean, device="cpu", config={"epochs": 5, "eac_period": 2})
+    plot = plot_history(result, tmp_path / "h.png")
+    assert plot.series == ["label accuracy (%)"] and not plot.notes
+    decodes(plot.path)
+
+
+def test_plot_history_without_clean_labels_falls_back(tmp_path):
+    history = [{"epoch": 1, "changed": 0.1, "eac_mixed": False}, {"epoch": 2, "changed": 0.2, "eac_mixed": True}]
+    plot = plot_history(history, tmp_path / "c.png")
+    assert plot.series == ["labels changed (%)"] and "no label accuracy" in plot.notes[0]
+    decodes(plot.path)
+    loss_only = plot_history([{"epoch": 1, "trusted_nll": 0.9}], tmp_path / "l.png")
+    assert loss_only.series == ["trusted-set log-loss"]
+    with pytest.raises(InputError, match="no per-epoch history"):
+        plot_history([], tmp_path / "e.png")
+
+
+def test_write_report(store_dir, tmp_path):
+    report = write_report(store_dir, tmp_path / "out")
+    names = {p.path.name: p for p in report.plots}
+    assert set(names) == {"table1_label_accuracy.png", "table1_confusion.png", "table1_methods.png",
+                          "table7_label_accuracy.png", "table7_confusion.png", "table7_trusted_size.png"}
+    for plot in report.plots:
+        decodes(plot.path)
+    # table1: a line per DMLP cell (4 noise settings x default and paper mode), the baseline has none
+    acc = names["table1_label_accuracy.png"]
+    assert acc.panels == 4 and len(acc.series) == 8
+    assert not any("Classifier" in s for s in acc.series)
+    # confusion of the headline cells only: the default at each noise rate
+    assert names["table1_confusion.png"].series == [f"sym {r}% / DMLP-Naive (default)" for r in (20, 50, 80, 90)]
+    assert names["table1_methods.png"].series == ["Classifier (given labels)", "DMLP-Naive (default)",
+                                                  "DMLP-Naive (paper mode)"]
+    # table7: 4 panels (mode x rate) of 6 trusted sizes; the size plot has a line per panel
+    assert names["table7_label_accuracy.png"].panels == 4 and len(names["table7_label_accuracy.png"].series) == 24
+    assert names["table7_trusted_size.png"].series == ["default, sym 50%", "default, sym 80%", "paper, sym 50%",
+                                                       "paper, sym 80%"]
+    assert names["table7_confusion.png"].series == ["default, sym 50% / 1000 trusted",
+                                                    "default, sym 80% / 1000 trusted"]
+    text = report.path.read_text()
+    assert "| sym 90% | DMLP-Naive (default) |" in text and "| 92.00 |" in text  # beside the paper's figure
+    assert "![classifier vs DMLP](table1_methods.png)" in text and "65.9%" in text
+    assert any("downstream_test_accuracy" in n for n in report.notes) and "downstream.png" not in text
+
+
+def test_downstream_plot_when_cells_carry_it(store_dir, tmp_path):
+    store = ResultStore(store_dir)
+    records = store.records("table1")
+    for i, record in enumerate(records[:6]):  # as a downstream run would add it to its cells
+        record["metrics"]["downstream_test_accuracy"] = 0.5 + 0.01 * i
+    plot = plot_downstream(records, tmp_path / "d.png")
+    assert plot is not None and plot.series == ["Classifier (given labels)", "DMLP-Naive (default)",
+                                                "DMLP-Naive (paper mode)"]
+    decodes(plot.path)
+    assert plot_downstream(store.records("table7"), tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_confusion_rows_are_given_labels_columns_purified(store_dir, tmp_path):
+    from dmlp_plugin.reproduce import draw_trusted, noisy_labels
+
+    inputs = synthetic_inputs()
+    for record in ResultStore(store_dir).records("table1"):
+        s = record["settings"]
+        counts = np.asarray(record["confusion_given_purified"])
+        mask = np.ones(len(inputs.clean), bool)
+        mask[draw_trusted(len(mask), s["num_trusted"], s["seed"])] = False
+        given = noisy_labels(inputs.clean, "symmetric", s["rate"], s["seed"])[mask]
+        assert counts.sum(1).tolist() == np.bincount(given, minlength=10).tolist()
+        assert counts.sum() - np.trace(counts) == record["metrics"]["changed"]
+    plot = plot_confusion([record], tmp_path / "one.png", which="clean")
+    assert plot.panels == 1
+    decodes(plot.path)
+    with pytest.raises(InputError, match="which"):
+        plot_confusion([record], tmp_path / "x.png", which="noisy")
+
+
+def test_smoke_cells_are_reported_only_without_real_ones(store_dir, tmp_path):
+    store = ResultStore(store_dir)
+    smoke = dict(store.records("table1")[0], smoke=True, key="smoke_x", cell_id="smoke_x_00000000")
+    smoke_dir = tmp_path / "mixed"
+    mixed = ResultStore(smoke_dir)
+    mixed.save(smoke)
+    text = write_report(smoke_dir).path.read_text()
+    assert "(smoke run)" in text and "**Smoke cells only**" in text
+    section = results_section(smoke_dir, "<!-- a -->", "<!-- b -->")
+    assert "Table 1" not in section  # RESULTS.md never shows smoke numbers
+    full = results_section(store_dir, "<!-- a -->", "<!-- b -->")
+    assert full.startswith("<!-- a -->") and full.endswith("<!-- b -->") and "### Table 1" in full
+
+
+def test_cli_report(store_dir, tmp_path, capsys):
+    small = ResultStore(tmp_path / "small")
+    for record in ResultStore(store_dir).records("table1")[:3]:  # sym 20%: classifier, default, paper mode
+        small.save(record)
+    assert main(["report", str(small.root)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "3 plot(s): table1_label_accuracy.png, table1_confusion.png, table1_methods.png" in out
+    assert "note: downstream test accuracy" in out
+    assert (small.root / "report" / "report.md").is_file()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "no results in" in capsys.readouterr().err
+
+
+def test_missing_matplotlib_names_the_extra(tmp_path, monkeypatch, capsys, store_dir):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(MissingExtraError, match=r"pip install 'dmlp-plugin\[plot\]'"):
+        plot_history([{"epoch": 1, "label_accuracy": 0.5}], tmp_path / "x.png")
+    assert main(["report", str(store_dir), "-o", str(tmp_path / "r")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "pip install 'dmlp-plugin[plot]'" in err and "Traceback" not in err
+
+
+def test_write_report_on_an_empty_store(tmp_path):
+    with pytest.raises(MissingFileError, match="dmlp reproduce"):
+        write_report(tmp_path)
