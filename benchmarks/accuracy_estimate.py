@@ -96,7 +96,7 @@ def run_setting(features: np.ndarray, clean: np.ndarray, setting: str, kind: str
     given = float((noisy[keep] == clean[keep]).mean())
     runs = []
     for name in configs:
-        common = dict(val_indices=trusted, val_labels=clean[trusted], num_classes=NUM_CLASSES,
+        common = dict(threads=None, val_indices=trusted, val_labels=clean[trusted], num_classes=NUM_CLASSES,
                       config=with_epochs(CONFIGS[name][1](), epochs), seed=seed, device="cpu")
         start = time.perf_counter()
         plain = purify_dataset(features, noisy, **common)

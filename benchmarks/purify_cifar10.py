@@ -195,7 +195,7 @@ def run_setting(inputs: Inputs, noisy: np.ndarray, trusted: np.ndarray, specs: l
         else:
             config = with_epochs(spec.config, epochs)
             start = time.perf_counter()
-            result = purify_dataset(inputs.train, noisy, val_indices=trusted, val_labels=clean[trusted],
+            result = purify_dataset(inputs.train, noisy, threads=None, val_indices=trusted, val_labels=clean[trusted],
                                     num_classes=NUM_CLASSES, config=config, seed=seed, device="cpu")
             seconds = time.perf_counter() - start
             labels = result.labels
@@ -347,7 +347,7 @@ def _memory_probe_main(shared: Path, epochs: int | None, which: str) -> int:
     trusted = draw_trusted(len(clean), 1000, 0)
     before, _ = _rss_mb()
     start = time.perf_counter()
-    purify_dataset(train, noisy, val_indices=trusted, val_labels=clean[trusted], num_classes=NUM_CLASSES,
+    purify_dataset(train, noisy, threads=None, val_indices=trusted, val_labels=clean[trusted], num_classes=NUM_CLASSES,
                    config=with_epochs(MEMORY_CONFIGS[which][1](), epochs), seed=0, device="cpu")
     seconds = time.perf_counter() - start
     _, peak = _rss_mb()
@@ -363,7 +363,7 @@ def warm_up() -> None:
     idx = np.arange(0, 1200, 6)
     y[idx] = np.arange(len(idx)) % NUM_CLASSES
     for config in (PurifyConfig(epochs=2), PurifyConfig.paper(epochs=2)):
-        purify_dataset(x, y, val_indices=idx, val_labels=y[idx], num_classes=NUM_CLASSES, config=config,
+        purify_dataset(x, y, threads=None, val_indices=idx, val_labels=y[idx], num_classes=NUM_CLASSES, config=config,
                        device="cpu")
 
 

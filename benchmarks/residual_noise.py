@@ -124,7 +124,7 @@ def run_setting(features: np.ndarray, clean: np.ndarray, setting: str, kind: str
     for name in configs:
         config = with_epochs(CONFIGS[name][1](), epochs)
         start = time.perf_counter()
-        result = purify_dataset(features, noisy, val_indices=trusted, val_labels=clean[trusted],
+        result = purify_dataset(features, noisy, threads=None, val_indices=trusted, val_labels=clean[trusted],
                                 num_classes=NUM_CLASSES, config=config, seed=seed, device="cpu")
         seconds = time.perf_counter() - start
         truth = float((result.labels[keep] != clean[keep]).mean())

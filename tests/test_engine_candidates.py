@@ -151,3 +151,68 @@ def test_em_refined_transition_is_closer_to_the_truth_than_trusted_counts(kind, 
     blind = refine_transition(scores[train], noisy[train], scores[trusted], clean[trusted], None,
                               counted, steps=20)
     assert (blind - truth).abs().sum() < 0.25 * (counted - truth).abs().sum()
+
+
+def test_logistic_fold_scores_never_see_their_fold():
+    """Fair selection: each trusted fold is scored by fits that never used its rows, at
+    every weight decay of the path. Flipping fold 0's clean labels moves no fold-0 score;
+    the other folds' fits did use fold 0, so theirs move."""
+    from dmlp_plugin.engine.logistic_head import fit_forward_logistic_path
+
+    data = planted_clusters(n=1500, num_classes=3, dim=6, rate=0.4, seed=4)
+    x = torch.from_numpy(data.features)
+    trusted = torch.from_numpy(data.trusted)
+    clean = torch.from_numpy(data.clean[data.trusted])
+    folds = trusted_folds(len(trusted), 5, gen(2), torch.device("cpu"))
+    t = transition_from_pairs(clean, torch.from_numpy(data.given[data.trusted]), 3)
+    flipped = clean.clone()
+    flipped[folds[0]] = (flipped[folds[0]] + 1) % 3
+
+    def fit(val_labels):
+        return fit_forward_logistic_path(x, torch.from_numpy(data.given), t, x[trusted], val_labels, folds,
+                                         weight_decays=(1e-2, 1e-4), max_iter=12)
+
+    (scores, val), (scores_f, val_f) = fit(clean), fit(flipped)
+    assert val.shape == (2, len(trusted), 3) and scores.shape == (2, len(x), 3)
+    torch.testing.assert_close(val[:, folds[0]], val_f[:, folds[0]])
+    assert not torch.allclose(val[:, folds[1]], val_f[:, folds[1]])
+    assert not torch.allclose(scores, scores_f)  # the full fit uses every trusted row
+    assert not torch.allclose(scores[0], scores[1])  # two decays, two heads
+
+
+def test_a_rows_transition_is_counted_without_its_fold():
+    from dmlp_plugin.engine.posterior import heldout_log_transition
+
+    g = gen(3)
+    clean = torch.randint(0, 4, (200,), generator=g)
+    given = torch.where(torch.rand(200, generator=g) < 0.3, torch.randint(0, 4, (200,), generator=g), clean)
+    folds = trusted_folds(200, 5, gen(4), torch.device("cpu"))
+    out = heldout_log_transition(clean, given, folds, 4)
+    for mask in folds:
+        expected = transition_from_pairs(clean[~mask], given[~mask], 4).log().T[given[mask]]
+        torch.testing.assert_close(out[mask], expected)
+    moved = clean.clone()
+    moved[folds[0]] = (moved[folds[0]] + 1) % 4  # fold 0's own pairs change
+    again = heldout_log_transition(moved, given, folds, 4)
+    torch.testing.assert_close(again[folds[0]], out[folds[0]])
+    assert not torch.allclose(again[folds[1]], out[folds[1]])
+
+
+def test_a_weight_decay_path_competes_value_by_value():
+    data = planted_clusters(n=3000, num_classes=5, dim=24, rate=0.3, seed=3)
+    result = purify_dataset(data.features, data.given, **data.purify_kwargs(),
+                            config=PurifyConfig(epochs=20, eac_period=10, logistic_weight_decay=(1e-2, 1e-4)))
+    nll = result.metadata["candidate_nll"]
+    assert {"logistic (weight decay 0.01)", "logistic (weight decay 0.0001)"} <= set(nll)
+    assert nll["logistic (weight decay 0.01)"] != nll["logistic (weight decay 0.0001)"]
+    assert result.metadata["selected"] == min(nll, key=nll.get)
+
+
+def test_results_saved_before_fair_selection_still_load():
+    from dmlp_plugin.errors import ConfigError
+
+    old = {**PurifyConfig().to_dict(), "logistic_refit_iter": 5}
+    assert PurifyConfig.from_dict(old) == PurifyConfig()
+    with pytest.raises(ConfigError, match="logistic_weight_decay must be"):
+        PurifyConfig(logistic_weight_decay=())
+    assert PurifyConfig.from_dict({"logistic_weight_decay": [1e-3, 1e-4]}).logistic_weight_decays == (1e-3, 1e-4)

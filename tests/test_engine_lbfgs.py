@@ -55,3 +55,28 @@ def test_more_iterations_never_end_higher():
     assert losses[0] == float(fun(start)[0])  # zero iterations: the start itself
     assert all(b <= a for a, b in zip(losses, losses[1:]))
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_batched_problems_follow_the_paths_they_would_alone():
+    """Three least-squares problems of different conditioning, batched: each result equals
+    that problem minimised on its own (same iterations), and the optimum when run long."""
+    from dmlp_plugin.engine.lbfgs import minimize_lbfgs_batched
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 8, 5, generator=g, dtype=torch.float64) * torch.tensor([1.0, 5.0, 0.2]).view(3, 1, 1).double()
+    b = torch.randn(3, 8, 1, generator=g, dtype=torch.float64)
+
+    def batched(x):
+        r = a @ x - b
+        return 0.5 * r.square().sum((1, 2)), a.transpose(1, 2) @ r
+
+    x0 = torch.zeros(3, 5, 1, dtype=torch.float64)
+    together = minimize_lbfgs_batched(batched, x0, max_iter=4)
+    for k in range(3):
+        def alone(x, k=k):
+            losses, grad = batched(x.expand(3, -1, -1).clone())
+            return losses[k:k + 1], grad[k:k + 1]
+        torch.testing.assert_close(minimize_lbfgs_batched(alone, x0[k:k + 1], max_iter=4)[0], together[k])
+    solved = minimize_lbfgs_batched(batched, x0, max_iter=200, tolerance_grad=1e-12, tolerance_change=0.0)
+    exact = torch.linalg.lstsq(a, b).solution
+    torch.testing.assert_close(solved, exact, rtol=1e-6, atol=1e-8)

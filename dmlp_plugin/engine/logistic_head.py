@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import torch
 
-from .lbfgs import minimize_lbfgs
+from .lbfgs import minimize_lbfgs_batched
 from .softmax import softmax_
 
-__all__ = ["fit_forward_logistic", "loss_and_grad"]
+__all__ = ["fit_forward_logistic", "fit_forward_logistic_path", "loss_and_grad"]
 
 
 def fit_forward_logistic(
@@ -40,9 +40,28 @@ def fit_forward_logistic(
     trusted_weight: float = 2.0,
     weight_decay: float = 5e-3,
     max_iter: int = 50,
-    refit_iter: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit the head; return training-row scores and cross-fitted trusted-row scores.
+    """Fit the head at one weight decay (see :func:`fit_forward_logistic_path`)."""
+    scores, val_scores = fit_forward_logistic_path(
+        features, given, transition, val_features, val_labels, fold_masks,
+        trusted_weight=trusted_weight, weight_decays=(weight_decay,), max_iter=max_iter)
+    return scores[0], val_scores[0]
+
+
+def fit_forward_logistic_path(
+    features: torch.Tensor,
+    given: torch.Tensor,
+    transition: torch.Tensor,
+    val_features: torch.Tensor,
+    val_labels: torch.Tensor,
+    fold_masks: list[torch.Tensor],
+    *,
+    trusted_weight: float = 2.0,
+    weight_decays: tuple[float, ...] = (5e-3,),
+    max_iter: int = 50,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit the head at each weight decay; return training-row scores and cross-fitted
+    trusted-row scores, one slice per weight decay.
 
     Parameters
     ----------
@@ -55,20 +74,26 @@ def fit_forward_logistic(
     val_labels : (V,) long
         Clean labels of the trusted rows.
     fold_masks : list of (V,) bool
-        Folds of the trusted set: each fold's scores come from a refit without it
-        (warm-started from the full fit), so calibrating on them is honest.
-    trusted_weight, weight_decay : float
+        Folds of the trusted set: each fold's scores come from a fit that never saw it,
+        so scoring on them is honest. Every fit (the full one and each fold's) starts
+        from a fit on the training rows alone, which saw no trusted row, and takes the
+        same ``max_iter // 2`` iterations from there, each its own L-BFGS problem.
+        (Refits warm-started from the full fit, as before, started from weights that
+        had seen the rows they scored, and one L-BFGS on the sum of the fits let each
+        fold's steps depend on the others.)
+    trusted_weight : float
+    weight_decays : tuple of float
+        The regularisation path: every value gets its full fit and its fold fits, all in
+        one L-BFGS (each pass over the training rows serves every head).
     max_iter : int
-        L-BFGS iterations of the full fit.
-    refit_iter : int, optional
-        Iterations of each warm-started refit (default ``max_iter // 5``): dropping a
-        fifth of the trusted rows moves the optimum only a little.
+        L-BFGS iterations of the fit on the training rows alone (half of that for each
+        fit that adds trusted rows).
 
     Returns
     -------
-    scores : (N, C)
-        Logits of the training rows.
-    val_scores : (V, C)
+    scores : (G, N, C)
+        Logits of the training rows, one slice per weight decay.
+    val_scores : (G, V, C)
         Cross-fitted logits of the trusted rows.
     """
     # Standardise so that one weight decay means the same on any feature scale. The
@@ -82,47 +107,51 @@ def fit_forward_logistic(
     num_classes = transition.shape[0]
     val_onehot = torch.nn.functional.one_hot(val_labels, num_classes).to(x.dtype)
 
-    def fit(keep: torch.Tensor, init: torch.Tensor | None, iters: int) -> torch.Tensor:
-        """Fit one head per row of ``keep`` (K, V): which trusted rows each may use.
+    buffers: dict[str, torch.Tensor] = {}
 
-        The K objectives are independent, so one L-BFGS on their sum fits them all,
-        and each pass over the training rows serves every head at once.
-        """
-        params = (torch.zeros(keep.shape[0], x.shape[1] + 1, num_classes, dtype=x.dtype,
-                              device=x.device) if init is None else init)
-        buffers: dict[str, torch.Tensor] = {}
-
+    def fit(keep: torch.Tensor, decay: torch.Tensor, init: torch.Tensor, iters: int) -> torch.Tensor:
+        """One head per row of ``keep`` (which trusted rows it may use) and of ``decay``, each
+        its own L-BFGS problem, so a fold's fit never moves with the rows it holds out."""
         def objective(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return loss_and_grad(p, x, t_given, xv, val_onehot, keep * trusted_weight,
-                                 weight_decay=weight_decay, shift=shift, scale=scale,
-                                 buffers=buffers)
+            return loss_and_grad(p, x, t_given, xv, val_onehot, keep * trusted_weight, weight_decay=decay,
+                                 shift=shift, scale=scale, buffers=buffers, per_head=True)
 
-        return minimize_lbfgs(objective, params, max_iter=iters)
+        return minimize_lbfgs_batched(objective, init, max_iter=iters)
 
+    g = len(weight_decays)
+    decays = torch.tensor(weight_decays, dtype=x.dtype, device=x.device)
+    # First on the training rows alone: a start that has seen no trusted row, so every fit
+    # below, the full one and each fold's, is warm-started fairly and in the same way.
+    start = fit(torch.zeros(g, xv.shape[0], dtype=x.dtype, device=x.device), decays,
+                torch.zeros(g, x.shape[1] + 1, num_classes, dtype=x.dtype, device=x.device), max_iter)
     folds = torch.stack(fold_masks)  # (K, V)
-    full = fit(torch.ones(1, xv.shape[0], dtype=x.dtype, device=x.device), None, max_iter)
-    w, b = _raw_weights(full, shift, scale)
-    scores = x @ w[0] + b[0]
-    refits = fit((~folds).to(x.dtype), full.expand(len(fold_masks), -1, -1),
-                 refit_iter or max(1, max_iter // 5))
-    val_scores = torch.empty(xv.shape[0], num_classes, dtype=x.dtype, device=x.device)
-    refit_w, refit_b = _raw_weights(refits, shift, scale)
-    for mask, w, b in zip(fold_masks, refit_w, refit_b):
-        val_scores[mask] = xv[mask] @ w + b
+    per_decay = torch.cat([torch.ones(1, xv.shape[0], dtype=torch.bool, device=x.device), ~folds])
+    keep = per_decay.repeat(g, 1).to(x.dtype)  # (G·(K+1), V): the full fit, then one per fold
+    heads = fit(keep, decays.repeat_interleave(len(per_decay)), start.repeat_interleave(len(per_decay), 0),
+                max(1, max_iter // 2))
+    w, b = _raw_weights(heads, shift, scale)
+    w = w.view(len(weight_decays), len(per_decay), *w.shape[1:])
+    b = b.view(len(weight_decays), len(per_decay), -1)
+    scores = torch.baddbmm(b[:, 0].unsqueeze(1), x.expand(len(weight_decays), -1, -1), w[:, 0])
+    # Each trusted row from its own fold's fit: (G, K, V, C) scores, picked by fold.
+    fold_scores = torch.einsum("vd,gkdc->gkvc", xv, w[:, 1:]) + b[:, 1:].unsqueeze(2)
+    val_scores = (fold_scores * folds.to(x.dtype).view(1, len(fold_masks), -1, 1)).sum(1)
     return scores, val_scores
 
 
 def loss_and_grad(params: torch.Tensor, x: torch.Tensor, t_given: torch.Tensor, xt: torch.Tensor,
-                  yt: torch.Tensor, row_weights: torch.Tensor, *, weight_decay: float,
+                  yt: torch.Tensor, row_weights: torch.Tensor, *, weight_decay: float | torch.Tensor,
                   shift: torch.Tensor | None = None, scale: torch.Tensor | float = 1.0,
-                  buffers: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  buffers: dict[str, torch.Tensor] | None = None,
+                  per_head: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The summed objective of K heads and its gradient with respect to ``params``.
 
     ``params`` (K, d+1, C) holds each head's ``[W; b]`` acting on standardised features
     ``(x − shift) / scale``. ``x`` (N, d) are the training rows, unstandardised, with
     ``t_given[i] = T[:, ỹ_i]``; ``xt`` (V, d) the trusted rows with one-hot clean labels
     ``yt``, weighted per head by ``row_weights`` (K, V). Each head's loss is divided by
-    its total row weight. The training rows' gradient on the scores is ``p − q``, with
+    its total row weight. ``weight_decay``: one for all heads, or one per head (K,).
+    The loss is the heads' sum, or with ``per_head`` each head's own (K,). The training rows' gradient on the scores is ``p − q``, with
     ``q ∝ p·T[:, ỹ]`` the label posterior.
 
     Scores are laid out (K, C, N) so the softmax runs across rows of length N, which
@@ -148,8 +177,11 @@ def loss_and_grad(params: torch.Tensor, x: torch.Tensor, t_given: torch.Tensor, 
     y_rows = yt.T.unsqueeze(0)
     d_val = (log_pv.exp() - y_rows) * (row_weights / denom.unsqueeze(1)).unsqueeze(1)
     w = params[:, :-1]
-    per_head = (loss_train - (log_pv * y_rows * row_weights.unsqueeze(1)).sum((1, 2))) / denom
-    loss = per_head.sum() + weight_decay * w.pow(2).sum()
+    head_losses = (loss_train - (log_pv * y_rows * row_weights.unsqueeze(1)).sum((1, 2))) / denom
+    if isinstance(weight_decay, torch.Tensor):
+        weight_decay = weight_decay.view(k, 1, 1)
+    losses = head_losses + (weight_decay * w.pow(2)).sum((1, 2))
+    loss = losses if per_head else losses.sum()
     grad_raw = d_scores.view(k * c, n) @ x + d_val.reshape(k * c, -1) @ xt
     grad_b = d_scores.sum(-1) + d_val.sum(-1)  # (K, C)
     if shift is not None:  # chain rule through x ↦ (x − shift) / scale

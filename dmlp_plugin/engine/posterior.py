@@ -26,7 +26,7 @@ from .ls_head import fit_temperature
 from .softmax import softmax_
 
 __all__ = ["transition_from_pairs", "transition_from_predictions", "label_posterior",
-           "refine_transition"]
+           "refine_transition", "heldout_log_transition"]
 
 
 def transition_from_pairs(clean: torch.Tensor, given: torch.Tensor, num_classes: int, *,
@@ -37,6 +37,17 @@ def transition_from_pairs(clean: torch.Tensor, given: torch.Tensor, num_classes:
                       torch.ones_like(clean, dtype=torch.float64), accumulate=True)
     counts += smoothing / num_classes
     return (counts / counts.sum(1, keepdim=True)).float()
+
+
+def heldout_log_transition(clean: torch.Tensor, given: torch.Tensor, folds: list[torch.Tensor],
+                           num_classes: int, *, smoothing: float = 1.0) -> torch.Tensor:
+    """``log T₋ₖ[:, ỹ_v]`` (V, C) for each trusted row ``v`` of fold ``k``: ``T`` counted
+    from the other folds' pairs, so a row's score never uses its own (clean, given) pair."""
+    out = torch.empty(len(clean), num_classes, device=clean.device)
+    for mask in folds:
+        t = transition_from_pairs(clean[~mask], given[~mask], num_classes, smoothing=smoothing)
+        out[mask] = t.clamp_min(1e-12).log().T[given[mask]]
+    return out
 
 
 def transition_from_predictions(probs: torch.Tensor, given: torch.Tensor, num_classes: int,

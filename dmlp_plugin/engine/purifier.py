@@ -25,9 +25,10 @@ from ..config import PurifyConfig
 from .eac import EACHead, slice_schedule
 from .ipc import IPCBatches, IPCLossWeights, factor, ipc_loss_and_grad, partition
 from .label_update import LabelOptimizer, project_simplex
-from .logistic_head import fit_forward_logistic
+from .logistic_head import fit_forward_logistic_path
 from .ls_head import LeastSquaresHead, fit_temperature, trusted_folds
-from .posterior import refine_transition, transition_from_pairs, transition_from_predictions
+from .posterior import (heldout_log_transition, refine_transition, transition_from_pairs,
+                        transition_from_predictions)
 from .softmax import softmax_, softmax_rows
 from .subnormals import flushing_subnormals
 
@@ -224,6 +225,9 @@ def purify_tensors(
     if features_view2 is not None:
         view_feats.append((features_view2, val_features_view2))
     folds = trusted_folds(val_labels.shape[0], 5, generator, device)  # shared by the views
+    # Scoring a trusted row under T counted from that very row would flatter every
+    # candidate's log-loss; each row is scored under T counted without its fold.
+    val_log_t = None if val_given is None else heldout_log_transition(val_labels, val_given, folds, num_classes)
     views = [_View(f, vf, init_labels, index, val_onehot, config, prior, generator, folds)
              for f, vf in view_feats]
     t_factor = _clock(device)
@@ -262,7 +266,7 @@ def purify_tensors(
         due = (epoch + 1) % config.eac_period == 0 or (config.eac_final and epoch == epochs - 1)
         if config.eac and due:
             targets, nll, transition = _mix_targets(views, config, given, val_labels, val_given,
-                                                    transition)
+                                                    transition, val_log_t)
             _mix(views, targets, config.eac_eta)
             mixes += 1
             metrics[epoch, 3] = 1.0
@@ -293,11 +297,11 @@ def purify_tensors(
         candidate_nll = {f"round {k + 1}": nll for k, nll in enumerate(nlls)}
         selected = f"round {int(best_round)}"
         if config.select_round and config.logistic_candidate:
-            logistic_soft, logistic_nll = _logistic_candidate(
-                views, config, given, val_labels, val_given, transition, folds)
-            candidate_nll["logistic"] = float(logistic_nll)
-            if logistic_nll < best_nll:
-                soft, selected = logistic_soft, "logistic"
+            for name, logistic_soft, logistic_nll in _logistic_candidate(
+                    views, config, given, val_labels, val_given, transition, folds, val_log_t):
+                candidate_nll[name] = float(logistic_nll)
+                if logistic_nll < best_nll:
+                    soft, selected, best_nll = logistic_soft, name, logistic_nll
     else:
         soft = sum(view.flat_labels() for view in views) / len(views)
     soft = _to_simplex(soft)
@@ -332,8 +336,11 @@ def epoch_record(epoch: int, row: list[float]) -> dict[str, float]:
 @torch.no_grad()
 def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
                  val_labels: torch.Tensor, val_given: torch.Tensor | None,
-                 transition: torch.Tensor | None):
+                 transition: torch.Tensor | None, val_log_t: torch.Tensor | None):
     """What each view mixes in, the trusted-set log-loss of that target, and ``T``.
+
+    ``val_log_t`` (V, C): ``log T[:, ỹ_v]`` for each trusted row under ``T`` counted
+    without that row's fold, for scoring (None without the trusted rows' given labels).
 
     A target is ``(labels, chain_targets)``: the labels' target, and the targets of the
     least-squares head's fold chains ``(K, C, N)`` (None without chains), made the same
@@ -357,9 +364,10 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
                                                          scores.shape[1]).to(scores.dtype)
             log_t = transition.clamp_min(1e-12).log().T  # row ỹ: log T[:, ỹ]
             prior = log_t[given]
-            if val_given is not None:  # else no given labels: calibrate the head alone
-                val_prior = log_t[val_given]
-        # The log-loss is taken under the counted T, the same for every round and candidate.
+            if val_log_t is not None:  # else no given labels: calibrate the head alone
+                val_prior = val_log_t
+        # The log-loss is taken under the counted T (held out per fold), the same for every
+        # round and candidate.
         scale, nll = fit_temperature(val_scores, val_labels, val_prior)
         if config.eac_target == "posterior" and config.transition_em_steps:
             prior, scale = _refined_prior(scores, val_scores, given, val_labels, val_given,
@@ -375,26 +383,31 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
 
 def _logistic_candidate(views: list[_View], config: PurifyConfig, given: torch.Tensor,
                         val_labels: torch.Tensor, val_given: torch.Tensor | None,
-                        transition: torch.Tensor, folds: list[torch.Tensor]):
-    """The posterior of the forward-corrected logistic head (mean over views) and its log-loss."""
+                        transition: torch.Tensor, folds: list[torch.Tensor],
+                        val_log_t: torch.Tensor | None) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """``(name, posterior, log-loss)`` of the forward-corrected logistic head at each weight
+    decay of the config (posterior: mean over views; log-loss under the held-out T)."""
     log_t = transition.clamp_min(1e-12).log().T
-    posteriors, nlls = [], []
+    decays = config.logistic_weight_decays
+    posteriors: list[list[torch.Tensor]] = [[] for _ in decays]
+    nlls: list[list[torch.Tensor]] = [[] for _ in decays]
+    val_prior = val_log_t if val_log_t is not None else 0.0
     for view in views:
-        scores, val_scores = fit_forward_logistic(
+        path_scores, path_val_scores = fit_forward_logistic_path(
             view.features, given, transition, view.val_features, val_labels, folds,
-            trusted_weight=config.logistic_trusted_weight,
-            weight_decay=config.logistic_weight_decay, max_iter=config.logistic_max_iter,
-            refit_iter=config.logistic_refit_iter)
-        val_prior = log_t[val_given] if val_given is not None else 0.0
-        # The log-loss that competes with the rounds' uses the same T as theirs.
-        scale, nll = fit_temperature(val_scores, val_labels, val_prior)
-        nlls.append(nll)
-        prior = log_t[given]
-        if config.transition_em_steps:
-            prior, scale = _refined_prior(scores, val_scores, given, val_labels, val_given,
-                                          transition, config.transition_em_steps)
-        posteriors.append(softmax_rows(scale * scores + prior))
-    return sum(posteriors) / len(posteriors), sum(nlls) / len(nlls)
+            trusted_weight=config.logistic_trusted_weight, weight_decays=decays,
+            max_iter=config.logistic_max_iter)
+        for g, (scores, val_scores) in enumerate(zip(path_scores, path_val_scores)):
+            # The log-loss that competes with the rounds' uses the same held-out T as theirs.
+            scale, nll = fit_temperature(val_scores, val_labels, val_prior)
+            nlls[g].append(nll)
+            prior = log_t[given]
+            if config.transition_em_steps:
+                prior, scale = _refined_prior(scores, val_scores, given, val_labels, val_given,
+                                              transition, config.transition_em_steps)
+            posteriors[g].append(softmax_rows(scale * scores + prior))
+    names = ["logistic"] if len(decays) == 1 else [f"logistic (weight decay {d:g})" for d in decays]
+    return [(name, sum(post) / len(post), sum(nll) / len(nll)) for name, post, nll in zip(names, posteriors, nlls)]
 
 
 def _refined_prior(scores: torch.Tensor, val_scores: torch.Tensor, given: torch.Tensor,

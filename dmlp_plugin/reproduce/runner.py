@@ -143,7 +143,7 @@ def run_cell(cell: CellSpec, protocol: Protocol, inputs: Inputs, *, device: str 
                 warnings.simplefilter("always")
                 result = purify_dataset(inputs.train, noisy, val_indices=trusted, val_labels=clean[trusted],
                                         num_classes=NUM_CLASSES, config=config, seed=cell.seed, device=device,
-                                        clean_labels=clean)
+                                        clean_labels=clean, threads=None)
             notes = sorted({str(w.message) for w in caught})
         except LabelError as exc:
             raise LabelError(f"{cell.table} {cell.panel}, {cell.series}, seed {cell.seed}: {exc} "
