@@ -4,6 +4,9 @@
     dmlp reproduce table1 table5 table7            # the real tables (minutes on 2 cores)
     dmlp reproduce all --results-dir runs/ --seeds 0,1,2
     dmlp reproduce --list
+    dmlp reproduce table4 --upstream-root ~/src --data ~/data --methods coteaching --rates 0.8   # GPU
+    dmlp reproduce table4 --smoke --upstream-root ~/src --methods coteaching,cdr --rates 0.8     # CPU, minutes
+    dmlp reproduce table8 --source r18-simclr=simclr.pt                                        # feature sources
 
 Each finished cell is one JSON file under RESULTS_DIR/<table>/; a rerun skips them.
 """
@@ -25,12 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from ..reproduce.tables import TABLES
     from .purify import _threads
 
+    from ..reproduce.upstream import UPSTREAM_TABLES
+
     p = subparsers.add_parser(
-        "reproduce", help="run the paper's tables (1, 5, 7) on the CIFAR-10 features, resumably",
+        "reproduce", help="run the paper's tables (1, 5, 7 on features; 4, 1-DivideMix, 8 with upstreams/GPU), resumably",
         description="Run a table of the DMLP paper on the shared CIFAR-10 k-means features and print it "
         "beside the paper's numbers. Each cell (one setting and seed) is stored as it finishes, so a rerun "
-        "skips finished cells. Tables: " + "; ".join(f"{name}: {spec.title}" for name, spec in TABLES.items()))
-    p.add_argument("tables", nargs="*", metavar="TABLE", help=f"{', '.join(TABLES)} or all")
+        "skips finished cells. Tables: " + "; ".join(f"{name}: {spec.title}" for name, spec in TABLES.items())
+        + "; " + "; ".join(f"{name}: {spec.title}" for name, spec in UPSTREAM_TABLES.items())
+        + "; table8: feature sources (--source). `all` is the CPU tables.")
+    p.add_argument("tables", nargs="*", metavar="TABLE",
+                   help=f"{', '.join([*TABLES, *UPSTREAM_TABLES, 'table8'])} or all (the CPU tables)")
     p.add_argument("--smoke", action="store_true",
                    help="every cell tiny (3,000 training rows, 128 feature dimensions, 4 epochs): a table in "
                    "seconds, to check the pipeline; stored under its own cell ids")
@@ -49,6 +57,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=_threads, default="auto", metavar="N|auto",
                    help="CPU threads (default: auto, leaving cores other jobs keep busy to them)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("upstream tables (table4, table1-dividemix)")
+    g.add_argument("--upstream-root", type=Path, metavar="DIR",
+                   help="folder holding the upstream clones DivideMix/, ELR/, CDR/, Co-teaching/ (default: "
+                   "$DMLP_UPSTREAM_ROOT); each is copied under RESULTS_DIR/upstream and integrated there")
+    g.add_argument("--data", type=Path, metavar="DIR",
+                   help="CIFAR-10 folder (holding cifar-10-batches-py) the upstreams train on (default: --cifar-root)")
+    g.add_argument("--features", type=Path, metavar="FILE",
+                   help="features .npz (array 'train', CIFAR order) purified for the --dmlp runs (default: the "
+                   "shared k-means features)")
+    g.add_argument("--methods", metavar="M[,M...]", help="only these methods (e.g. coteaching,cdr)")
+    g.add_argument("--rates", metavar="R[,R...]", help="only these noise rates (default: 0.2,0.5,0.8,0.9)")
+    g.add_argument("--cells", metavar="GLOB", help="only cells whose key matches, e.g. 'coteaching_sym80_*'")
+    g.add_argument("--epochs", type=int, metavar="N", help="train each run for N epochs (default: the upstream's own)")
+    g.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="stop each run after this long and keep its last test evaluation")
+    g.add_argument("--jobs", type=int, default=1, metavar="N", help="runs at once (default: 1)")
+    g.add_argument("--mode", choices=("default", "paper"), default="default",
+                   help="purifier mode of the --dmlp files (default: default)")
+    g.add_argument("--in-place", action="store_true",
+                   help="integrate and train in the clones under --upstream-root instead of copies")
+    g.add_argument("--source", action="append", default=[], metavar="NAME=FILE",
+                   help="table8: a feature source, features .npz (train, test) or a checkpoint; names r18-moco, "
+                   "r18-simclr, r50-simclr get the paper's figures (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -64,12 +95,91 @@ def _seeds(text: str) -> list[int]:
 
 def _table_names(names: list[str]) -> list[str]:
     from ..reproduce.tables import TABLES, get_table
+    from ..reproduce.upstream import UPSTREAM_TABLES
 
+    extra = [*UPSTREAM_TABLES, "table8"]
     if not names:
-        raise InputError(f"name a table to run ({', '.join(TABLES)} or all), or --list")
+        raise InputError(f"name a table to run ({', '.join([*TABLES, *extra])} or all), or --list")
     if "all" in names:
         return list(TABLES)
-    return [get_table(name).name for name in dict.fromkeys(names)]
+    return [name if name in extra else get_table(name).name for name in dict.fromkeys(names)]
+
+
+def _rates(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        rates = [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise InputError(f"--rates expects numbers separated by commas, got {text!r}") from None
+    if not rates or any(not 0 <= r < 1 for r in rates):
+        raise InputError(f"--rates expects noise rates in [0, 1), got {text!r}")
+    return rates
+
+
+def _upstream_root(args: argparse.Namespace) -> Path:
+    import os
+
+    root = args.upstream_root or (Path(os.environ["DMLP_UPSTREAM_ROOT"]) if os.environ.get("DMLP_UPSTREAM_ROOT")
+                                  else None)
+    if root is None:
+        raise InputError("the upstream tables need --upstream-root DIR (or $DMLP_UPSTREAM_ROOT): a folder holding "
+                         "DivideMix/, ELR/, CDR/, Co-teaching/")
+    return Path(root).expanduser()
+
+
+def _run_upstream(name: str, args: argparse.Namespace, seeds: list[int], store, shared: Path, log) -> None:
+    from ..reproduce.render import markdown_table, rich_table
+    from ..reproduce.upstream import UpstreamInputs, UpstreamProtocol, run_upstream_table, upstream_rows
+    from .console import console
+
+    protocol = UpstreamProtocol(smoke=args.smoke, epochs=args.epochs, time_limit=args.time_limit, mode=args.mode,
+                                features=args.features.stem if args.features else "cifar10_kmeans_pca512")
+    if args.jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    inputs = lambda: UpstreamInputs.from_shared(shared, _upstream_root(args), args.data or args.cifar_root,  # noqa: E731
+                                                features=args.features, in_place=args.in_place)
+    done = run_upstream_table(name, store, inputs, protocol=protocol, seeds=seeds, methods=methods,
+                              rates=_rates(args.rates), cells=args.cells, force=args.force, jobs=args.jobs,
+                              device=args.device, log=log or (lambda line: console.print(line, highlight=False)))
+    head, body = upstream_rows(done.records)
+    title = done.table.title + (" (smoke)" if args.smoke else "")
+    if args.markdown:
+        console.print(f"\n### {title}\n", highlight=False, markup=False)
+        console.print("\n".join(markdown_table(head, body)), highlight=False, markup=False, soft_wrap=True)
+    else:
+        console.print(rich_table(title, head, body))
+    console.print("Test accuracy (%) of the upstream's own final evaluation (Last) and its best over epochs; "
+                  "purified labels: their accuracy on the non-trusted rows; --dmlp injected: the parts the run "
+                  "recorded in dmlp-record.json. " + done.table.caption
+                  + (" Smoke runs stop after a few iterations: their numbers mean nothing." if args.smoke else ""),
+                  highlight=False, markup=False)
+    console.print(f"{done.computed} cell(s) computed, {done.skipped} from the store, {done.seconds:.1f} s; cells in "
+                  f"{store.root / name}", highlight=False)
+
+
+def _run_table8(args: argparse.Namespace, seeds: list[int], store, inputs, log) -> None:
+    from ..reproduce.feature_tables import missing_sources, parse_sources, run_table8
+    from ..reproduce.render import markdown_table, rich_table, table_rows
+    from ..reproduce.tables import RATES
+    from .console import console
+
+    sources = parse_sources(args.source)
+    done = run_table8(store, sources, inputs, cifar_root=args.data or args.cifar_root, smoke=args.smoke,
+                      seeds=seeds, rates=_rates(args.rates) or RATES, force=args.force, device=args.device, log=log)
+    head, body = table_rows("table8", done.records)
+    title = done.table.title + (" (smoke)" if args.smoke else "")
+    if args.markdown:
+        console.print(f"\n### {title}\n", highlight=False, markup=False)
+        console.print("\n".join(markdown_table(head, body)), highlight=False, markup=False, soft_wrap=True)
+    else:
+        console.print(rich_table(title, head, body))
+    for line in missing_sources(sources):
+        console.print(line, highlight=False, markup=False)
+    console.print(done.table.paper_caption, highlight=False, markup=False)
+    console.print(f"{done.computed} cell(s) computed, {done.skipped} from the store, {done.seconds:.1f} s; cells in "
+                  f"{store.root / 'table8'}", highlight=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,12 +190,28 @@ def run(args: argparse.Namespace) -> int:
     from .console import console
 
     if args.list:
+        from ..reproduce.feature_tables import PAPER_SOURCES, parse_sources, table8_cells
+        from ..reproduce.upstream import UPSTREAM_TABLES, UpstreamProtocol
+
         protocol = SMOKE if args.smoke else FULL
         for name, spec in TABLES.items():
             cells = spec.cells(_seeds(args.seeds))
             console.print(f"[bold]{name}[/]: {spec.title} ({len(cells)} cells)", highlight=False)
             for cell in cells:
                 console.print(f"  {cell.cell_id(protocol)}", highlight=False)
+        up = UpstreamProtocol(smoke=args.smoke, epochs=args.epochs, time_limit=args.time_limit, mode=args.mode)
+        for name, table in UPSTREAM_TABLES.items():
+            cells = table.cells(_seeds(args.seeds), rates=_rates(args.rates))
+            console.print(f"[bold]{name}[/]: {table.title} ({len(cells)} cells, GPU)", highlight=False)
+            for cell in cells:
+                console.print(f"  {cell.cell_id(up)}", highlight=False)
+        sources = ["kmeans", *parse_sources(args.source)]
+        cells = table8_cells(sources, _seeds(args.seeds), _rates(args.rates) or (0.2, 0.5, 0.8, 0.9))
+        console.print(f"[bold]table8[/]: feature sources ({len(cells)} cells for {', '.join(sources)}; "
+                      f"the paper's rows come from --source {', '.join(f'{k}=FILE' for k in PAPER_SOURCES)})",
+                      highlight=False)
+        for _, cell in cells:
+            console.print(f"  {cell.key}_s{cell.seed}", highlight=False)
         return 0
     names = _table_names(args.tables)
     seeds = _seeds(args.seeds)
@@ -100,8 +226,16 @@ def run(args: argparse.Namespace) -> int:
         return cache["inputs"]
 
     log = None if not args.no_progress else (lambda line: console.print(line, highlight=False))
+    from ..reproduce.upstream import UPSTREAM_TABLES
+
     with torch_threads(choose_threads(args.threads)):
         for name in names:
+            if name in UPSTREAM_TABLES:
+                _run_upstream(name, args, seeds, store, shared, log)
+                continue
+            if name == "table8":
+                _run_table8(args, seeds, store, inputs, log)
+                continue
             done = run_table(name, store, inputs, smoke=args.smoke, seeds=seeds, force=args.force,
                              device=args.device, progress=not args.no_progress, log=log)
             head, body = table_rows(done.table, done.records)

@@ -6,7 +6,10 @@
     >>> run.records[0]["metrics"]["label_accuracy"]
 
 Every cell is one JSON file in the store, written as soon as it finishes; a rerun skips
-finished cells. ``docs/reproduce.md`` describes the tables and the record format.
+finished cells. The GPU tables (``table4``, ``table1-dividemix``: integrated upstream methods with
+and without ``--dmlp``) are in :mod:`dmlp_plugin.reproduce.upstream`, ``table8`` (feature sources)
+in :mod:`dmlp_plugin.reproduce.feature_tables`. ``docs/reproduce.md`` describes the tables and the
+record format.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from .cifar_inputs import DEFAULT_CIFAR_ROOT, Inputs, draw_trusted, find_shared,
 from .render import latest_records, markdown_table, rich_table, table_rows
 from .runner import TableRun, code_version, run_cell, run_table
 from .store import ResultStore
+from .upstream import UPSTREAM_TABLES, UpstreamInputs, UpstreamProtocol, run_upstream_table, upstream_rows
 from .tables import FULL, SMOKE, TABLES, CellSpec, Protocol, TableSpec, get_table
 
 __all__ = [
@@ -24,4 +28,5 @@ __all__ = [
     "Inputs", "load_inputs", "find_shared", "subset", "draw_trusted", "noisy_labels", "probe_accuracy",
     "with_epochs", "DEFAULT_CIFAR_ROOT",
     "table_rows", "markdown_table", "rich_table", "latest_records",
+    "UPSTREAM_TABLES", "UpstreamInputs", "UpstreamProtocol", "run_upstream_table", "upstream_rows",
 ]
