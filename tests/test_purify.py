@@ -180,7 +180,8 @@ def test_permuting_the_samples_barely_moves_the_logistic_candidate(data):
     base = purify_dataset(data.features, data.given, **data.purify_kwargs(), config=config)
     shuffled = purify_dataset(data.features[perm], data.given[perm], val_indices=inverse[data.trusted],
                               val_labels=data.clean[data.trusted], config=config)
-    assert base.metadata["selected"] == shuffled.metadata["selected"] == "logistic"
+    assert base.metadata["selected"] == shuffled.metadata["selected"]
+    assert base.metadata["selected"].startswith("logistic")
     np.testing.assert_allclose(shuffled.soft_labels[inverse], base.soft_labels, atol=0.02)
     assert (shuffled.labels[inverse] == base.labels).mean() > 0.995
 
