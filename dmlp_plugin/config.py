@@ -236,6 +236,8 @@ class PurifyConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["label_betas"] = list(self.label_betas)
+        if isinstance(self.logistic_weight_decay, tuple):  # JSON-ready: lists, as from_dict reads them
+            d["logistic_weight_decay"] = list(self.logistic_weight_decay)
         return d
 
     @classmethod
