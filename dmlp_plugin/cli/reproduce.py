@@ -129,7 +129,6 @@ def _upstream_root(args: argparse.Namespace) -> Path:
 
 
 def _run_upstream(name: str, args: argparse.Namespace, seeds: list[int], store, shared: Path, log) -> None:
-    from ..reproduce.render import markdown_table, rich_table
     from ..reproduce.upstream import UpstreamInputs, UpstreamProtocol, run_upstream_table, upstream_rows
     from .console import console
 
@@ -145,11 +144,7 @@ def _run_upstream(name: str, args: argparse.Namespace, seeds: list[int], store, 
                               device=args.device, log=log or (lambda line: console.print(line, highlight=False)))
     head, body = upstream_rows(done.records)
     title = done.table.title + (" (smoke)" if args.smoke else "")
-    if args.markdown:
-        console.print(f"\n### {title}\n", highlight=False, markup=False)
-        console.print("\n".join(markdown_table(head, body)), highlight=False, markup=False, soft_wrap=True)
-    else:
-        console.print(rich_table(title, head, body))
+    _print_table(title, head, body, markdown=args.markdown)
     console.print("Test accuracy (%) of the upstream's own final evaluation (Last) and its best over epochs; "
                   "purified labels: their accuracy on the non-trusted rows; --dmlp injected: the parts the run "
                   "recorded in dmlp-record.json. " + done.table.caption
@@ -161,7 +156,7 @@ def _run_upstream(name: str, args: argparse.Namespace, seeds: list[int], store, 
 
 def _run_table8(args: argparse.Namespace, seeds: list[int], store, inputs, log) -> None:
     from ..reproduce.feature_tables import missing_sources, parse_sources, run_table8
-    from ..reproduce.render import markdown_table, rich_table, table_rows
+    from ..reproduce.render import table_rows
     from ..reproduce.tables import RATES
     from .console import console
 
@@ -170,11 +165,7 @@ def _run_table8(args: argparse.Namespace, seeds: list[int], store, inputs, log) 
                       seeds=seeds, rates=_rates(args.rates) or RATES, force=args.force, device=args.device, log=log)
     head, body = table_rows("table8", done.records)
     title = done.table.title + (" (smoke)" if args.smoke else "")
-    if args.markdown:
-        console.print(f"\n### {title}\n", highlight=False, markup=False)
-        console.print("\n".join(markdown_table(head, body)), highlight=False, markup=False, soft_wrap=True)
-    else:
-        console.print(rich_table(title, head, body))
+    _print_table(title, head, body, markdown=args.markdown)
     for line in missing_sources(sources):
         console.print(line, highlight=False, markup=False)
     console.print(done.table.paper_caption, highlight=False, markup=False)
@@ -184,7 +175,7 @@ def _run_table8(args: argparse.Namespace, seeds: list[int], store, inputs, log) 
 
 def run(args: argparse.Namespace) -> int:
     from ..reproduce import ResultStore, find_shared, load_inputs, run_table
-    from ..reproduce.render import FEATURE_NOTE, markdown_table, rich_table, table_rows
+    from ..reproduce.render import FEATURE_NOTE, table_rows
     from ..reproduce.tables import FULL, SMOKE, TABLES
     from ..threads import choose_threads, torch_threads
     from .console import console
@@ -240,14 +231,22 @@ def run(args: argparse.Namespace) -> int:
                              device=args.device, progress=not args.no_progress, log=log)
             head, body = table_rows(done.table, done.records)
             title = done.table.title + (" (smoke)" if args.smoke else "")
-            if args.markdown:
-                console.print(f"\n### {title}\n", highlight=False, markup=False)
-                console.print("\n".join(markdown_table(head, body)), highlight=False, markup=False, soft_wrap=True)
-            else:
-                console.print(rich_table(title, head, body))
+            _print_table(title, head, body, markdown=args.markdown)
             console.print("Accuracy (%): given and purified labels on the non-trusted rows; linear test: a "
                           "linear classifier trained on the labels, on the test set. " + done.table.paper_caption
                           + " " + FEATURE_NOTE, highlight=False, markup=False)
             console.print(f"{done.computed} cell(s) computed, {done.skipped} from the store, "
                           f"{done.seconds:.1f} s; cells in {store.root / name}", highlight=False)
     return 0
+
+
+def _print_table(title: str, head: list[str], body: list[list[str]], *, markdown: bool) -> None:
+    """A results table: Markdown (for RESULTS.md) or a rich table."""
+    from ..reproduce.render import markdown_table, rich_table
+    from .console import console
+
+    if markdown:
+        console.print(f"\n### {title}\n", highlight=False, markup=False)
+        console.print("\n".join(markdown_table(head, body)), highlight=False, markup=False, soft_wrap=True)
+    else:
+        console.print(rich_table(title, head, body))

@@ -79,13 +79,8 @@ def run_table(name: str, store: ResultStore, inputs: InputsSource, *, smoke: boo
     protocol = protocol or (SMOKE if smoke else FULL)
     cells = table.cells(list(seeds))
     start = time.perf_counter()
-    todo, found = [], {}
-    for cell in cells:
-        record = None if force else store.load(table.name, cell.cell_id(protocol))
-        if record is None:
-            todo.append(cell)
-        else:
-            found[cell.cell_id(protocol)] = record
+    positions, found = store.pending(table.name, [cell.cell_id(protocol) for cell in cells], force=force)
+    todo = [cells[k] for k in positions]
     if todo:
         full = inputs() if callable(inputs) else inputs
         data = subset(full, protocol.train_rows, test=protocol.test_rows)

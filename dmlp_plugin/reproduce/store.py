@@ -83,6 +83,18 @@ class ResultStore:
             return None
         return record if _valid(record) else None
 
+    def pending(self, table: str, cell_ids: list[str], *, force: bool = False) -> tuple[list[int], dict[str, dict[str, Any]]]:
+        """Which cells still need running (their positions in ``cell_ids``) and the stored
+        records of the others, by cell id (``force``: every cell runs again)."""
+        todo, found = [], {}
+        for k, cell_id in enumerate(cell_ids):
+            record = None if force else self.load(table, cell_id)
+            if record is None:
+                todo.append(k)
+            else:
+                found[cell_id] = record
+        return todo, found
+
     def save(self, record: dict[str, Any]) -> Path:
         """Write one finished cell (needs ``table`` and ``cell_id``) atomically."""
         if not _valid(record):

@@ -581,14 +581,8 @@ def run_upstream_table(name: str, store: ResultStore, inputs: UpstreamInputs | C
     if not all_cells:
         raise InputError(f"no cell of {name} matches the methods, rates and --cells given")
     start = time.perf_counter()
-    found: dict[str, dict[str, Any]] = {}
-    todo = []
-    for cell in all_cells:
-        record = None if force else store.load(table.name, cell.cell_id(protocol))
-        if record is None:
-            todo.append(cell)
-        else:
-            found[cell.cell_id(protocol)] = record
+    positions, found = store.pending(table.name, [cell.cell_id(protocol) for cell in all_cells], force=force)
+    todo = [all_cells[k] for k in positions]
     if todo:
         inp = inputs() if callable(inputs) else inputs
         work = store.root / "upstream"
