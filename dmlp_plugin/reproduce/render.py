@@ -40,13 +40,14 @@ def group_records(records: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]
     return list(groups.values())
 
 
-def _pct(values: list[float | None]) -> str:
-    values = [v for v in values if v is not None]
+def mean_std(values: list[float | None], *, scale: float = 100.0) -> str:
+    """``mean ± std`` of the values present (× ``scale``), one value alone, or "—"."""
+    values = [scale * v for v in values if v is not None]
     if not values:
         return "—"
     if len(values) == 1:
-        return f"{100 * values[0]:.2f}"
-    return f"{100 * np.mean(values):.2f} ± {100 * np.std(values):.2f}"
+        return f"{values[0]:.2f}"
+    return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
 
 
 def table_rows(table: TableSpec | str, records: Iterable[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -62,9 +63,9 @@ def table_rows(table: TableSpec | str, records: Iterable[dict[str, Any]]) -> tup
         body.append([
             first.get("panel", ""),
             first.get("series", "") + (f" ({len(group)} seeds)" if len(group) > 1 else ""),
-            _pct(metric("given_label_accuracy")),
-            "—" if first.get("method") == "classifier" else _pct(metric("label_accuracy")),
-            _pct(metric("linear_test_accuracy")),
+            mean_std(metric("given_label_accuracy")),
+            "—" if first.get("method") == "classifier" else mean_std(metric("label_accuracy")),
+            mean_std(metric("linear_test_accuracy")),
             f"{paper['value']:.2f}" if paper.get("value") is not None else "—",
             f"{np.mean(seconds):.1f}" if first.get("method") != "classifier" else "—",
         ])

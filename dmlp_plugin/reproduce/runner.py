@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import LabelError
 from ..progress import progress_bar
 from .cifar_inputs import NUM_CLASSES, Inputs, draw_trusted, git_revision, noisy_labels, probe_accuracy, subset
-from .store import SCHEMA_VERSION, ResultStore
+from .store import ResultStore, record_header
 from .tables import FULL, SMOKE, CellSpec, Protocol, TableSpec, get_table
 
 __all__ = ["TableRun", "run_table", "run_cell", "code_version"]
@@ -159,13 +159,7 @@ def run_cell(cell: CellSpec, protocol: Protocol, inputs: Inputs, *, device: str 
         "linear_test_accuracy": test_acc,
     }
     return {
-        "schema": SCHEMA_VERSION,
-        "table": cell.table,
-        "cell_id": cell.cell_id(protocol),
-        "key": ("smoke_" if protocol.smoke else "") + cell.key,
-        "smoke": protocol.smoke,
-        "panel": cell.panel,
-        "series": cell.series,
+        **record_header(cell, protocol),
         "method": cell.method,
         "settings": cell.settings(protocol),
         "config": config.to_dict() if config is not None else None,

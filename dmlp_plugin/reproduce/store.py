@@ -50,6 +50,19 @@ def make_cell_id(key: str, settings: dict[str, Any]) -> str:
     return f"{key}_{settings_hash(settings)}"
 
 
+def record_header(cell: Any, protocol: Any) -> dict[str, Any]:
+    """The fields every cell record starts with (a linear-table or an upstream cell)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "table": cell.table,
+        "cell_id": cell.cell_id(protocol),
+        "key": ("smoke_" if protocol.smoke else "") + cell.key,
+        "smoke": protocol.smoke,
+        "panel": cell.panel,
+        "series": cell.series,
+    }
+
+
 class ResultStore:
     """Finished cells of reproduction tables, one JSON file each, under ``root``.
 

@@ -45,7 +45,8 @@ from ..errors import DmlpError, InputError, MissingFileError
 from . import paper as P
 from .cifar_inputs import FEATURES, NUM_CLASSES, TRAIN_LABELS, draw_trusted, noisy_labels, with_epochs
 from .logs import parse_cdr_results, parse_log
-from .store import SCHEMA_VERSION, ResultStore, make_cell_id
+from .render import mean_std
+from .store import ResultStore, make_cell_id, record_header
 from .tables import RATES
 
 __all__ = ["UpstreamRunError", "UpstreamProtocol", "UpstreamCell", "UpstreamTable", "UPSTREAM_TABLES",
@@ -525,13 +526,7 @@ def run_upstream_cell(cell: UpstreamCell, protocol: UpstreamProtocol, clone: Pat
     if cell.method == "coteaching" and parsed.evaluations:
         metrics.update({f"test_accuracy_{k}": v for k, v in parsed.evaluations[-1].extra.items()})
     return {
-        "schema": SCHEMA_VERSION,
-        "table": cell.table,
-        "cell_id": cell.cell_id(protocol),
-        "key": ("smoke_" if protocol.smoke else "") + cell.key,
-        "smoke": protocol.smoke,
-        "panel": cell.panel,
-        "series": cell.series,
+        **record_header(cell, protocol),
         "method": "dmlp" if cell.dmlp else "upstream",
         "upstream": cell.method,
         "settings": cell.settings(protocol),
@@ -631,15 +626,6 @@ UPSTREAM_HEAD = ["setting", "method", "test (last)", "best", "epochs", "purified
                  "--dmlp injected"]
 
 
-def _fmt(values: list[float | None]) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
-
-
 def upstream_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """``(head, body)``: one row per (setting, method), seeds averaged. Accuracies in %."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -657,10 +643,10 @@ def upstream_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[s
         purified = [(r.get("purified") or {}).get("label_accuracy") for r in group]
         epochs = {r["metrics"].get("trained_epochs") for r in group}
         body.append([panel, series + (f" ({len(group)} seeds)" if len(group) > 1 else ""),
-                     _fmt([r["metrics"].get("test_accuracy") for r in group]),
-                     _fmt([r["metrics"].get("best_test_accuracy") for r in group]),
+                     mean_std([r["metrics"].get("test_accuracy") for r in group], scale=1.0),
+                     mean_std([r["metrics"].get("best_test_accuracy") for r in group], scale=1.0),
                      "/".join(str(e) if e is not None else "—" for e in sorted(epochs, key=lambda e: (e is None, e))),
-                     _fmt([100 * p if p is not None else None for p in purified]),
+                     mean_std(purified),
                      f"{paper['value']:.1f}" if paper.get("value") is not None else "—",
                      f"{paper['best']:.1f}" if paper.get("best") is not None else "—",
                      injected])
