@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .sizes import parse_memory
 
 __all__ = ["PurifyConfig"]
 
@@ -118,6 +119,18 @@ class PurifyConfig:
         epoch stopped: 98 steps of 500 rows cover 49,000 rows once per epoch.
     eac_conf_weight, eac_balance_weight : float
         Linear head only: weights of the confidence penalty and the class-balance term.
+    Resources
+    ---------
+    max_memory : int, str or None
+        A memory budget (bytes, or a size such as ``"8GB"``) for the features and the
+        working state. When holding the training features whole, in float32 on the device,
+        would exceed it, the default method reads them a chunk of rows at a time from where
+        they are (a memory-mapped ``.npy`` stays on disk) and keeps only per-row state of
+        size ``O(N·C)`` whole; the labels agree with the in-memory run to float32 rounding
+        (``tests/test_streaming.py``). Paper mode (IPC and the linear head) cannot stream and
+        fails with a clear error when it does not fit. ``None`` (default): always in memory.
+        The pages of a memory-mapped feature file are the OS's page cache and not counted.
+
     extra : dict
         Free-form settings for plugins; ignored by the engine.
     """
@@ -159,6 +172,8 @@ class PurifyConfig:
     eac_lr_decay_epoch: int = 0
     eac_conf_weight: float = 0.4
     eac_balance_weight: float = 1.0
+    # Resources
+    max_memory: int | str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -198,6 +213,7 @@ class PurifyConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        parse_memory(self.max_memory)  # a bad size fails here, naming the field
         betas = tuple(self.label_betas)
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise ConfigError(f"label_betas must be two numbers in [0, 1), got {self.label_betas!r}")

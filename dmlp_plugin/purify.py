@@ -14,6 +14,7 @@ from .device import choose_device, native_bfloat16
 from .errors import ConfigError, InputError
 from .io import array_checksum
 from .result import PurifyResult
+from .streaming import plan_memory
 from .threads import torch_threads
 from .validation import PurifyInputs, purify_inputs
 
@@ -205,7 +206,7 @@ def purify_dataset(
     timings = {"setup": t_setup - t0, **out.timings, **timings}
     timings["total"] = time.perf_counter() - t0
     result = _result(inputs, out, config, class_names, timings, estimate,
-                     device=dev, seed=seed, threads=thread_count)
+                     device=dev, seed=seed, threads=thread_count, memory=engine.memory.describe())
     if estimate is not None and estimate.worse_than_given:
         warnings.warn(estimate.warning_text(), RuntimeWarning, stacklevel=2)
     pm.hook.dmlp_purify_end(result=result)
@@ -218,11 +219,27 @@ class _Engine:
 
     def __init__(self, inputs: PurifyInputs, config: PurifyConfig, device: Any, seed: int) -> None:
         self.inputs, self.config, self.device, self.seed = inputs, config, device, int(seed)
+        self.memory = plan_memory(len(inputs.train_rows), inputs.features.shape[1], inputs.num_classes, config,
+                                  source_dtype=inputs.features.dtype,
+                                  views=1 if inputs.features_view2 is None else 2)
 
     def tensor(self, a: np.ndarray | None):
         import torch
 
         return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
+    def training_rows(self, source: np.ndarray | None, rows: np.ndarray):
+        """The training features for the engine: a float32 tensor, or read in chunks under
+        ``max_memory`` (:mod:`dmlp_plugin.streaming`)."""
+        if source is None:
+            return None
+        if not self.memory.streamed:
+            return self.tensor(source[rows].astype(np.float32, copy=False))
+        from .engine.rows import FeatureRows
+
+        every_row = len(rows) == len(source)  # rows are ascending and distinct: then all of them, in order
+        return FeatureRows(source, rows=None if every_row else rows, device=self.device,
+                           chunk_rows=self.memory.chunk_rows)
 
     def run(self, rows: np.ndarray, v_feats: np.ndarray, v_feats2: np.ndarray | None, v_labels: np.ndarray,
             v_given: np.ndarray | None, *, report: bool = False, **kwargs: Any):
@@ -235,9 +252,9 @@ class _Engine:
         init = torch.nn.functional.one_hot(self.tensor(x.given[rows]), x.num_classes).float()
         clean = x.clean[rows] if report and x.clean is not None else None
         return purify_tensors(
-            self.tensor(x.features[rows]), init, self.tensor(v_feats), self.tensor(v_labels),
+            self.training_rows(x.features, rows), init, self.tensor(v_feats), self.tensor(v_labels),
             config=self.config, generator=torch.Generator().manual_seed(self.seed),
-            features_view2=self.tensor(None if x.features_view2 is None else x.features_view2[rows]),
+            features_view2=self.training_rows(x.features_view2, rows),
             val_features_view2=self.tensor(v_feats2), val_given=self.tensor(v_given),
             clean_labels=self.tensor(clean), **kwargs)
 
@@ -260,7 +277,7 @@ _AUTO_MIN_SIZE = 2_000_000
 
 def _result(inputs: PurifyInputs, out: Any, config: PurifyConfig, class_names: list[str] | None,
             timings: dict[str, float], estimate: AccuracyEstimate | None, *, device: Any, seed: int,
-            threads: int | None) -> PurifyResult:
+            threads: int | None, memory: dict[str, Any]) -> PurifyResult:
     """The engine's output in the original row order, with what a report needs to know."""
     from . import __version__
 
@@ -275,6 +292,7 @@ def _result(inputs: PurifyInputs, out: Any, config: PurifyConfig, class_names: l
         "feature_dim": x.features.shape[1], "num_trusted": len(x.val_labels),
         "trusted_protocol": "indices" if len(x.trusted) else "separate", "device": str(device),
         "seed": int(seed), "two_view": x.features_view2 is not None, "threads": threads,
+        "memory": memory,
     }
     if out.selected is not None:
         metadata["selected"] = out.selected

@@ -52,7 +52,12 @@ def _to_numpy(value: Any, what: str) -> np.ndarray:
 
 
 def as_features(value: Any, what: str = "features") -> np.ndarray:
-    """A finite ``(N, d)`` float32 array from an array, tensor or feature file."""
+    """A finite ``(N, d)`` float array from an array, tensor or feature file.
+
+    float32 and float16 arrays are kept as they are, without a copy, so a memory-mapped
+    ``.npy`` stays on disk (the engine reads it in chunks under ``max_memory``); other
+    dtypes become float32. The finiteness check runs in blocks of rows, in bounded memory.
+    """
     arr = _to_numpy(value, what)
     what = shown(what)
     if arr.dtype == object or arr.dtype.kind not in "fiu":
@@ -61,15 +66,25 @@ def as_features(value: Any, what: str = "features") -> np.ndarray:
         raise ShapeError(f"{what} must be 2-D (samples, dims), got shape {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ShapeError(f"{what} is empty (shape {arr.shape})")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad_rows = np.flatnonzero(~finite.all(1))
+    if arr.dtype not in (np.float32, np.float16):
+        arr = arr.astype(np.float32)
+    elif not (arr.flags.c_contiguous or isinstance(arr, np.memmap)):
+        arr = np.ascontiguousarray(arr)
+    bad_rows = _nonfinite_rows(arr)
+    if len(bad_rows):
         kind = "NaN" if np.isnan(arr[bad_rows[0]]).any() else "inf"
         raise InputError(
             f"{what} contain NaN or inf values in {len(bad_rows)} row(s) "
             f"(first: row {bad_rows[0]} has {kind}); clean or drop these samples first")
     return arr
+
+
+def _nonfinite_rows(arr: np.ndarray, block_bytes: int = 64 << 20) -> np.ndarray:
+    """Rows holding a NaN or inf, read ``block_bytes`` at a time."""
+    step = max(1, block_bytes // max(1, arr.shape[1] * arr.itemsize))
+    bad = [start + np.flatnonzero(~np.isfinite(arr[start:start + step]).all(1))
+           for start in range(0, arr.shape[0], step)]
+    return np.concatenate(bad)
 
 
 def as_labels(value: Any, what: str = "labels", *, num_classes: int | None = None,
@@ -173,7 +188,7 @@ class PurifyInputs:
     with a separate trusted set ``trusted`` is empty and ``val_given`` is None.
     """
 
-    features: np.ndarray             # (N, d) float32
+    features: np.ndarray             # (N, d) float32 or float16, possibly memory-mapped
     given: np.ndarray                # (N,) int64
     val_labels: np.ndarray           # (V,) int64, clean
     num_classes: int
@@ -229,12 +244,12 @@ def purify_inputs(features: Any, labels: Any, *, val_labels: Any, val_indices: A
             raise InputError(f"the trusted set covers all {n} samples: nothing is left to purify")
         train_mask = np.ones(n, bool)
         train_mask[trusted] = False
-        vfeats, val_given = feats[trusted], given[trusted]
-        vfeats2 = None if feats2 is None else feats2[trusted]
+        vfeats, val_given = feats[trusted].astype(np.float32), given[trusted]
+        vfeats2 = None if feats2 is None else feats2[trusted].astype(np.float32)
         train_rows = np.flatnonzero(train_mask)
     else:
         trusted, train_rows, val_given = np.zeros(0, np.int64), np.arange(n), None
-        vfeats = as_features(val_features, "val_features")
+        vfeats = as_features(val_features, "val_features").astype(np.float32)
         if vfeats.shape[1] != feats.shape[1]:
             raise ShapeError(f"{shown('val_features')} have {vfeats.shape[1]} dims but {shown('features')} "
                              f"have {feats.shape[1]}")
@@ -246,7 +261,7 @@ def purify_inputs(features: Any, labels: Any, *, val_labels: Any, val_indices: A
             if val_features_view2 is None:
                 raise InputError(f"{shown('features_view2')} needs {shown('val_features_view2')} when the "
                                  "trusted set is separate")
-            vfeats2 = as_features(val_features_view2, "val_features_view2")
+            vfeats2 = as_features(val_features_view2, "val_features_view2").astype(np.float32)
     check_classes_present(val_y, num_classes)
     return PurifyInputs(features=feats, given=given, val_labels=val_y, num_classes=num_classes,
                         trusted=trusted, train_rows=train_rows, val_features=vfeats, val_given=val_given,

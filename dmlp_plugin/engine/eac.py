@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .label_update import LabelOptimizer
-from .softmax import log_softmax_rows, softmax_rows
+from .softmax import softmax_rows
 
 __all__ = ["EACHead", "slice_schedule"]
 

@@ -24,13 +24,14 @@ from __future__ import annotations
 import torch
 
 from .lbfgs import minimize_lbfgs_batched
+from .rows import FeatureRows, as_rows, column_mean, mean_square
 from .softmax import softmax_
 
 __all__ = ["fit_forward_logistic", "fit_forward_logistic_path", "loss_and_grad"]
 
 
 def fit_forward_logistic(
-    features: torch.Tensor,
+    features: torch.Tensor | FeatureRows,
     given: torch.Tensor,
     transition: torch.Tensor,
     val_features: torch.Tensor,
@@ -49,7 +50,7 @@ def fit_forward_logistic(
 
 
 def fit_forward_logistic_path(
-    features: torch.Tensor,
+    features: torch.Tensor | FeatureRows,
     given: torch.Tensor,
     transition: torch.Tensor,
     val_features: torch.Tensor,
@@ -65,7 +66,7 @@ def fit_forward_logistic_path(
 
     Parameters
     ----------
-    features : (N, d) float
+    features : (N, d) float tensor, or :class:`~.rows.FeatureRows` read in chunks
     given : (N,) long
         Given (noisy) labels of the training rows.
     transition : (C, C)
@@ -99,10 +100,9 @@ def fit_forward_logistic_path(
     # Standardise so that one weight decay means the same on any feature scale. The
     # shift and scale are folded into the weights (see loss_and_grad) rather than applied
     # to a copy of the features: that copy cost more than the whole fit.
-    shift = features.mean(0)
-    sq = torch.linalg.vector_norm(features).double().square() / features.numel()
-    scale = (sq - shift.double().square().mean()).clamp_min(1e-24).sqrt().to(features.dtype)
-    x, xv = features, val_features
+    x, xv = as_rows(features), val_features
+    shift = column_mean(x)
+    scale = (mean_square(x) - shift.double().square().mean()).clamp_min(1e-24).sqrt().to(x.dtype)
     t_given = transition.to(x.dtype).T[given]  # (N, C): T[:, ỹ_i]
     num_classes = transition.shape[0]
     val_onehot = torch.nn.functional.one_hot(val_labels, num_classes).to(x.dtype)
@@ -132,14 +132,16 @@ def fit_forward_logistic_path(
     w, b = _raw_weights(heads, shift, scale)
     w = w.view(len(weight_decays), len(per_decay), *w.shape[1:])
     b = b.view(len(weight_decays), len(per_decay), -1)
-    scores = torch.baddbmm(b[:, 0].unsqueeze(1), x.expand(len(weight_decays), -1, -1), w[:, 0])
+    scores = torch.empty(g, x.shape[0], num_classes, dtype=x.dtype, device=x.device)
+    for lo, hi, chunk in x.chunks():
+        torch.baddbmm(b[:, 0].unsqueeze(1), chunk.expand(g, -1, -1), w[:, 0], out=scores[:, lo:hi])
     # Each trusted row from its own fold's fit: (G, K, V, C) scores, picked by fold.
     fold_scores = torch.einsum("vd,gkdc->gkvc", xv, w[:, 1:]) + b[:, 1:].unsqueeze(2)
     val_scores = (fold_scores * folds.to(x.dtype).view(1, len(fold_masks), -1, 1)).sum(1)
     return scores, val_scores
 
 
-def loss_and_grad(params: torch.Tensor, x: torch.Tensor, t_given: torch.Tensor, xt: torch.Tensor,
+def loss_and_grad(params: torch.Tensor, x: torch.Tensor | FeatureRows, t_given: torch.Tensor, xt: torch.Tensor,
                   yt: torch.Tensor, row_weights: torch.Tensor, *, weight_decay: float | torch.Tensor,
                   shift: torch.Tensor | None = None, scale: torch.Tensor | float = 1.0,
                   buffers: dict[str, torch.Tensor] | None = None,
@@ -160,19 +162,27 @@ def loss_and_grad(params: torch.Tensor, x: torch.Tensor, t_given: torch.Tensor, 
     costs more in page faults than the arithmetic on it.
     """
     k, d1, c = params.shape
+    x = as_rows(x)
     n = x.shape[0]
     buffers = {} if buffers is None else buffers
     w_raw, b_raw = _raw_weights(params, shift, scale)  # (K, d, C), (K, C)
     w_rows = w_raw.transpose(1, 2).reshape(k * c, d1 - 1)  # (K·C, d)
     denom = n + row_weights.sum(1)  # (K,)
-    scores = _buffer(buffers, "scores", (k * c, n), x)
-    torch.mm(w_rows, x.T, out=scores)
-    p = scores.view(k, c, n).add_(b_raw.unsqueeze(-1))
-    softmax_(p, 1)  # over classes
-    joint = torch.mul(p, t_given.T.unsqueeze(0), out=_buffer(buffers, "joint", (k, c, n), x))
-    mixed = joint.sum(1, keepdim=True).clamp_min_(1e-30)  # P(ỹ_i | x_i)
-    loss_train = -mixed.log().sum((1, 2))
-    d_scores = p.sub_(joint.div_(mixed)).div_(denom.view(k, 1, 1))  # (p − q) / denom
+    loss_train = grad_train = grad_b_train = None
+    for lo, hi, chunk in x.chunks():
+        m = hi - lo
+        # Keyed by size: a short last chunk gets its own buffers rather than resizing the others.
+        scores = _buffer(buffers, f"scores{m}", (k * c, m), chunk)
+        torch.mm(w_rows, chunk.T, out=scores)
+        p = scores.view(k, c, m).add_(b_raw.unsqueeze(-1))
+        softmax_(p, 1)  # over classes
+        joint = torch.mul(p, t_given[lo:hi].T.unsqueeze(0), out=_buffer(buffers, f"joint{m}", (k, c, m), chunk))
+        mixed = joint.sum(1, keepdim=True).clamp_min_(1e-30)  # P(ỹ_i | x_i)
+        d_scores = p.sub_(joint.div_(mixed)).div_(denom.view(k, 1, 1))  # (p − q) / denom
+        loss_train = _accumulate(loss_train, -mixed.log().sum((1, 2)))
+        grad_train = _accumulate(grad_train, d_scores.view(k * c, m) @ chunk)
+        grad_b_train = _accumulate(grad_b_train, d_scores.sum(-1))
+    loss_train, grad_train, grad_b_train = (t.to(x.dtype) for t in (loss_train, grad_train, grad_b_train))
     log_pv = torch.log_softmax((w_rows @ xt.T).view(k, c, -1) + b_raw.unsqueeze(-1), 1)  # (K, C, V)
     y_rows = yt.T.unsqueeze(0)
     d_val = (log_pv.exp() - y_rows) * (row_weights / denom.unsqueeze(1)).unsqueeze(1)
@@ -182,14 +192,19 @@ def loss_and_grad(params: torch.Tensor, x: torch.Tensor, t_given: torch.Tensor, 
         weight_decay = weight_decay.view(k, 1, 1)
     losses = head_losses + (weight_decay * w.pow(2)).sum((1, 2))
     loss = losses if per_head else losses.sum()
-    grad_raw = d_scores.view(k * c, n) @ x + d_val.reshape(k * c, -1) @ xt
-    grad_b = d_scores.sum(-1) + d_val.sum(-1)  # (K, C)
+    grad_raw = grad_train + d_val.reshape(k * c, -1) @ xt
+    grad_b = grad_b_train + d_val.sum(-1)  # (K, C)
     if shift is not None:  # chain rule through x ↦ (x − shift) / scale
         grad_raw = grad_raw - grad_b.reshape(k * c, 1) * shift
     grad = torch.empty_like(params)
     grad[:, :-1] = grad_raw.view(k, c, d1 - 1).transpose(1, 2) / scale + 2 * weight_decay * w
     grad[:, -1] = grad_b
     return loss, grad
+
+
+def _accumulate(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
+    """A sum over chunks: the one chunk's own value, else accumulated in float64."""
+    return part if total is None else total.double() + part.double()
 
 
 def _buffer(buffers: dict[str, torch.Tensor], name: str, shape: tuple[int, ...],

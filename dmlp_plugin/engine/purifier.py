@@ -29,6 +29,7 @@ from .logistic_head import fit_forward_logistic_path
 from .ls_head import LeastSquaresHead, fit_temperature, trusted_folds
 from .posterior import (heldout_log_transition, refine_transition, transition_from_pairs,
                         transition_from_predictions)
+from .rows import FeatureRows, as_rows
 from .softmax import softmax_, softmax_rows
 from .subnormals import flushing_subnormals
 
@@ -172,8 +173,10 @@ def purify_tensors(
 
     Parameters
     ----------
-    features : (N, d) float
-        Training features (trusted samples excluded).
+    features : (N, d) float tensor, or :class:`~.rows.FeatureRows`
+        Training features (trusted samples excluded). The default method (no IPC, the
+        least-squares head) can read FeatureRows a chunk at a time; IPC and the linear
+        head need them whole.
     init_labels : (N, C) float
         Initial label distributions: one-hot given labels.
     val_features : (V, d) float
@@ -203,6 +206,11 @@ def purify_tensors(
     1e-38 change no label.
     """
     t_start = time.perf_counter()
+    # IPC's batches and the linear head hold the features whole; the least-squares and
+    # logistic heads read them through FeatureRows, whole or in chunks.
+    features = _whole(features) if config.ipc or (config.eac and config.eac_head == "linear") else as_rows(features)
+    if features_view2 is not None:
+        features_view2 = _whole(features_view2) if isinstance(features, torch.Tensor) else as_rows(features_view2)
     device = features.device
     n, num_classes = init_labels.shape
     given = init_labels.argmax(1)
@@ -311,6 +319,14 @@ def purify_tensors(
     timings = dict(zip(TIMINGS, (t_factor - t_start, t_epochs - t_factor, t_end - t_epochs)))
     return EngineOutput(soft_labels=soft, history=history, timings=timings, transition=transition,
                         selected=selected, candidate_nll=candidate_nll)
+
+
+def _whole(features: torch.Tensor | FeatureRows) -> torch.Tensor:
+    if isinstance(features, FeatureRows):
+        if features.streamed:
+            raise ValueError("IPC and the linear EAC head need the features whole; they were given in chunks")
+        return features.whole()
+    return features
 
 
 def _clock(device: torch.device) -> float:

@@ -1,0 +1,96 @@
+"""Whether a purification holds its features in memory or reads them in chunks, and how big.
+
+Under :attr:`PurifyConfig.max_memory <dmlp_plugin.PurifyConfig>` the default method reads
+the training features a chunk of rows at a time (:class:`~dmlp_plugin.engine.rows.FeatureRows`)
+whenever holding them whole, in float32 on the device, would not fit the budget. What
+stays whole is per-row state of ``O(N·C)``: labels, the fold chains, the candidates'
+posteriors. The estimates below are upper bounds measured on the engine's allocations
+(``benchmarks/scale.py`` checks them against peak RSS).
+
+The pages of a memory-mapped feature file are not counted: they belong to the OS page
+cache, which drops them under memory pressure and refills them from the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .config import PurifyConfig
+from .errors import InputError
+from .sizes import format_bytes, parse_memory
+
+__all__ = ["MemoryPlan", "plan_memory"]
+
+#: Rows per chunk at most: larger chunks make no product faster, only the buffers bigger.
+MAX_CHUNK_ROWS = 1 << 16
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How the engine reads the training features: ``chunk_rows`` None means whole."""
+
+    chunk_rows: int | None
+    in_memory_bytes: int  # the estimate for holding the features whole
+    streamed_bytes: int | None  # the estimate with chunks of chunk_rows (None: not streamed)
+
+    @property
+    def streamed(self) -> bool:
+        return self.chunk_rows is not None
+
+    def describe(self) -> dict[str, Any]:
+        """For a result's metadata: how the features were read and the estimate behind it."""
+        return {"streamed": self.streamed, "chunk_rows": self.chunk_rows,
+                "estimated_bytes": self.streamed_bytes if self.streamed else self.in_memory_bytes}
+
+
+def _per_row_state(num_classes: int, config: PurifyConfig) -> int:
+    """Bytes per training row of the state that stays whole: labels and their copies, the
+    least-squares head's fold chains with their scores and targets (5 folds), and the
+    logistic candidates' scores and posteriors, all float32."""
+    decays = len(config.logistic_weight_decays) if config.logistic_candidate else 0
+    vectors = 12 + 3 * 5 + 3 * decays
+    return 4 * num_classes * vectors
+
+
+def _per_chunk_row(dim: int, num_classes: int, source_itemsize: int, config: PurifyConfig) -> int:
+    """Bytes per row of a chunk: the rows as read and in float32, the logistic fits'
+    score buffers (every head, twice: a full chunk and a short last one) and a scores row."""
+    heads = len(config.logistic_weight_decays) * 6 if config.logistic_candidate else 0
+    return dim * (source_itemsize + 4) + 2 * 2 * heads * num_classes * 4 + 5 * num_classes * 4
+
+
+def plan_memory(n: int, dim: int, num_classes: int, config: PurifyConfig, *,
+                source_dtype: np.dtype = np.dtype(np.float32), views: int = 1) -> MemoryPlan:
+    """Read the features whole when they fit ``config.max_memory`` (or there is none), else
+    in the largest chunks that fit it.
+
+    Raises
+    ------
+    InputError
+        When even chunks of a few rows cannot fit, naming the smallest budget that would,
+        or when the method cannot stream (IPC, the linear EAC head) and does not fit.
+    """
+    budget = parse_memory(config.max_memory)
+    state = n * _per_row_state(num_classes, config)
+    # Whole: the float32 features (and their copy while being made) plus the per-row state
+    # and the logistic fits' buffers over all rows.
+    in_memory = views * n * dim * (4 + source_dtype.itemsize) + state + n * _per_chunk_row(0, num_classes, 0, config)
+    if budget is None or in_memory <= budget:
+        return MemoryPlan(None, in_memory, None)
+    if config.ipc or (config.eac and config.eac_head == "linear"):
+        raise InputError(
+            f"max_memory={format_bytes(budget)} is below the {format_bytes(in_memory)} this run needs with its "
+            "features in memory, and only the default method reads them in chunks: IPC (paper mode) and the "
+            "linear EAC head hold the features of every batch at once. Raise max_memory, or use the default "
+            "config (PurifyConfig())")
+    per_row = views * _per_chunk_row(dim, num_classes, source_dtype.itemsize, config)
+    rows = min(MAX_CHUNK_ROWS, (budget - state) // per_row) if budget > state else 0
+    minimum = state + 256 * per_row
+    if rows < 256:
+        raise InputError(
+            f"max_memory={format_bytes(budget)} cannot hold a purification of {n:,} rows of {dim} dims: the "
+            f"per-row state alone takes {format_bytes(state)}; at least {format_bytes(minimum)} is needed")
+    return MemoryPlan(int(rows), in_memory, state + int(rows) * per_row)
