@@ -181,11 +181,20 @@ def purify_dataset(
     if len(inputs.val_labels) < 10 * inputs.num_classes:
         warnings.warn(f"the trusted set has only {len(inputs.val_labels)} samples for {inputs.num_classes} "
                       "classes; purification will be noisy", RuntimeWarning, stacklevel=2)
-    dev = choose_device(device)
+    from . import distributed
+
+    # Under torchrun every process runs the same purification on its own share of the rows
+    # (its device: the local GPU, or the CPU); a single process gets a session of one.
+    session = distributed.init(device) if distributed.is_distributed() else None
+    dev = session.device if session is not None else choose_device(device)
+    if session is not None and (config.ipc or (config.eac and config.eac_head == "linear")):
+        raise InputError("under torchrun only the default method divides the rows between processes; IPC (paper "
+                         "mode) and the linear EAC head run in one process")
     if config.precision == "bfloat16" and not native_bfloat16(dev):
         warnings.warn(f"precision='bfloat16' on {dev}, which has no native bfloat16 matrix "
                       "products: expect it to be slower than float32", RuntimeWarning, stacklevel=2)
-    engine = _Engine(inputs, config, dev, seed)
+    engine = _Engine(inputs, config, dev, seed, session)
+    progress = progress and (session is None or session.is_main)
     thread_count = _thread_count(threads, inputs, dev)
     t_setup = time.perf_counter()
 
@@ -206,7 +215,8 @@ def purify_dataset(
     timings = {"setup": t_setup - t0, **out.timings, **timings}
     timings["total"] = time.perf_counter() - t0
     result = _result(inputs, out, config, class_names, timings, estimate,
-                     device=dev, seed=seed, threads=thread_count, memory=engine.memory.describe())
+                     device=dev, seed=seed, threads=thread_count,
+                     memory={**engine.memory.describe(), "processes": engine.world})
     if estimate is not None and estimate.worse_than_given:
         warnings.warn(estimate.warning_text(), RuntimeWarning, stacklevel=2)
     pm.hook.dmlp_purify_end(result=result)
@@ -217,11 +227,15 @@ class _Engine:
     """The engine on one set of inputs: every run, the full one and each accuracy fold,
     purifies some rows from their given labels against a trusted set, from the same seed."""
 
-    def __init__(self, inputs: PurifyInputs, config: PurifyConfig, device: Any, seed: int) -> None:
+    def __init__(self, inputs: PurifyInputs, config: PurifyConfig, device: Any, seed: int,
+                 session: Any = None) -> None:
         self.inputs, self.config, self.device, self.seed = inputs, config, device, int(seed)
-        self.memory = plan_memory(len(inputs.train_rows), inputs.features.shape[1], inputs.num_classes, config,
+        self.rank, self.world = (0, 1) if session is None else (session.rank, session.world_size)
+        n = len(inputs.train_rows)
+        self.memory = plan_memory(n, inputs.features.shape[1], inputs.num_classes, config,
                                   source_dtype=inputs.features.dtype,
-                                  views=1 if inputs.features_view2 is None else 2)
+                                  views=1 if inputs.features_view2 is None else 2,
+                                  held_rows=_share(n, self.rank, self.world)[1] - _share(n, self.rank, self.world)[0])
 
     def tensor(self, a: np.ndarray | None):
         import torch
@@ -233,13 +247,14 @@ class _Engine:
         ``max_memory`` (:mod:`dmlp_plugin.streaming`)."""
         if source is None:
             return None
-        if not self.memory.streamed:
+        if not self.memory.streamed and self.world == 1:
             return self.tensor(source[rows].astype(np.float32, copy=False))
         from .engine.rows import FeatureRows
 
         every_row = len(rows) == len(source)  # rows are ascending and distinct: then all of them, in order
         return FeatureRows(source, rows=None if every_row else rows, device=self.device,
-                           chunk_rows=self.memory.chunk_rows)
+                           chunk_rows=self.memory.chunk_rows,
+                           shard=_share(len(rows), self.rank, self.world) if self.world > 1 else None)
 
     def run(self, rows: np.ndarray, v_feats: np.ndarray, v_feats2: np.ndarray | None, v_labels: np.ndarray,
             v_given: np.ndarray | None, *, report: bool = False, **kwargs: Any):
@@ -257,6 +272,11 @@ class _Engine:
             features_view2=self.training_rows(x.features_view2, rows),
             val_features_view2=self.tensor(v_feats2), val_given=self.tensor(v_given),
             clean_labels=self.tensor(clean), **kwargs)
+
+
+def _share(n: int, rank: int, world: int) -> tuple[int, int]:
+    """The contiguous block of ``n`` training rows whose features process ``rank`` reads."""
+    return n * rank // world, n * (rank + 1) // world
 
 
 def _thread_count(threads: int | str | None, inputs: PurifyInputs, device: Any) -> int | None:

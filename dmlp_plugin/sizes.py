@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .argument_names import shown
 from .errors import ConfigError
 
 __all__ = ["parse_memory", "format_bytes"]
@@ -17,6 +18,7 @@ def parse_memory(value: Any, what: str = "max_memory") -> int | None:
     """Bytes from ``None``, a number of bytes, or a string such as ``"8GB"``, ``"512MiB"``."""
     if value is None:
         return None
+    what = shown(what)
     if isinstance(value, bool):
         raise ConfigError(f"{what} must be a size such as '8GB' or a number of bytes, got {value!r}")
     if isinstance(value, (int, float)):

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .config import PurifyConfig
+from .argument_names import shown
 from .errors import InputError
 from .sizes import format_bytes, parse_memory
 
@@ -63,9 +64,13 @@ def _per_chunk_row(dim: int, num_classes: int, source_itemsize: int, config: Pur
 
 
 def plan_memory(n: int, dim: int, num_classes: int, config: PurifyConfig, *,
-                source_dtype: np.dtype = np.dtype(np.float32), views: int = 1) -> MemoryPlan:
+                source_dtype: np.dtype = np.dtype(np.float32), views: int = 1,
+                held_rows: int | None = None) -> MemoryPlan:
     """Read the features whole when they fit ``config.max_memory`` (or there is none), else
     in the largest chunks that fit it.
+
+    ``held_rows``: under torchrun, the rows whose features this process reads (default: all
+    ``n``); the per-row state is kept for all ``n`` rows in every process.
 
     Raises
     ------
@@ -77,20 +82,22 @@ def plan_memory(n: int, dim: int, num_classes: int, config: PurifyConfig, *,
     state = n * _per_row_state(num_classes, config)
     # Whole: the float32 features (and their copy while being made) plus the per-row state
     # and the logistic fits' buffers over all rows.
-    in_memory = views * n * dim * (4 + source_dtype.itemsize) + state + n * _per_chunk_row(0, num_classes, 0, config)
+    held = n if held_rows is None else held_rows
+    in_memory = (views * held * dim * (4 + source_dtype.itemsize) + state
+                 + held * _per_chunk_row(0, num_classes, 0, config))
     if budget is None or in_memory <= budget:
         return MemoryPlan(None, in_memory, None)
     if config.ipc or (config.eac and config.eac_head == "linear"):
         raise InputError(
-            f"max_memory={format_bytes(budget)} is below the {format_bytes(in_memory)} this run needs with its "
+            f"{shown('max_memory')} {format_bytes(budget)} is below the {format_bytes(in_memory)} this run needs with its "
             "features in memory, and only the default method reads them in chunks: IPC (paper mode) and the "
-            "linear EAC head hold the features of every batch at once. Raise max_memory, or use the default "
-            "config (PurifyConfig())")
+            "linear EAC head hold the features of every batch at once. Raise it, or use the default "
+            "config")
     per_row = views * _per_chunk_row(dim, num_classes, source_dtype.itemsize, config)
     rows = min(MAX_CHUNK_ROWS, (budget - state) // per_row) if budget > state else 0
     minimum = state + 256 * per_row
     if rows < 256:
         raise InputError(
-            f"max_memory={format_bytes(budget)} cannot hold a purification of {n:,} rows of {dim} dims: the "
+            f"{shown('max_memory')} {format_bytes(budget)} cannot hold a purification of {n:,} rows of {dim} dims: the "
             f"per-row state alone takes {format_bytes(state)}; at least {format_bytes(minimum)} is needed")
     return MemoryPlan(int(rows), in_memory, state + int(rows) * per_row)

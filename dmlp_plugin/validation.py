@@ -68,7 +68,7 @@ def as_features(value: Any, what: str = "features") -> np.ndarray:
         raise ShapeError(f"{what} is empty (shape {arr.shape})")
     if arr.dtype not in (np.float32, np.float16):
         arr = arr.astype(np.float32)
-    elif not (arr.flags.c_contiguous or isinstance(arr, np.memmap)):
+    elif not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr)
     bad_rows = _nonfinite_rows(arr)
     if len(bad_rows):

@@ -30,6 +30,7 @@ FLAG_NAMES = {
     "labels_key": "--labels-key", "val_indices": "--val-indices", "val_features": "--val-features",
     "val_labels": "--val-labels", "clean_labels": "--clean-labels", "num_classes": "--num-classes",
     "output": "--output", "export_path": "--export-path", "plot": "--plot", "threads": "--threads",
+    "max_memory": "--max-memory",
 }
 
 
@@ -93,6 +94,10 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_threads, default="auto", metavar="N|auto",
                    help="CPU threads (default: auto, which leaves the cores other jobs keep busy to them; "
                    "$DMLP_THREADS or OMP_NUM_THREADS, when set, win over auto)")
+    p.add_argument("--max-memory", metavar="SIZE",
+                   help="memory budget, e.g. 8GB: when the training features do not fit it whole (in float32), "
+                   "the default method reads them in chunks of rows from where they are (a .npy stays memory-"
+                   "mapped on disk); paper mode cannot and says so. Default: no budget, all in memory")
 
 
 def _threads(text: str) -> int | str:
@@ -110,6 +115,8 @@ def config_from_args(args: argparse.Namespace):
     overrides: dict[str, Any] = {}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+    if getattr(args, "max_memory", None) is not None:
+        overrides["max_memory"] = args.max_memory
     for item in args.set:
         name, sep, raw = item.partition("=")
         if not sep:
@@ -164,6 +171,15 @@ def summary_table(result, *, title: str = "DMLP purification", output: Path | No
     if meta.get("selected"):
         nll = meta.get("candidate_nll", {}).get(meta["selected"])
         table.add_row("labels from", meta["selected"] + (f"  (trusted log-loss {nll:.3f})" if nll is not None else ""))
+    memory = meta.get("memory") or {}
+    how = []
+    if memory.get("processes", 1) > 1:
+        how.append(f"shared between {memory['processes']} processes (torchrun)")
+    if memory.get("chunk_rows"):
+        how.append(f"in chunks of {memory['chunk_rows']:,} rows (max_memory {result.config.max_memory}; "
+                   f"estimated {memory['estimated_bytes'] / 1e9:.2f} GB per process)")
+    if how:
+        table.add_row("features read", ", ".join(how))
     table.add_row("time", f"{result.timings.get('total', 0):.2f} s on {meta.get('device', '?')}")
     for key, value in (extra or {}).items():
         table.add_row(key, value)
@@ -228,6 +244,10 @@ def _run(args: argparse.Namespace) -> int:
                             device=args.device, seed=args.seed, progress=not args.no_progress,
                             estimate_accuracy=args.estimate_accuracy, estimate_folds=args.estimate_folds,
                             threads=args.threads, **kwargs)
+    from .. import distributed
+
+    if distributed.rank() != 0:  # under torchrun every process holds the same result; one writes it
+        return 0
     result.save(output)
     extra = {}
     if export_path is not None:

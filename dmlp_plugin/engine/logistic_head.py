@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from .lbfgs import minimize_lbfgs_batched
-from .rows import FeatureRows, as_rows, column_mean, mean_square
+from .rows import FeatureRows, as_rows, column_mean, mean_square, per_row_output
 from .softmax import softmax_
 
 __all__ = ["fit_forward_logistic", "fit_forward_logistic_path", "loss_and_grad"]
@@ -132,9 +132,10 @@ def fit_forward_logistic_path(
     w, b = _raw_weights(heads, shift, scale)
     w = w.view(len(weight_decays), len(per_decay), *w.shape[1:])
     b = b.view(len(weight_decays), len(per_decay), -1)
-    scores = torch.empty(g, x.shape[0], num_classes, dtype=x.dtype, device=x.device)
+    scores = per_row_output(x, (g, x.shape[0], num_classes), x.dtype)
     for lo, hi, chunk in x.chunks():
         torch.baddbmm(b[:, 0].unsqueeze(1), chunk.expand(g, -1, -1), w[:, 0], out=scores[:, lo:hi])
+    x.reduce_sum(scores)
     # Each trusted row from its own fold's fit: (G, K, V, C) scores, picked by fold.
     fold_scores = torch.einsum("vd,gkdc->gkvc", xv, w[:, 1:]) + b[:, 1:].unsqueeze(2)
     val_scores = (fold_scores * folds.to(x.dtype).view(1, len(fold_masks), -1, 1)).sum(1)
@@ -182,7 +183,9 @@ def loss_and_grad(params: torch.Tensor, x: torch.Tensor | FeatureRows, t_given: 
         loss_train = _accumulate(loss_train, -mixed.log().sum((1, 2)))
         grad_train = _accumulate(grad_train, d_scores.view(k * c, m) @ chunk)
         grad_b_train = _accumulate(grad_b_train, d_scores.sum(-1))
-    loss_train, grad_train, grad_b_train = (t.to(x.dtype) for t in (loss_train, grad_train, grad_b_train))
+    if loss_train is None:  # a process that holds no rows (more processes than rows)
+        loss_train, grad_train, grad_b_train = (params.new_zeros(shape) for shape in ((k,), (k * c, d1 - 1), (k, c)))
+    loss_train, grad_train, grad_b_train = (x.reduce_sum(t.to(x.dtype)) for t in (loss_train, grad_train, grad_b_train))
     log_pv = torch.log_softmax((w_rows @ xt.T).view(k, c, -1) + b_raw.unsqueeze(-1), 1)  # (K, C, V)
     y_rows = yt.T.unsqueeze(0)
     d_val = (log_pv.exp() - y_rows) * (row_weights / denom.unsqueeze(1)).unsqueeze(1)

@@ -20,8 +20,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-__all__ = ["FeatureRows", "as_rows", "gram", "xty_rows", "scores", "scores_rows", "column_mean",
-           "mean_square"]
+__all__ = ["FeatureRows", "as_rows", "gram", "xty_rows", "scores", "scores_rows", "per_row_output",
+           "column_mean", "mean_square"]
 
 
 class FeatureRows:
@@ -40,14 +40,20 @@ class FeatureRows:
         Where and in what precision chunks of a numpy source are computed on.
     chunk_rows : int, optional
         Rows per chunk of a numpy source (default: all rows in one chunk).
+    shard : (int, int), optional
+        Under ``torch.distributed``: the range of rows this process reads. Sums over rows
+        are then all-reduced over the default process group, and per-row outputs filled in
+        by each process and all-reduced, so every process ends with the same values (the
+        rows' features are divided between processes; everything of size N×C is not).
     """
 
     def __init__(self, source: torch.Tensor | np.ndarray, *, rows: np.ndarray | None = None,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 chunk_rows: int | None = None) -> None:
+                 chunk_rows: int | None = None, shard: tuple[int, int] | None = None) -> None:
+        self.shard = shard
         if isinstance(source, torch.Tensor):
-            if rows is not None or chunk_rows is not None:
-                raise ValueError("a tensor source is read whole: rows and chunk_rows are for a numpy source")
+            if rows is not None or chunk_rows is not None or shard is not None:
+                raise ValueError("a tensor source is read whole: rows, chunk_rows and shard are for a numpy source")
             self.tensor: torch.Tensor | None = source
             self.shape = tuple(source.shape)
             self.dtype, self.device = source.dtype, source.device
@@ -58,19 +64,28 @@ class FeatureRows:
         n = len(rows) if rows is not None else source.shape[0]
         self.shape = (n, source.shape[1])
         self.dtype, self.device = dtype, torch.device(device)
-        self.chunk_rows = max(1, min(n, chunk_rows or n))
+        held = n if shard is None else shard[1] - shard[0]
+        self.chunk_rows = max(1, min(held, chunk_rows or held))
 
     def __len__(self) -> int:
         return self.shape[0]
 
     @property
     def streamed(self) -> bool:
-        """Whether the rows are read in more than one chunk."""
-        return self.tensor is None and self.chunk_rows < self.shape[0]
+        """Whether the rows are read in more than one chunk (or shared between processes)."""
+        return self.tensor is None and (self.chunk_rows < self.shape[0] or self.shard is not None)
 
     def bounds(self) -> list[tuple[int, int]]:
-        n, step = self.shape[0], self.chunk_rows
-        return [(a, min(a + step, n)) for a in range(0, n, step)]
+        """``(start, stop)`` of each chunk this process reads, in training-row numbers."""
+        lo, hi = (0, self.shape[0]) if self.shard is None else self.shard
+        step = self.chunk_rows
+        return [(a, min(a + step, hi)) for a in range(lo, hi, step)]
+
+    def reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` summed over the processes that share the rows (``t`` itself in one process)."""
+        if self.shard is not None:
+            torch.distributed.all_reduce(t)
+        return t
 
     def read(self, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` as a ``dtype`` tensor on the device."""
@@ -88,6 +103,8 @@ class FeatureRows:
         """All rows as one tensor: the source tensor itself, or every chunk read into one."""
         if self.tensor is not None:
             return self.tensor
+        if self.shard is not None:
+            raise ValueError("the rows are shared between processes: no process holds them whole")
         return torch.cat([chunk for _, _, chunk in self.chunks()])
 
 
@@ -107,6 +124,7 @@ def gram(x: torch.Tensor | FeatureRows) -> torch.Tensor:
     for _, _, chunk in x.chunks():
         out[:d, :d] += (chunk.T @ chunk).double()
         out[:d, d] += chunk.sum(0).double()  # a dtype= argument would copy the chunk to float64 first
+    x.reduce_sum(out)
     out[d, :d] = out[:d, d]
     out[d, d] = x.shape[0]
     return out
@@ -119,10 +137,10 @@ def xty_rows(x: torch.Tensor | FeatureRows, y_rows: torch.Tensor) -> torch.Tenso
     which is the same product.
     """
     x = as_rows(x)
-    out = None
+    out = torch.zeros(y_rows.shape[0], x.shape[1], dtype=torch.float64, device=y_rows.device)
     for start, stop, chunk in x.chunks():
-        part = y_rows[:, start:stop] @ chunk
-        out = part.double() if out is None else out.add_(part.double())
+        out += (y_rows[:, start:stop] @ chunk).double()
+    x.reduce_sum(out)
     return torch.cat([out, y_rows.sum(1, keepdim=True).double()], 1).T
 
 
@@ -131,10 +149,10 @@ def scores(x: torch.Tensor | FeatureRows, weight: torch.Tensor, bias: torch.Tens
     x = as_rows(x)
     if x.tensor is not None:
         return x.tensor @ weight + bias
-    out = torch.empty(x.shape[0], weight.shape[1], dtype=weight.dtype, device=x.device)
+    out = per_row_output(x, (x.shape[0], weight.shape[1]), weight.dtype)
     for start, stop, chunk in x.chunks():
         torch.addmm(bias, chunk, weight, out=out[start:stop])
-    return out
+    return x.reduce_sum(out)
 
 
 def scores_rows(x: torch.Tensor | FeatureRows, weight_rows: torch.Tensor,
@@ -146,10 +164,16 @@ def scores_rows(x: torch.Tensor | FeatureRows, weight_rows: torch.Tensor,
     x = as_rows(x)
     if x.tensor is not None:
         return weight_rows @ x.tensor.T + bias
-    out = torch.empty(weight_rows.shape[0], x.shape[0], dtype=weight_rows.dtype, device=x.device)
+    out = per_row_output(x, (weight_rows.shape[0], x.shape[0]), weight_rows.dtype)
     for start, stop, chunk in x.chunks():
         out[:, start:stop] = weight_rows @ chunk.T + bias
-    return out
+    return x.reduce_sum(out)
+
+
+def per_row_output(x: FeatureRows, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A tensor for an output with one entry per row, which each process fills for its own
+    rows: zeros where others will write (so the all-reduce gathers), else uninitialised."""
+    return (torch.zeros if x.shard is not None else torch.empty)(shape, dtype=dtype, device=x.device)
 
 
 def column_mean(x: torch.Tensor | FeatureRows) -> torch.Tensor:
@@ -157,8 +181,10 @@ def column_mean(x: torch.Tensor | FeatureRows) -> torch.Tensor:
     x = as_rows(x)
     if x.tensor is not None:
         return x.tensor.mean(0)
-    total = sum(chunk.sum(0).double() for _, _, chunk in x.chunks())
-    return (total / x.shape[0]).to(x.dtype)
+    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    for _, _, chunk in x.chunks():
+        total += chunk.sum(0).double()
+    return (x.reduce_sum(total) / x.shape[0]).to(x.dtype)
 
 
 def mean_square(x: torch.Tensor | FeatureRows) -> torch.Tensor:
@@ -166,5 +192,7 @@ def mean_square(x: torch.Tensor | FeatureRows) -> torch.Tensor:
     x = as_rows(x)
     if x.tensor is not None:
         return torch.linalg.vector_norm(x.tensor).double().square() / x.tensor.numel()
-    total = sum(torch.linalg.vector_norm(chunk).double().square() for _, _, chunk in x.chunks())
-    return total / (x.shape[0] * x.shape[1])
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    for _, _, chunk in x.chunks():
+        total += torch.linalg.vector_norm(chunk).double().square()
+    return x.reduce_sum(total) / (x.shape[0] * x.shape[1])
