@@ -52,6 +52,7 @@ __all__ = [
     "remove_folder",
     "write_shard",
     "merge_shards",
+    "read_shard_folder",
     "gather_rows",
     "DEFAULT_TIMEOUT",
 ]
@@ -383,6 +384,32 @@ def merge_shards(folder: str | os.PathLike, world_size: int, n: int, names: list
                 fh.write(block.tobytes())
         merged[name] = target
     return merged
+
+
+def read_shard_folder(folder: str | os.PathLike, *, key: str | None = None, what: str = "features") -> np.ndarray:
+    """A folder of shards (``rank-NNNNN.<name>.npy`` beside ``rank-NNNNN.indices.npy``, as
+    :func:`write_shard` leaves them) as one memory-mapped ``(n, ...)`` array in index order.
+
+    The shards are merged once, in blocks (:func:`merge_shards`), into
+    ``<folder>/merged.<name>.npy``; later calls map that file. ``key`` names the array when
+    the shards hold several.
+    """
+    folder = Path(folder)
+    ranks = sorted(folder.glob("rank-*.indices.npy"))
+    names = sorted({p.name.split(".")[1] for p in folder.glob("rank-*.*.npy")} - {"indices"})
+    if not ranks or not names:
+        raise InputError(f"{what} folder {folder} holds no shards (rank-NNNNN.<name>.npy with "
+                         "rank-NNNNN.indices.npy); give a feature file instead")
+    if key is None and len(names) > 1:
+        raise InputError(f"{what} folder {folder} holds shards of several arrays {names}; name one with a key")
+    name = key if key is not None else names[0]
+    if name not in names:
+        raise InputError(f"{what} folder {folder} has no shards of {name!r}; it has {names}")
+    target = folder / f"merged.{name}.npy"
+    if not target.is_file():
+        n = sum(len(np.load(p, mmap_mode="r", allow_pickle=False)) for p in ranks)
+        merge_shards(folder, len(ranks), n, [name], targets={name: target})
+    return np.load(target, mmap_mode="r", allow_pickle=False)
 
 
 def gather_rows(folder: str | os.PathLike, indices: np.ndarray, arrays: Mapping[str, np.ndarray], *, n: int,

@@ -99,6 +99,10 @@ def load_array(path: PathLike, *, key: str | None = None, what: str = "array") -
     if not path.exists():
         raise MissingFileError(f"{what} file not found: {path}")
     if path.is_dir():
+        if any(path.glob("rank-*.indices.npy")):  # shards written under torchrun (dmlp_plugin.distributed)
+            from .distributed import read_shard_folder
+
+            return read_shard_folder(path, key=key, what=what)
         raise InputError(f"{what} path is a folder, expected a file: {path}")
     suffix = path.suffix.lower()
     try:

@@ -167,3 +167,23 @@ def test_the_cli_reads_max_memory_and_says_it_read_in_chunks(tmp_path, capsys):
     assert cli_main(args + ["--max-memory", "lots"]) == 2
     err = capsys.readouterr().err
     assert "--max-memory must be a size" in err and "Traceback" not in err
+
+
+def test_a_folder_of_torchrun_shards_is_merged_once_and_purifies_like_the_file(tmp_path):
+    from dmlp_plugin import distributed as dist
+
+    x, clean, noisy, trusted = planted(n=2000, seed=9)
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for rank in range(3):  # dealt round-robin, as under torchrun
+        rows = dist.shard_indices(len(x), rank, 3)
+        dist.write_shard(folder, rank, rows, {"features": x[rows].astype(np.float16)})
+    kw = dict(val_indices=trusted, val_labels=clean[trusted], seed=0)
+    from_folder = purify_dataset(str(folder), noisy, **kw)
+    merged = folder / "merged.features.npy"
+    assert merged.is_file()
+    np.testing.assert_array_equal(np.load(merged), x.astype(np.float16))
+    np.testing.assert_array_equal(from_folder.labels, purify_dataset(x.astype(np.float16), noisy, **kw).labels)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="path is a folder, expected a file"):
+        purify_dataset(str(tmp_path / "empty"), noisy, **kw)
