@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from purify_cifar10 import (FEATURES, TRAIN_LABELS, draw_trusted, git_revision, load_average,  # noqa: E402
+from purify_cifar10 import (FEATURES, TRAIN_LABELS, draw_trusted, load_average,  # noqa: E402
                             markdown_table, noisy_labels, print_table, shared_dir)
-from results_file import write_section  # noqa: E402
+from results_file import run_context, write_section  # noqa: E402
 
 START, END = "<!-- busy-machine:start -->", "<!-- busy-machine:end -->"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -122,17 +122,15 @@ def main(argv: list[str] | None = None) -> int:
             "÷ idle 1 thread", "label accuracy", ""]
     print_table("Busy machine", head, rows)
     if args.write_results:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        command = "python benchmarks/busy_machine.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        dated, command = run_context("busy_machine.py", began, load_start, argv)
         section = "\n".join([
             START, "## Purification on a busy machine (`benchmarks/busy_machine.py`)", "",
-            f"Run {began:%Y-%m-%d %H:%M} on {cores} CPU cores, dmlp-plugin at `{git_revision()}`; load average "
-            f"(1/5/15 min) at start {load_start}, at end {load_average()}. The busy machine has "
+            dated + f" The busy machine has "
             f"{args.competitors} CPU-bound process(es) (a Python busy loop) running through each run. Each case "
             f"runs {args.repeats} times; the median counts. Each run "
             "purifies the 50,000 CIFAR-10 k-means features at symmetric 50% noise (1,000 trusted samples) in a "
             f"fresh process. Target: `threads=\"auto\"` on the busy machine within {TARGET}x of the idle "
-            "one-thread time.", "", "    " + command.strip(), "", *markdown_table(head, rows), "", END])
+            "one-thread time.", "", "    " + command, "", *markdown_table(head, rows), "", END])
         write_section(RESULTS, section, START, END)
         print(f"wrote the busy-machine section of {RESULTS}")
     return 0

@@ -34,8 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from purify_cifar10 import git_revision, load_average, markdown_table, print_table  # noqa: E402
-from results_file import write_section  # noqa: E402
+from purify_cifar10 import load_average, markdown_table, print_table  # noqa: E402
+from results_file import run_context, write_section  # noqa: E402
 
 START, END = "<!-- scale:start -->", "<!-- scale:end -->"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -193,12 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     verdict = ("met" if largest["peak_rss"] / 1e9 <= TARGET_GB else "missed")
     print(f"peak RSS at {largest['n']:,} rows: {largest['peak_rss'] / 1e9:.2f} GB (target ≤ {TARGET_GB} GB: {verdict})")
     if args.write_results:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        command = "python benchmarks/scale.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        dated, command = run_context("scale.py", began, load_start, argv)
         section = "\n".join([
             START, "## Scale: 1M × 2048 features in bounded memory (`benchmarks/scale.py`)", "",
-            f"Run {began:%Y-%m-%d %H:%M} on {cores} CPU cores, dmlp-plugin at `{git_revision()}`; load average "
-            f"(1/5/15 min) at start {load_start}, at end {load_average()}. Synthetic features with "
+            dated + f" Synthetic features with "
             f"{args.classes} planted classes, {sizes[-1]:,} × {args.dims} float16 in one memory-mapped `.npy` "
             f"({features.stat().st_size / 1e9:.1f} GB); symmetric noise {args.noise:.0%}; {args.trusted:,} "
             "trusted rows; the default config. Each size is the first N rows of the file, purified in a fresh "
@@ -206,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             "pages of the memory-mapped file. \"estimate\": the planner's figure for the run (`dmlp_plugin/streaming.py`), "
             "which leaves the mapped file out. \"time per row ÷ smallest\": total time per row relative to "
             "the smallest streamed run (1.00 is linear growth).", "",
-            "    " + command.strip(), "", *markdown_table(head, rows), "",
+            "    " + command, "", *markdown_table(head, rows), "",
             agreement + f" Target: peak RSS ≤ {TARGET_GB:g} GB at the largest size: **{verdict}** "
             f"({largest['peak_rss'] / 1e9:.2f} GB).", "", END])
         write_section(RESULTS, section, START, END)

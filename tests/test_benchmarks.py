@@ -184,3 +184,22 @@ def test_speed_table_divides_the_naive_time_by_each_of_ours():
     assert ratios["ours, same method"] == "**4.0×**"
     assert ratios["ours, same method in bfloat16"] == "8.0×"
     assert ratios["ours, default"] == "25.0×"
+
+
+def test_scale_benchmark_small_end_to_end(tmp_path, monkeypatch, capsys):
+    """The scale benchmark on a tiny file: the budget forces chunks at the larger size, the
+    in-memory and chunked runs agree, and the results section says so."""
+    scale = load("scale")
+    results = tmp_path / "RESULTS.md"
+    monkeypatch.setattr(scale, "RESULTS", results)
+    assert scale.main(["--rows", "3000,9000", "--dims", "32", "--max-memory", "20MB", "--data-dir",
+                       str(tmp_path / "data"), "--threads", "1", "--write-results"]) == 0
+    out = capsys.readouterr().out
+    assert "the same label for 100.0000% of rows" in out
+    section = results.read_text()
+    assert "<!-- scale:start -->" in section and "**met**" in section
+    rows = [line for line in section.splitlines() if line.startswith("| 9,000 ")]
+    assert len(rows) == 1 and "| yes |" in rows[0]  # 9,000 rows do not fit 20 MB whole: read in chunks
+    clean = np.load(next((tmp_path / "data").glob("*-clean.npy")))
+    noisy = np.load(next((tmp_path / "data").glob("*-noisy.npy")))
+    assert abs((noisy != clean).mean() - 0.4 * 0.9) < 0.03  # 40% symmetric noise, DivideMix convention
