@@ -124,13 +124,15 @@ class PurifyConfig:
     max_memory : int, str or None
         A memory budget (bytes, or a size such as ``"8GB"``) for the features and the
         working state. When holding the training features whole, in float32 on the device,
-        would exceed it, the default method reads them a chunk of rows at a time from where
-        they are (a memory-mapped ``.npy`` stays on disk) and keeps only per-row state of
-        size ``O(N·C)`` whole. Sums over chunks change the float32 rounding, which the
+        would exceed it, the engine reads them a chunk of rows at a time from where they are
+        (a memory-mapped ``.npy`` stays on disk) and keeps only per-row state of size
+        ``O(N·C)`` whole; IPC (paper mode) factors and steps a group of batches at a time,
+        keeping the batches' solvers in RAM or, when they do not fit, in a temporary file. Sums over chunks change the float32 rounding, which the
         logistic fits' early-stopped L-BFGS amplifies a little: soft labels stay within 5e-3 of
         the in-memory run's and hard labels differ only at near ties, on at most 0.1% of rows
-        (``tests/test_streaming.py``). Paper mode (IPC and the linear head) cannot stream and
-        fails with a clear error when it does not fit. ``None`` (default): always in memory.
+        (``tests/test_streaming.py``); paper mode's labels are the in-memory ones. A budget
+        below the per-row state and one chunk (with IPC, one batch) fails before any work.
+        ``None`` (default): always in memory.
         The pages of a memory-mapped feature file are the OS's page cache and not counted.
 
     extra : dict

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 import warnings
 from typing import Any, Callable
@@ -187,9 +188,6 @@ def purify_dataset(
     # (its device: the local GPU, or the CPU); a single process gets a session of one.
     session = distributed.init(device) if distributed.is_distributed() else None
     dev = session.device if session is not None else choose_device(device)
-    if session is not None and (config.ipc or (config.eac and config.eac_head == "linear")):
-        raise InputError("under torchrun only the default method divides the rows between processes; IPC (paper "
-                         "mode) and the linear EAC head run in one process")
     if config.precision == "bfloat16" and not native_bfloat16(dev):
         warnings.warn(f"precision='bfloat16' on {dev}, which has no native bfloat16 matrix "
                       "products: expect it to be slower than float32", RuntimeWarning, stacklevel=2)
@@ -271,7 +269,8 @@ class _Engine:
             config=self.config, generator=torch.Generator().manual_seed(self.seed),
             features_view2=self.training_rows(x.features_view2, rows),
             val_features_view2=self.tensor(v_feats2), val_given=self.tensor(v_given),
-            clean_labels=self.tensor(clean), **kwargs)
+            clean_labels=self.tensor(clean), spill_dir=tempfile.gettempdir() if self.memory.spill else None,
+            **kwargs)
 
 
 def _share(n: int, rank: int, world: int) -> tuple[int, int]:

@@ -1,11 +1,13 @@
 """Whether a purification holds its features in memory or reads them in chunks, and how big.
 
-Under :attr:`PurifyConfig.max_memory <dmlp_plugin.PurifyConfig>` the default method reads
-the training features a chunk of rows at a time (:class:`~dmlp_plugin.engine.rows.FeatureRows`)
-whenever holding them whole, in float32 on the device, would not fit the budget. What
-stays whole is per-row state of ``O(N·C)``: labels, the fold chains, the candidates'
-posteriors. The estimates below are upper bounds measured on the engine's allocations
-(``benchmarks/scale.py`` checks them against peak RSS).
+Under :attr:`PurifyConfig.max_memory <dmlp_plugin.PurifyConfig>` the engine reads the
+training features a chunk of rows at a time (:class:`~dmlp_plugin.engine.rows.FeatureRows`)
+whenever holding them whole, in float32 on the device, would not fit the budget; IPC then
+works a group of batches at a time (:mod:`dmlp_plugin.engine.ipc_groups`). What stays
+whole is per-row state of ``O(N·C)``: labels, the fold chains, the candidates' posteriors,
+and with IPC the batches' solvers unless they are spilled to a file. The estimates below
+are upper bounds on the engine's allocations (``benchmarks/scale.py`` sets them beside
+peak RSS).
 
 The pages of a memory-mapped feature file are not counted: they belong to the OS page
 cache, which drops them under memory pressure and refills them from the file.
@@ -36,6 +38,8 @@ class MemoryPlan:
     chunk_rows: int | None
     in_memory_bytes: int  # the estimate for holding the features whole
     streamed_bytes: int | None  # the estimate with chunks of chunk_rows (None: not streamed)
+    #: IPC only: keep the batches' solvers in a temporary file, not in RAM.
+    spill: bool = False
 
     @property
     def streamed(self) -> bool:
@@ -43,7 +47,7 @@ class MemoryPlan:
 
     def describe(self) -> dict[str, Any]:
         """For a result's metadata: how the features were read and the estimate behind it."""
-        return {"streamed": self.streamed, "chunk_rows": self.chunk_rows,
+        return {"streamed": self.streamed, "chunk_rows": self.chunk_rows, "spilled": self.spill,
                 "estimated_bytes": self.streamed_bytes if self.streamed else self.in_memory_bytes}
 
 
@@ -72,32 +76,42 @@ def plan_memory(n: int, dim: int, num_classes: int, config: PurifyConfig, *,
     ``held_rows``: under torchrun, the rows whose features this process reads (default: all
     ``n``); the per-row state is kept for all ``n`` rows in every process.
 
+    With IPC (paper mode) a chunk is a group of whole batches, and the batches' solvers
+    (as large as the features) stay in RAM when they fit beside the state and one batch,
+    else in a temporary file (``spill``).
+
     Raises
     ------
     InputError
-        When even chunks of a few rows cannot fit, naming the smallest budget that would,
-        or when the method cannot stream (IPC, the linear EAC head) and does not fit.
+        When even chunks of a few rows (with IPC, one batch) cannot fit, naming the
+        smallest budget that would.
     """
     budget = parse_memory(config.max_memory)
     state = n * _per_row_state(num_classes, config)
+    held = n if held_rows is None else held_rows
+    ipc = config.ipc or (config.eac and config.eac_head == "linear")
+    # IPC keeps each batch's features and solver beside the features: twice their size again.
+    storage = 2 if config.precision == "bfloat16" else 4
+    batched = 2 * held * dim * storage if ipc else 0
     # Whole: the float32 features (and their copy while being made) plus the per-row state
     # and the logistic fits' buffers over all rows.
-    held = n if held_rows is None else held_rows
-    in_memory = (views * held * dim * (4 + source_dtype.itemsize) + state
+    in_memory = (views * (held * dim * (4 + source_dtype.itemsize) + batched) + state
                  + held * _per_chunk_row(0, num_classes, 0, config))
     if budget is None or in_memory <= budget:
         return MemoryPlan(None, in_memory, None)
-    if config.ipc or (config.eac and config.eac_head == "linear"):
-        raise InputError(
-            f"{shown('max_memory')} {format_bytes(budget)} is below the {format_bytes(in_memory)} this run needs with its "
-            "features in memory, and only the default method reads them in chunks: IPC (paper mode) and the "
-            "linear EAC head hold the features of every batch at once. Raise it, or use the default "
-            "config")
     per_row = views * _per_chunk_row(dim, num_classes, source_dtype.itemsize, config)
-    rows = min(MAX_CHUNK_ROWS, (budget - state) // per_row) if budget > state else 0
-    minimum = state + 256 * per_row
-    if rows < 256:
+    fewest, store, spill = 256, 0, False
+    if ipc:
+        # A group of batches on the device: its rows as read, in float32, and their solvers.
+        per_row += views * dim * 2 * storage
+        fewest = min(held, config.batch_size)  # one batch at least
+        store = views * held * dim * storage  # every batch's solver, kept between epochs
+        spill = budget - state - store < fewest * per_row
+    room = budget - state - (0 if spill else store)
+    rows = min(max(MAX_CHUNK_ROWS, fewest), held, room // per_row) if room > 0 else 0
+    if rows < fewest:
         raise InputError(
-            f"{shown('max_memory')} {format_bytes(budget)} cannot hold a purification of {n:,} rows of {dim} dims: the "
-            f"per-row state alone takes {format_bytes(state)}; at least {format_bytes(minimum)} is needed")
-    return MemoryPlan(int(rows), in_memory, state + int(rows) * per_row)
+            f"{shown('max_memory')} {format_bytes(budget)} cannot hold a purification of {n:,} rows of {dim} dims: "
+            f"the per-row state alone takes {format_bytes(state)}; at least "
+            f"{format_bytes(state + fewest * per_row)} is needed")
+    return MemoryPlan(int(rows), in_memory, state + int(rows) * per_row + (0 if spill else store), spill)

@@ -119,13 +119,33 @@ def test_a_budget_that_fits_changes_nothing():
     np.testing.assert_array_equal(a.soft_labels, b.soft_labels)
 
 
-def test_paper_mode_over_budget_and_a_tiny_budget_are_refused_before_any_work():
+@pytest.mark.parametrize("budget, spilled", [(4_500_000, False), (3_500_000, True)])
+def test_paper_mode_in_groups_of_batches_gives_the_in_memory_labels(budget, spilled, tmp_path, monkeypatch):
+    """IPC a group of batches at a time, the solvers in RAM or in a temporary file: each
+    batch's step is the batched one, so the labels are the in-memory run's."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where the solvers spill
+    x, clean, noisy, trusted = planted(n=3000, seed=2)
+    kw = dict(val_indices=trusted, val_labels=clean[trusted], seed=0)
+    config = PurifyConfig.paper(epochs=30, batch_size=500)
+    whole = purify_dataset(x, noisy, config=config, **kw)
+    grouped = purify_dataset(x, noisy, config=config.replace(max_memory=budget), **kw)
+    memory = grouped.metadata["memory"]
+    assert memory["streamed"] and memory["spilled"] == spilled
+    assert 500 <= memory["chunk_rows"] < 1500  # one or two of the six batches at a time
+    assert whole.accuracy(clean) > (noisy == clean).mean() + 0.1  # paper mode did something
+    np.testing.assert_array_equal(grouped.labels, whole.labels)
+    np.testing.assert_allclose(grouped.soft_labels, whole.soft_labels, atol=1e-5)
+    assert not list(tmp_path.glob("dmlp-ipc-solvers-*"))  # the spill file is gone
+
+
+def test_a_budget_below_the_state_and_one_chunk_is_refused_before_any_work():
     x, clean, noisy, trusted = planted(n=3000, seed=7)
     kw = dict(val_indices=trusted, val_labels=clean[trusted])
-    with pytest.raises(InputError, match=r"only the default method reads them in chunks.*IPC"):
-        purify_dataset(x, noisy, config=PurifyConfig.paper(max_memory="1MB"), **kw)
     with pytest.raises(InputError, match=r"cannot hold a purification of 2,700 rows.*at least [0-9.]+ MB"):
         purify_dataset(x, noisy, config=PurifyConfig(max_memory="1MB"), **kw)
+    # paper mode needs one IPC batch at a time at least
+    with pytest.raises(InputError, match=r"cannot hold a purification of 2,700 rows.*at least 3.[0-9] MB"):
+        purify_dataset(x, noisy, config=PurifyConfig.paper(max_memory="3MB", batch_size=500), **kw)
 
 
 @pytest.mark.parametrize("text, size", [("8GB", 8 * 10 ** 9), ("512MiB", 512 * 2 ** 20), (" 1.5 gb", 1_500_000_000),

@@ -96,8 +96,8 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
                    "$DMLP_THREADS or OMP_NUM_THREADS, when set, win over auto)")
     p.add_argument("--max-memory", metavar="SIZE",
                    help="memory budget, e.g. 8GB: when the training features do not fit it whole (in float32), "
-                   "the default method reads them in chunks of rows from where they are (a .npy stays memory-"
-                   "mapped on disk); paper mode cannot and says so. Default: no budget, all in memory")
+                   "they are read in chunks of rows from where they are (a .npy stays memory-mapped on disk), "
+                   "and paper mode's IPC works a group of batches at a time. Default: no budget, all in memory")
 
 
 def _threads(text: str) -> int | str:

@@ -30,7 +30,8 @@ import torch
 
 from .softmax import log_softmax_rows, softmax_
 
-__all__ = ["IPCBatches", "partition", "factor", "ipc_loss_and_grad", "IPCLossWeights"]
+__all__ = ["IPCBatches", "partition", "factor", "gather_batches", "batch_layout", "solve_batches",
+           "ipc_loss_and_grad", "IPCLossWeights"]
 
 
 @dataclass
@@ -102,25 +103,49 @@ def factor(features: torch.Tensor, index: torch.Tensor, *, ridge: float,
     features' own); ``torch.bfloat16`` halves their memory and the bytes every epoch
     reads, while the factoring itself stays in float64.
     """
-    mask = (index >= 0).to(features.dtype).unsqueeze(-1)
+    batch_features = gather_batches(features, index)
+    mask, counts, positions = batch_layout(index, features.dtype)
+    storage = storage or features.dtype
+    solver_t = solve_batches(batch_features, counts, ridge=ridge, storage=storage)
+    return IPCBatches(index=index, mask=mask, features=batch_features.to(storage),
+                      solver=solver_t.transpose(1, 2), counts=counts, positions=positions,
+                      rows=index.reshape(-1)[positions])
+
+
+def gather_batches(features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The rows of ``index`` (B, b) as (B, b, d), padding rows zero."""
     batch_features = features[index.clamp(min=0)]
     # Zero the padding rows in place: at most one per batch, so no pass over all rows.
     pads = torch.nonzero(index.reshape(-1) < 0).squeeze(1)
     batch_features.view(-1, features.shape[1]).index_fill_(0, pads, 0.0)
-    counts = mask.sum(1, keepdim=True)
+    return batch_features
+
+
+def batch_layout(index: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``mask`` (B, b, 1), ``counts`` (B, 1, 1) and the flat ``positions`` of the real rows."""
+    mask = (index >= 0).to(dtype).unsqueeze(-1)
+    # Long-index positions, found once: boolean masks in the epoch loop would sync on CUDA.
+    positions = torch.nonzero(index.reshape(-1) >= 0).squeeze(1)
+    return mask, mask.sum(1, keepdim=True), positions
+
+
+def solve_batches(batch_features: torch.Tensor, counts: torch.Tensor, *, ridge: float,
+                  storage: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``Kᵀ = ((FᵀF + λI)⁻¹Fᵀ)ᵀ`` (B, b, d) in ``storage`` for each batch, factored in float64
+    (into ``out`` when given)."""
     num_batches, width, d = batch_features.shape
-    rel = torch.full((num_batches,), float(ridge), dtype=torch.float64, device=features.device)
+    rel = torch.full((num_batches,), float(ridge), dtype=torch.float64, device=batch_features.device)
     small = counts.view(-1) < d
     if bool(small.any()):
         warnings.warn(
             f"IPC batch of {int(counts.min())} samples is smaller than the feature dimension {d}: "
             f"FᵀF is singular without the ridge, which is raised to at least 1e-3 for such batches "
-            f"(raise batch_size to avoid this)", RuntimeWarning, stacklevel=3)
+            f"(raise batch_size to avoid this)", RuntimeWarning, stacklevel=4)
         rel = torch.where(small, rel.clamp(min=1e-3), rel)
-    storage = storage or features.dtype
     # K is kept as Kᵀ, contiguous (B, b, d): the layout the triangular solve produces, and
     # the one in which both of an epoch's products with it are fastest.
-    solver_t = torch.empty((num_batches, width, d), dtype=storage, device=features.device)
+    solver_t = out if out is not None else torch.empty((num_batches, width, d), dtype=storage,
+                                                       device=batch_features.device)
     # A few batches at a time (~32 MB of float64 each), so the float64 copies never hold
     # all batches at once: paper mode's peak memory on CIFAR-10 fell from 1.28 to 1.05 GB.
     step = max(1, (32 << 20) // (width * d * 8))
@@ -134,12 +159,9 @@ def factor(features: torch.Tensor, index: torch.Tensor, *, ridge: float,
             # Only reachable with ridge=0 on rank-deficient features.
             gram.diagonal(dim1=1, dim2=2).add_((1e-6 * scale).unsqueeze(-1))
             chol = torch.linalg.cholesky(gram)
-        solver_t[lo:lo + step] = torch.cholesky_solve(features64.transpose(1, 2), chol).transpose(1, 2)
-    # Long-index positions, found once: boolean masks in the epoch loop would sync on CUDA.
-    positions = torch.nonzero(index.reshape(-1) >= 0).squeeze(1)
-    return IPCBatches(index=index, mask=mask, features=batch_features.to(storage),
-                      solver=solver_t.transpose(1, 2), counts=counts, positions=positions,
-                      rows=index.reshape(-1)[positions])
+        solver_t[lo:lo + step] = torch.cholesky_solve(features64.transpose(1, 2), chol).transpose(1, 2).to(
+            solver_t.device)
+    return solver_t
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,14 @@ import torch
 from ..config import PurifyConfig
 from .eac import EACHead, slice_schedule
 from .ipc import IPCBatches, IPCLossWeights, factor, ipc_loss_and_grad, partition
+from .ipc_groups import BatchRows, GroupedBatches, grouped_loss_and_grad
 from .label_update import LabelOptimizer, project_simplex
 from .logistic_head import fit_forward_logistic_path
 from .ls_head import LeastSquaresHead, fit_temperature, trusted_folds
 from .posterior import (heldout_log_transition, refine_transition, transition_from_pairs,
                         transition_from_predictions)
-from .rows import FeatureRows, as_rows
+from .rows import FeatureRows
+from .rows import scores as row_scores
 from .softmax import softmax_, softmax_rows
 from .subnormals import flushing_subnormals
 
@@ -64,11 +66,12 @@ _STORAGE = {"float32": None, "bfloat16": torch.bfloat16}
 class _View:
     """One feature view: its label variables, optimizer, factored batches and head."""
 
-    def __init__(self, features: torch.Tensor, val_features: torch.Tensor, init: torch.Tensor,
+    def __init__(self, features: torch.Tensor | FeatureRows, val_features: torch.Tensor, init: torch.Tensor,
                  index: torch.Tensor, val_onehot: torch.Tensor, config: PurifyConfig,
                  prior: torch.Tensor, generator: torch.Generator,
-                 folds: list[torch.Tensor]) -> None:
+                 folds: list[torch.Tensor], spill_dir: str | None = None) -> None:
         self.features = features
+        self.spill_dir = spill_dir
         self.val_features = val_features
         self.config = config
         self.place(index, init)
@@ -97,8 +100,13 @@ class _View:
             self.batches = None
             self.labels = flat_labels.clone()
         else:
-            self.batches: IPCBatches | None = factor(self.features, index, ridge=cfg.ridge,
-                                                     storage=_STORAGE[cfg.precision])
+            if isinstance(self.features, FeatureRows):
+                # Not held whole: factored and stepped a group of batches at a time (ipc_groups).
+                self.batches: IPCBatches | GroupedBatches | None = GroupedBatches(
+                    self.features, index, ridge=cfg.ridge, storage=_STORAGE[cfg.precision] or self.features.dtype,
+                    group_batches=self.features.chunk_rows // index.shape[1], spill_dir=self.spill_dir)
+            else:
+                self.batches = factor(self.features, index, ridge=cfg.ridge, storage=_STORAGE[cfg.precision])
             self.labels = self.batches.gather(flat_labels)  # (B, b, C), the optimised variables
             self.optimizer = LabelOptimizer(self.labels, kind=cfg.label_optimizer, lr=cfg.label_lr,
                                             betas=cfg.label_betas, weight_decay=cfg.label_weight_decay)
@@ -111,10 +119,12 @@ class _View:
         rows = self.config.eac_batch_size
         self.head_cursor = 0
         if self.batches is None:
-            self.head_rows = self.features.to(_STORAGE[self.config.precision] or self.features.dtype)
+            self.head_rows = (self.features if isinstance(self.features, FeatureRows)
+                              else self.features.to(_STORAGE[self.config.precision] or self.features.dtype))
             self.head_slices = slice_schedule([n], n, rows)
             return
-        self.head_rows = self.batches.features.flatten(0, 1)
+        self.head_rows = (BatchRows(self.batches) if isinstance(self.batches, GroupedBatches)
+                          else self.batches.features.flatten(0, 1))
         sizes = [int(c) for c in self.batches.counts.view(-1).tolist()]
         self.head_slices = slice_schedule(sizes, self.batches.index.shape[1], rows)
 
@@ -138,8 +148,10 @@ class _View:
         """Head scores on the training rows and honest scores on the trusted rows."""
         if self.linear_head is not None:
             # The linear head never sees the trusted rows, so its scores there are held out.
-            return (self.linear_head.logits(self.features).detach(),
-                    self.linear_head.logits(self.val_features).detach())
+            head = self.linear_head
+            scores = (row_scores(self.features, head.weight.T, head.bias) if isinstance(self.features, FeatureRows)
+                      else head.logits(self.features))
+            return scores.detach(), head.logits(self.val_features).detach()
         flat = self.flat_labels()
         weights = self.ls_head.fit(flat)
         return self.ls_head.scores(weights), self.ls_head.crossfit_val_scores(flat)
@@ -168,15 +180,16 @@ def purify_tensors(
     clean_labels: torch.Tensor | None = None,
     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
+    spill_dir: str | None = None,
 ) -> EngineOutput:
     """Run DMLP on prepared tensors.
 
     Parameters
     ----------
     features : (N, d) float tensor, or :class:`~.rows.FeatureRows`
-        Training features (trusted samples excluded). The default method (no IPC, the
-        least-squares head) can read FeatureRows a chunk at a time; IPC and the linear
-        head need them whole.
+        Training features (trusted samples excluded). FeatureRows read in chunks, or shared
+        between processes, are read that way by every part of the engine: the heads a chunk
+        of rows at a time, IPC a group of batches at a time (:mod:`.ipc_groups`).
     init_labels : (N, C) float
         Initial label distributions: one-hot given labels.
     val_features : (V, d) float
@@ -199,6 +212,9 @@ def purify_tensors(
     on_stage : callable, optional
         ``on_stage(name)`` when the epochs are done and the final stage starts (choosing
         among the candidates, fitting the logistic one), so a progress bar can say so.
+    spill_dir : str, optional
+        With IPC on FeatureRows read in chunks: keep the batches' solvers in a temporary
+        file in this folder rather than in RAM (:mod:`.ipc_groups`).
 
     On CPU, subnormal floats are flushed to zero while it runs: softmax probabilities of
     confident rows underflow into that range, and arithmetic on them is an order of
@@ -206,11 +222,11 @@ def purify_tensors(
     1e-38 change no label.
     """
     t_start = time.perf_counter()
-    # IPC's batches and the linear head hold the features whole; the least-squares and
-    # logistic heads read them through FeatureRows, whole or in chunks.
-    features = _whole(features) if config.ipc or (config.eac and config.eac_head == "linear") else as_rows(features)
+    # Features read in chunks (or shared between processes) stay FeatureRows, read by every
+    # part of the engine a chunk or a group of batches at a time; otherwise one tensor.
+    features = _tensor_unless_streamed(features)
     if features_view2 is not None:
-        features_view2 = _whole(features_view2) if isinstance(features, torch.Tensor) else as_rows(features_view2)
+        features_view2 = _tensor_unless_streamed(features_view2)
     device = features.device
     n, num_classes = init_labels.shape
     given = init_labels.argmax(1)
@@ -236,7 +252,7 @@ def purify_tensors(
     # Scoring a trusted row under T counted from that very row would flatter every
     # candidate's log-loss; each row is scored under T counted without its fold.
     val_log_t = None if val_given is None else heldout_log_transition(val_labels, val_given, folds, num_classes)
-    views = [_View(f, vf, init_labels, index, val_onehot, config, prior, generator, folds)
+    views = [_View(f, vf, init_labels, index, val_onehot, config, prior, generator, folds, spill_dir)
              for f, vf in view_feats]
     t_factor = _clock(device)
 
@@ -255,8 +271,8 @@ def purify_tensors(
                 view.place(index, view.flat_labels())
         if config.ipc:
             for view in views:
-                loss, grad = ipc_loss_and_grad(view.labels, view.batches, view.val_features,
-                                               val_onehot, prior, weights)
+                step = grouped_loss_and_grad if isinstance(view.batches, GroupedBatches) else ipc_loss_and_grad
+                loss, grad = step(view.labels, view.batches, view.val_features, val_onehot, prior, weights)
                 view.optimizer.step(grad)
                 if config.project_simplex:
                     view.labels.copy_(project_simplex(view.labels) * view.batches.mask)
@@ -321,10 +337,8 @@ def purify_tensors(
                         selected=selected, candidate_nll=candidate_nll)
 
 
-def _whole(features: torch.Tensor | FeatureRows) -> torch.Tensor:
-    if isinstance(features, FeatureRows):
-        if features.streamed:
-            raise ValueError("IPC and the linear EAC head need the features whole; they were given in chunks")
+def _tensor_unless_streamed(features: torch.Tensor | FeatureRows) -> torch.Tensor | FeatureRows:
+    if isinstance(features, FeatureRows) and not features.streamed:
         return features.whole()
     return features
 

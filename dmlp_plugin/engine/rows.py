@@ -94,6 +94,17 @@ class FeatureRows:
         part = self.source[start:stop] if self.rows is None else self.source[self.rows[start:stop]]
         return torch.from_numpy(np.ascontiguousarray(part)).to(self.device, self.dtype)
 
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        """Rows ``rows.start:rows.stop``, for code that slices rows (the linear EAC head)."""
+        return self.read(rows.start, rows.stop)
+
+    def read_rows(self, indices: np.ndarray) -> torch.Tensor:
+        """Rows ``indices`` (training-row numbers, any order) as a ``dtype`` tensor on the device."""
+        if self.tensor is not None:
+            return self.tensor[torch.as_tensor(indices, device=self.device)]
+        part = self.source[indices if self.rows is None else self.rows[indices]]
+        return torch.from_numpy(np.ascontiguousarray(part)).to(self.device, self.dtype)
+
     def chunks(self) -> Iterator[tuple[int, int, torch.Tensor]]:
         """``(start, stop, rows)`` for each chunk, in order."""
         for start, stop in self.bounds():
