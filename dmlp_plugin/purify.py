@@ -121,6 +121,11 @@ def purify_dataset(
         or ``OMP_NUM_THREADS``, when set, win over ``"auto"``; ``None`` leaves torch as it is.
         Small inputs and CUDA runs are left alone.
 
+    Under ``torchrun`` every process calls this with the same inputs; the training rows are
+    divided between them (collectives over the default process group) and every process
+    returns the same result. ``config.max_memory`` bounds memory by reading the features in
+    chunks. Both are described in ``docs/scale.md``.
+
     Returns
     -------
     PurifyResult
