@@ -92,7 +92,7 @@ class FeatureRows:
         if self.tensor is not None:
             return self.tensor[start:stop]
         part = self.source[start:stop] if self.rows is None else self.source[self.rows[start:stop]]
-        return torch.from_numpy(np.ascontiguousarray(part)).to(self.device, self.dtype)
+        return self._tensor(part)
 
     def __getitem__(self, rows: slice) -> torch.Tensor:
         """Rows ``rows.start:rows.stop``, for code that slices rows (the linear EAC head)."""
@@ -102,8 +102,14 @@ class FeatureRows:
         """Rows ``indices`` (training-row numbers, any order) as a ``dtype`` tensor on the device."""
         if self.tensor is not None:
             return self.tensor[torch.as_tensor(indices, device=self.device)]
-        part = self.source[indices if self.rows is None else self.rows[indices]]
-        return torch.from_numpy(np.ascontiguousarray(part)).to(self.device, self.dtype)
+        return self._tensor(self.source[indices if self.rows is None else self.rows[indices]])
+
+    def _tensor(self, part: np.ndarray) -> torch.Tensor:
+        # torch wants writable memory: a slice of a read-only memory map is copied first
+        # (in its own dtype: float16 stays half the size until the device converts it).
+        if not (part.flags.writeable and part.flags.c_contiguous):
+            part = np.array(part)
+        return torch.from_numpy(part).to(self.device, self.dtype)
 
     def chunks(self) -> Iterator[tuple[int, int, torch.Tensor]]:
         """``(start, stop, rows)`` for each chunk, in order."""
