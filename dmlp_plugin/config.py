@@ -255,6 +255,10 @@ class PurifyConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        if d["max_memory"] is None:
+            # A resource, not a hyperparameter: left out at its default, so configs (and the
+            # ids of stored results hashed from them) read as they did before it existed.
+            del d["max_memory"]
         d["label_betas"] = list(self.label_betas)
         if isinstance(self.logistic_weight_decay, tuple):  # JSON-ready: lists, as from_dict reads them
             d["logistic_weight_decay"] = list(self.logistic_weight_decay)

@@ -207,3 +207,11 @@ def test_a_folder_of_torchrun_shards_is_merged_once_and_purifies_like_the_file(t
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="path is a folder, expected a file"):
         purify_dataset(str(tmp_path / "empty"), noisy, **kw)
+
+
+def test_max_memory_is_left_out_of_a_default_configs_dict_and_round_trips_when_set():
+    # A resource, not a hyperparameter: configs (and the stored-result ids hashed from them)
+    # read as before it existed, unless a budget is set.
+    assert "max_memory" not in PurifyConfig().to_dict()
+    assert PurifyConfig.from_dict(PurifyConfig().to_dict()) == PurifyConfig()
+    assert PurifyConfig.from_dict(PurifyConfig(max_memory="2GB").to_dict()).max_memory == "2GB"
