@@ -235,10 +235,10 @@ class _Engine:
         self.inputs, self.config, self.device, self.seed = inputs, config, device, int(seed)
         self.rank, self.world = (0, 1) if session is None else (session.rank, session.world_size)
         n = len(inputs.train_rows)
+        lo, hi = _share(n, self.rank, self.world)
         self.memory = plan_memory(n, inputs.features.shape[1], inputs.num_classes, config,
                                   source_dtype=inputs.features.dtype,
-                                  views=1 if inputs.features_view2 is None else 2,
-                                  held_rows=_share(n, self.rank, self.world)[1] - _share(n, self.rank, self.world)[0])
+                                  views=1 if inputs.features_view2 is None else 2, held_rows=hi - lo)
 
     def tensor(self, a: np.ndarray | None):
         import torch
@@ -246,8 +246,9 @@ class _Engine:
         return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
 
     def training_rows(self, source: np.ndarray | None, rows: np.ndarray):
-        """The training features for the engine: a float32 tensor, or read in chunks under
-        ``max_memory`` (:mod:`dmlp_plugin.streaming`)."""
+        """The training features for the engine: a float32 tensor, or FeatureRows read in
+        chunks under ``max_memory`` (:mod:`dmlp_plugin.streaming`) or shared between the
+        processes of a torchrun run."""
         if source is None:
             return None
         if not self.memory.streamed and self.world == 1:
