@@ -134,7 +134,7 @@ def _host_tensor(shape: tuple[int, ...], dtype: torch.dtype, spill_dir: str | No
     The file is unlinked as soon as it is mapped: its pages live as long as the mapping, and
     nothing is left behind, whatever ends the run.
     """
-    if spill_dir is None:
+    if spill_dir is None or 0 in shape:  # nothing to spill for a process without batches
         return torch.empty(shape, dtype=dtype)
     fd, path = tempfile.mkstemp(prefix="dmlp-ipc-solvers-", suffix=".bin", dir=spill_dir)
     os.close(fd)
