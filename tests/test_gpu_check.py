@@ -138,6 +138,27 @@ def test_purify_on_cuda_agrees_with_the_cpu(mode):
 
 @pytest.mark.cuda
 @needs_cuda
+@pytest.mark.parametrize("mode", ["default", "paper"])
+def test_purify_in_chunks_on_cuda_matches_in_memory(mode):
+    """max_memory on CUDA: chunks of rows (and groups of IPC batches, solvers on the host)
+    moved to the GPU as the run reaches them."""
+    from dmlp_plugin import PurifyConfig, purify_dataset
+    from dmlp_plugin.streaming import plan_memory
+
+    from streaming_fixtures import assert_agree, planted
+
+    x, clean, noisy, trusted = planted(n=3000, seed=2)
+    config = PurifyConfig.paper(epochs=30, batch_size=500) if mode == "paper" else PurifyConfig()
+    whole = plan_memory(len(x) - len(trusted), x.shape[1], 10, config)
+    kw = dict(val_indices=trusted, val_labels=clean[trusted], seed=0, device="cuda")
+    in_memory = purify_dataset(x, noisy, config=config, **kw)
+    chunked = purify_dataset(x, noisy, config=config.replace(max_memory=int(whole.in_memory_bytes * 0.8)), **kw)
+    assert chunked.metadata["memory"]["streamed"]
+    assert_agree(chunked, in_memory)
+
+
+@pytest.mark.cuda
+@needs_cuda
 def test_feature_extraction_on_cuda_matches_the_cpu():
     from dmlp_plugin.data.arrays import ArrayDataset
     from dmlp_plugin.features import extract_features
