@@ -119,6 +119,7 @@ class _View:
         rows = self.config.eac_batch_size
         self.head_cursor = 0
         if self.batches is None:
+            # Rows read in chunks are stepped through in float32 whatever the precision.
             self.head_rows = (self.features if isinstance(self.features, FeatureRows)
                               else self.features.to(_STORAGE[self.config.precision] or self.features.dtype))
             self.head_slices = slice_schedule([n], n, rows)
