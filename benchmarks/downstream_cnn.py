@@ -400,6 +400,22 @@ def render(setting_names: list[str], runs: list[Run], results: dict, args: argpa
     return "\n".join(lines)
 
 
+def plot(names: list[str], results: dict, path: Path):
+    """Bars of CNN test accuracy per setting: given, purified and (the one shared run) clean
+    labels, through the report's ``plot_downstream``. Settings not run yet show no bar."""
+    from dmlp_plugin.report import plot_downstream
+
+    clean = results.get(("clean", "clean"))
+    records = [{"panel": setting_title(name), "series": f"{kind} labels",
+                "metrics": {"downstream_test_accuracy": 100 * r["test_acc"]}}
+               for name in names for kind in ("given", "purified")
+               if (r := results.get((name, kind))) is not None]
+    if clean is not None:
+        records += [{"panel": setting_title(name), "series": "clean labels",
+                     "metrics": {"downstream_test_accuracy": 100 * clean["test_acc"]}} for name in names]
+    return plot_downstream(records, path, title="a small CNN trained on the given, purified and clean labels")
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -424,6 +440,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--report", action="store_true", help="train nothing; report the cached runs")
     p.add_argument("--write-results", action="store_true",
                    help="rewrite the downstream section of RESULTS.md after every finished run")
+    p.add_argument("--plot", type=Path, metavar="OUT.png",
+                   help="also draw the test accuracies as bars (needs matplotlib)")
     args = p.parse_args(argv)
     if args.smoke:
         args.limit, args.test_limit, args.epochs = args.limit or 2000, args.test_limit or 1000, 1
@@ -484,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'clean labels':>24}: {'%.2f' % (100 * c['test_acc']) if c else 'not run'}")
     if args.write_results:
         print(f"wrote the downstream section of {RESULTS}")
+    if args.plot:
+        drawn = plot(names, results, args.plot)
+        print(f"wrote {drawn.path}" if drawn else "no finished run to plot")
     return 0
 
 

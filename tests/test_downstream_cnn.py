@@ -115,3 +115,16 @@ def test_smoke_learns_a_planted_signal_and_resumes(tmp_path, monkeypatch):
     assert text.startswith(dc.START) and text.endswith(dc.END)
     assert "not run" in text  # sym-0.8 never ran
     assert f"{100 * again[('clean', 'clean')]['test_acc']:.2f}" in text
+
+
+def test_plot_draws_given_purified_and_clean_bars_for_the_runs_that_finished(tmp_path):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    results = {("clean", "clean"): {"test_acc": 0.81}, ("sym-0.8", "given"): {"test_acc": 0.575},
+               ("sym-0.8", "purified"): {"test_acc": 0.627}, ("sym-0.5", "given"): {"test_acc": 0.70}}
+    drawn = dc.plot(["sym-0.8", "sym-0.5"], results, tmp_path / "d.png")
+    assert drawn.series == ["given labels", "purified labels", "clean labels"] and drawn.panels == 1
+    assert Image.open(drawn.path).size[0] > 400  # decodes
+    assert dc.plot(["sym-0.8"], {}, tmp_path / "none.png") is None  # nothing finished: no file
+    assert not (tmp_path / "none.png").exists()
