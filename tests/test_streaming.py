@@ -18,6 +18,11 @@ from dmlp_plugin.validation import purify_inputs
 from streaming_fixtures import assert_agree, planted
 
 
+#: What a run in chunks computes: the network candidate needs rows at random and is left
+#: out there, so the labels in chunks are the in-memory labels of the other candidates.
+IN_MEMORY = PurifyConfig(mlp_candidate=False)
+
+
 def _budget_for_chunks(x, trusted, c=10, config=PurifyConfig()):
     """A budget half of what the run takes whole: forces several chunks."""
     whole = plan_memory(len(x) - len(trusted), x.shape[1], c, config, source_dtype=x.dtype)
@@ -69,8 +74,10 @@ def test_the_logistic_objective_in_chunks_equals_the_whole_one():
 def test_a_budget_that_forces_chunks_gives_the_in_memory_labels():
     x, clean, noisy, trusted = planted()
     kw = dict(val_indices=trusted, val_labels=clean[trusted], seed=0)
-    whole = purify_dataset(x, noisy, **kw)
+    whole = purify_dataset(x, noisy, config=IN_MEMORY, **kw)
     chunked = purify_dataset(x, noisy, config=PurifyConfig(max_memory=_budget_for_chunks(x, trusted)), **kw)
+    assert "mlp + logistic" not in chunked.metadata["candidate_nll"]
+    assert "mlp + logistic" in purify_dataset(x, noisy, **kw).metadata["candidate_nll"]  # in memory it runs
     memory = chunked.metadata["memory"]
     assert memory["streamed"] and memory["chunk_rows"] < len(x) // 2
     assert not whole.metadata["memory"]["streamed"]
@@ -90,7 +97,7 @@ def test_a_float16_memmap_stays_on_disk_and_purifies_like_the_array(tmp_path):
     assert np.shares_memory(inputs.features, mapped) and inputs.features.dtype == np.float16  # no copy
     assert inputs.val_features.dtype == np.float32
     kw = dict(val_indices=trusted, val_labels=clean[trusted], seed=0)
-    in_memory = purify_dataset(x.astype(np.float16).astype(np.float32), noisy, **kw)
+    in_memory = purify_dataset(x.astype(np.float16).astype(np.float32), noisy, config=IN_MEMORY, **kw)
     budget = _budget_for_chunks(mapped, trusted)
     chunked = purify_dataset(str(path), noisy, config=PurifyConfig(max_memory=budget), **kw)
     assert chunked.metadata["memory"]["streamed"]
@@ -103,7 +110,7 @@ def test_a_separate_trusted_set_and_two_views_stream_too():
     view2 = x + np.random.default_rng(5).normal(size=x.shape).astype(np.float32) * 0.1
     kw = dict(val_features=x[trusted], val_labels=clean[trusted], features_view2=view2[rest],
               val_features_view2=view2[trusted], seed=0)
-    whole = purify_dataset(x[rest], noisy[rest], **kw)
+    whole = purify_dataset(x[rest], noisy[rest], config=IN_MEMORY, **kw)
     plan = plan_memory(len(rest), x.shape[1], 10, PurifyConfig(), views=2)
     chunked = purify_dataset(x[rest], noisy[rest], config=PurifyConfig(max_memory=plan.in_memory_bytes // 3), **kw)
     assert chunked.metadata["memory"]["streamed"]

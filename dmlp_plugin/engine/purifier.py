@@ -27,6 +27,7 @@ from .ipc import IPCBatches, IPCLossWeights, factor, ipc_loss_and_grad, partitio
 from .ipc_groups import BatchRows, GroupedBatches, grouped_loss_and_grad
 from .label_update import LabelOptimizer, project_simplex
 from .logistic_head import fit_forward_logistic_path
+from .mlp_head import fit_forward_mlp
 from .ls_head import LeastSquaresHead, fit_temperature, trusted_folds
 from .posterior import (heldout_log_transition, refine_transition, transition_from_pairs,
                         transition_from_predictions)
@@ -313,20 +314,27 @@ def purify_tensors(
 
     selected = candidate_nll = None
     if on_stage is not None:
-        on_stage("choosing the labels" + (" (fitting the logistic candidate)"
-                                          if best_soft is not None and config.select_round
-                                          and config.logistic_candidate else ""))
+        fits = [name for name, on in (("logistic", config.logistic_candidate), ("network", config.mlp_candidate))
+                if on and best_soft is not None and config.select_round]
+        on_stage("choosing the labels" + (f" (fitting the {' and '.join(fits)} candidate{'s' * (len(fits) > 1)})"
+                                          if fits else ""))
     if best_soft is not None:
         soft = best_soft
         nlls = [row[4] for row in rows_out if row[3]]
         candidate_nll = {f"round {k + 1}": nll for k, nll in enumerate(nlls)}
         selected = f"round {int(best_round)}"
+        fitted: list[_Candidate] = []
         if config.select_round and config.logistic_candidate:
-            for name, logistic_soft, logistic_nll in _logistic_candidate(
-                    views, config, given, val_labels, val_given, transition, folds, val_log_t):
-                candidate_nll[name] = float(logistic_nll)
-                if logistic_nll < best_nll:
-                    soft, selected, best_nll = logistic_soft, name, logistic_nll
+            fitted += _logistic_candidate(views, config, given, val_labels, val_given, transition, folds,
+                                          val_log_t)
+        if config.select_round and config.mlp_candidate and _held_whole(views) and n >= 2 * config.mlp_folds:
+            best_logistic = min(fitted, key=lambda c: float(c.nll)) if fitted else None
+            fitted += _mlp_candidates(views, config, given, val_labels, val_given, transition, val_log_t,
+                                      best_logistic, generator)
+        for candidate in fitted:
+            candidate_nll[candidate.name] = float(candidate.nll)
+            if candidate.nll < best_nll:
+                soft, selected, best_nll = candidate.posterior, candidate.name, candidate.nll
     else:
         soft = sum(view.flat_labels() for view in views) / len(views)
     soft = _to_simplex(soft)
@@ -415,30 +423,79 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
 def _logistic_candidate(views: list[_View], config: PurifyConfig, given: torch.Tensor,
                         val_labels: torch.Tensor, val_given: torch.Tensor | None,
                         transition: torch.Tensor, folds: list[torch.Tensor],
-                        val_log_t: torch.Tensor | None) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    """``(name, posterior, log-loss)`` of the forward-corrected logistic head at each weight
-    decay of the config (posterior: mean over views; log-loss under the held-out T)."""
-    log_t = transition.clamp_min(1e-12).log().T
+                        val_log_t: torch.Tensor | None) -> list[_Candidate]:
+    """The forward-corrected logistic head at each weight decay of the config."""
     decays = config.logistic_weight_decays
-    posteriors: list[list[torch.Tensor]] = [[] for _ in decays]
-    nlls: list[list[torch.Tensor]] = [[] for _ in decays]
-    val_prior = val_log_t if val_log_t is not None else 0.0
+    per_decay: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in decays]
     for view in views:
         path_scores, path_val_scores = fit_forward_logistic_path(
             view.features, given, transition, view.val_features, val_labels, folds,
             trusted_weight=config.logistic_trusted_weight, weight_decays=decays,
             max_iter=config.logistic_max_iter)
-        for g, (scores, val_scores) in enumerate(zip(path_scores, path_val_scores)):
-            # The log-loss that competes with the rounds' uses the same held-out T as theirs.
-            scale, nll = fit_temperature(val_scores, val_labels, val_prior)
-            nlls[g].append(nll)
-            prior = log_t[given]
-            if config.transition_em_steps:
-                prior, scale = _refined_prior(scores, val_scores, given, val_labels, val_given,
-                                              transition, config.transition_em_steps)
-            posteriors[g].append(softmax_rows(scale * scores + prior))
+        for g in range(len(decays)):
+            per_decay[g].append((path_scores[g], path_val_scores[g]))
     names = ["logistic"] if len(decays) == 1 else [f"logistic (weight decay {d:g})" for d in decays]
-    return [(name, sum(post) / len(post), sum(nll) / len(nll)) for name, post, nll in zip(names, posteriors, nlls)]
+    return [_candidate(name, scores, config, given, val_labels, val_given, transition, val_log_t)
+            for name, scores in zip(names, per_decay)]
+
+
+def _mlp_candidates(views: list[_View], config: PurifyConfig, given: torch.Tensor,
+                    val_labels: torch.Tensor, val_given: torch.Tensor | None,
+                    transition: torch.Tensor, val_log_t: torch.Tensor | None,
+                    logistic: _Candidate | None, generator: torch.Generator) -> list[_Candidate]:
+    """The cross-fitted two-layer network (``mlp``), and its log-probabilities averaged with
+    the best logistic candidate's (``mlp + logistic``)."""
+    per_view = []
+    for view in views:
+        scores, val_scores = fit_forward_mlp(
+            view.features, given, transition, view.val_features, generator=generator,
+            folds=config.mlp_folds, hidden=config.mlp_hidden, epochs=config.mlp_epochs)
+        per_view.append((scores, val_scores))
+    out = [_candidate("mlp", per_view, config, given, val_labels, val_given, transition, val_log_t)]
+    if logistic is not None:
+        # Both halves are held out for every trusted row (the logistic's cross-fitted, the
+        # network's never trained on), so the mixture is scored as fairly as each.
+        mixed = [(0.5 * (mlp_s + torch.log_softmax(log_s, 1)), 0.5 * (mlp_v + torch.log_softmax(log_v, 1)))
+                 for (mlp_s, mlp_v), (log_s, log_v) in zip(per_view, logistic.scores)]
+        out.append(_candidate("mlp + logistic", mixed, config, given, val_labels, val_given, transition,
+                              val_log_t))
+    return out
+
+
+@dataclass
+class _Candidate:
+    """A classifier fitted after the epochs: its posterior, its held-out trusted log-loss
+    (under the held-out counted T, as the rounds'), and its scores per view."""
+
+    name: str
+    posterior: torch.Tensor
+    nll: torch.Tensor
+    scores: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def _candidate(name: str, scores: list[tuple[torch.Tensor, torch.Tensor]], config: PurifyConfig,
+               given: torch.Tensor, val_labels: torch.Tensor, val_given: torch.Tensor | None,
+               transition: torch.Tensor, val_log_t: torch.Tensor | None) -> _Candidate:
+    """Calibrate each view's ``(scores, val_scores)``, form the posterior (mean over views)."""
+    log_t = transition.clamp_min(1e-12).log().T
+    val_prior = val_log_t if val_log_t is not None else 0.0
+    posteriors, nlls = [], []
+    for view_scores, val_scores in scores:
+        scale, nll = fit_temperature(val_scores, val_labels, val_prior)
+        nlls.append(nll)
+        prior = log_t[given]
+        if config.transition_em_steps:
+            prior, scale = _refined_prior(view_scores, val_scores, given, val_labels, val_given,
+                                          transition, config.transition_em_steps)
+        posteriors.append(softmax_rows(scale * view_scores + prior))
+    return _Candidate(name, sum(posteriors) / len(posteriors), sum(nlls) / len(nlls), scores)
+
+
+def _held_whole(views: list[_View]) -> bool:
+    """Whether every view's training features are one tensor: the network's mini-batches
+    read rows at random, which features read in chunks or split between processes do not
+    allow (there the candidate is left out)."""
+    return all(isinstance(view.features, torch.Tensor) for view in views)
 
 
 def _refined_prior(scores: torch.Tensor, val_scores: torch.Tensor, given: torch.Tensor,

@@ -1,0 +1,82 @@
+"""The cross-fitted two-layer network candidate (engine/mlp_head.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dmlp_plugin import PurifyConfig, purify_dataset
+from dmlp_plugin.engine.mlp_head import fit_forward_mlp
+from dmlp_plugin.engine.posterior import transition_from_pairs
+from dmlp_plugin.errors import ConfigError
+from dmlp_plugin.noise import make_noisy_labels
+from engine_fixtures import gen, one_torch_thread  # noqa: F401
+
+
+def antipodal_clusters(n: int = 3000, num_classes: int = 4, dim: int = 8, rate: float = 0.3, seed: int = 0):
+    """Each class is two clusters at ``±m_k``: every linear score is symmetric about the
+    origin, so no linear head can tell the classes apart, while the classes are well separated."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(num_classes, dim))
+    means *= 4.0 / np.linalg.norm(means, axis=1, keepdims=True)
+    clean = rng.permutation(np.arange(n) % num_classes)
+    sign = rng.choice([-1.0, 1.0], size=(n, 1))
+    features = (sign * means[clean] + 0.7 * rng.normal(size=(n, dim))).astype(np.float32)
+    given = make_noisy_labels(clean, kind="symmetric", rate=rate, num_classes=num_classes, seed=seed + 1).noisy_labels
+    trusted = np.sort(rng.choice(n, 200, replace=False))
+    return features, clean.astype(np.int64), given.astype(np.int64), trusted
+
+
+def test_the_network_learns_classes_that_no_linear_head_can():
+    x, clean, given, trusted = antipodal_clusters(rate=0.5)
+    kwargs = dict(val_indices=trusted, val_labels=clean[trusted], num_classes=4, seed=0)
+    config = PurifyConfig(epochs=20, eac_period=10)
+    with_mlp = purify_dataset(x, given, **kwargs, config=config)
+    linear = purify_dataset(x, given, **kwargs, config=config.replace(mlp_candidate=False))
+    nll = with_mlp.metadata["candidate_nll"]
+    assert with_mlp.metadata["selected"] == "mlp" == min(nll, key=nll.get)
+    assert nll["mlp + logistic"] < min(v for k, v in nll.items() if not k.startswith("mlp"))
+    alone = purify_dataset(x, given, **kwargs, config=config.replace(logistic_candidate=False))
+    assert "mlp + logistic" not in alone.metadata["candidate_nll"]  # nothing to mix with
+    given_acc = float((given == clean).mean())
+    assert given_acc < 0.65
+    assert linear.accuracy(clean) < given_acc + 0.05  # the linear heads can hardly help here
+    assert with_mlp.accuracy(clean) > 0.95 and alone.accuracy(clean) > 0.95  # 0.998
+
+
+def _fit(x: torch.Tensor, given: torch.Tensor, transition: torch.Tensor, val: torch.Tensor, seed: int = 0):
+    return fit_forward_mlp(x, given, transition, val, generator=gen(seed), folds=3, hidden=32, epochs=3)
+
+
+def test_a_rows_prediction_never_sees_its_own_given_label():
+    """Cross-fitting: the network that predicts a row never trained on it, so changing that
+    row's given label leaves its prediction exactly as it was, and moves other rows'."""
+    x, clean, given, trusted = antipodal_clusters(n=600, rate=0.2)
+    rest = np.setdiff1d(np.arange(len(clean)), trusted)
+    xt, yt = torch.from_numpy(x[rest]), torch.from_numpy(given[rest])
+    transition = transition_from_pairs(torch.from_numpy(clean[trusted]), torch.from_numpy(given[trusted]), 4)
+    scores, val_scores = _fit(xt, yt, transition, torch.from_numpy(x[trusted]))
+    flipped = yt.clone()
+    flipped[7] = (flipped[7] + 1) % 4
+    scores2, val_scores2 = _fit(xt, flipped, transition, torch.from_numpy(x[trusted]))
+    torch.testing.assert_close(scores2[7], scores[7], rtol=0, atol=0)
+    assert not torch.equal(scores2, scores)  # the row trained the networks that predict the others
+    assert not torch.equal(val_scores2, val_scores)
+    # Log-probabilities, and deterministic for a seed.
+    torch.testing.assert_close(scores.exp().sum(1), torch.ones(len(rest)), rtol=0, atol=1e-5)
+    again, _ = _fit(xt, yt, transition, torch.from_numpy(x[trusted]))
+    assert torch.equal(again, scores)
+
+
+def test_the_network_is_left_out_where_it_cannot_run():
+    x, clean, given, trusted = antipodal_clusters(n=400)
+    kwargs = dict(val_indices=trusted[:40], val_labels=clean[trusted[:40]], num_classes=4, seed=0)
+    paper = purify_dataset(x, given, **kwargs, config=PurifyConfig.paper(epochs=2))
+    assert paper.metadata.get("selected") is None  # paper mode has no candidates at all
+    no_select = purify_dataset(x, given, **kwargs, config=PurifyConfig(epochs=2, select_round=False))
+    assert not {"mlp", "mlp + logistic"} & set(no_select.metadata.get("candidate_nll", {}))
+    with pytest.raises(ConfigError, match="mlp_folds must be an integer >= 2"):
+        PurifyConfig(mlp_folds=1)
+    with pytest.raises(ValueError, match="at least two rows per fold"):
+        _fit(torch.zeros(5, 3), torch.zeros(5, dtype=torch.long), torch.eye(4), torch.zeros(2, 3))
