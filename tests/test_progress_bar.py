@@ -59,5 +59,5 @@ def test_each_epoch_shows_its_figure_and_the_last_stage_is_named(bar, with_clean
     assert epochs[-1].split()[2] == ("label" if with_clean else "changed")
     assert figures == pytest.approx([r[key] for r in result.history], abs=5e-5)
     stage = [(done, status) for done, status in bar.updates if status and status.startswith("choosing")]
-    assert stage and stage[0][0] == 6 and "logistic candidate" in stage[0][1]  # still at 6 of 7
+    assert stage and stage[0][0] == 6 and "logistic and network candidates" in stage[0][1]  # still at 6 of 7
     assert bar.updates[-1] == (7, "done")
