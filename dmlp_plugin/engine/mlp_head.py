@@ -165,12 +165,11 @@ def _dropout(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Ten
 
 
 @torch.no_grad()
-def _predict(params: list[torch.Tensor], features: torch.Tensor, rows: torch.Tensor | None,
+def _predict(params: list[torch.Tensor], features: torch.Tensor, rows: torch.Tensor,
              shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Softmax of the network (no dropout) on ``features[rows]`` (all rows when None)."""
-    n = features.shape[0] if rows is None else rows.shape[0]
-    out = torch.empty(n, params[3].shape[0], device=features.device, dtype=features.dtype)
-    for lo in range(0, n, _PREDICT_ROWS):
-        x = features[lo:lo + _PREDICT_ROWS] if rows is None else features[rows[lo:lo + _PREDICT_ROWS]]
+    """Softmax of the network (no dropout) on ``features[rows]``."""
+    out = torch.empty(rows.shape[0], params[3].shape[0], device=features.device, dtype=features.dtype)
+    for lo in range(0, rows.shape[0], _PREDICT_ROWS):
+        x = features[rows[lo:lo + _PREDICT_ROWS]]
         out[lo:lo + x.shape[0]] = torch.softmax(_forward(params, (x - shift) / scale, 0.0, 0.0, None), 1)
     return out
