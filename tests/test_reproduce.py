@@ -26,7 +26,7 @@ from dmlp_plugin.reproduce.store import make_cell_id, settings_hash
 from shared_fixtures import real_cifar10_root, shared_dir  # noqa: F401 (a fixture)
 
 SHARED = shared_dir()
-TINY = Protocol(epochs=2, probe_iters=3, trusted_scale=0.1, min_trusted=40)
+TINY = Protocol(epochs=2, mlp_epochs=1, probe_iters=3, trusted_scale=0.1, min_trusted=40)
 
 
 def synthetic_inputs(n: int = 500, d: int = 16, seed: int = 0) -> Inputs:
@@ -166,6 +166,7 @@ def test_run_table_records_and_resumes(tmp_path):
     assert baseline["metrics"]["label_accuracy"] == baseline["metrics"]["given_label_accuracy"]
     # DMLP: the config as run (shortened to the protocol's epochs), and label accuracy per epoch
     assert dmlp["config"] == TINY.adapt(PurifyConfig()).to_dict() and dmlp["config"]["epochs"] == 2
+    assert dmlp["config"]["mlp_epochs"] == 1  # the protocol shortens the network candidate too
     assert [h["epoch"] for h in dmlp["history"]] == [1, 2]
     assert all(0.0 <= h["label_accuracy"] <= 1.0 for h in dmlp["history"])
     assert dmlp["metrics"]["label_accuracy"] > dmlp["metrics"]["given_label_accuracy"]  # clusters are easy
@@ -285,3 +286,11 @@ def test_benchmark_uses_the_package_protocol():
 
     for name in ("draw_trusted", "noisy_labels", "probe_accuracy", "with_epochs", "subset", "Inputs"):
         assert getattr(bench, name) is getattr(cifar_inputs, name)
+
+
+def test_a_protocol_shortens_the_network_candidate_only_where_it_runs():
+    assert SMOKE.adapt(PurifyConfig()).mlp_epochs == 2
+    assert FULL.adapt(PurifyConfig()) == PurifyConfig()
+    untouched = PurifyConfig(mlp_candidate=False)
+    assert SMOKE.adapt(untouched).mlp_epochs == untouched.mlp_epochs
+    assert SMOKE.adapt(PurifyConfig.paper()).mlp_candidate is False

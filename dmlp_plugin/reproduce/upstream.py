@@ -102,7 +102,11 @@ class UpstreamProtocol:
         from ..config import PurifyConfig
 
         config = PurifyConfig.paper() if self.mode == "paper" else PurifyConfig()
-        return with_epochs(config, 3) if self.smoke else config
+        if not self.smoke:
+            return config
+        # A smoke run checks the wiring: 3 purification epochs, and 2 of the network candidate's.
+        config = with_epochs(config, 3)
+        return config.replace(mlp_epochs=2) if config.mlp_candidate else config
 
 
 @dataclass(frozen=True)
