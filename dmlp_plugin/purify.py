@@ -322,6 +322,8 @@ def _result(inputs: PurifyInputs, out: Any, config: PurifyConfig, class_names: l
     if out.selected is not None:
         metadata["selected"] = out.selected
         metadata["candidate_nll"] = out.candidate_nll
+    if out.transition_weight is not None:
+        metadata["transition_weight"] = round(out.transition_weight, 4)
     if out.transition is not None:
         metadata["transition"] = out.transition.cpu().numpy().round(6).tolist()
     metadata["dmlp_plugin_version"] = __version__

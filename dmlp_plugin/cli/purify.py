@@ -170,7 +170,9 @@ def summary_table(result, *, title: str = "DMLP purification", output: Path | No
                           f"p = {estimate.worse_p_value:.2g}); consider another config or keeping the given labels[/]")
     if meta.get("selected"):
         nll = meta.get("candidate_nll", {}).get(meta["selected"])
-        table.add_row("labels from", meta["selected"] + (f"  (trusted log-loss {nll:.3f})" if nll is not None else ""))
+        weight = meta.get("transition_weight")
+        table.add_row("labels from", meta["selected"] + (f"  (trusted log-loss {nll:.3f})" if nll is not None else "")
+                      + (f"; transition weight {weight:.2f}" if weight is not None else ""))
     memory = meta.get("memory") or {}
     how = []
     if memory.get("processes", 1) > 1:

@@ -29,7 +29,7 @@ from .label_update import LabelOptimizer, project_simplex
 from .logistic_head import fit_forward_logistic_path
 from .mlp_head import fit_forward_mlp
 from .ls_head import LeastSquaresHead, fit_temperature, trusted_folds
-from .posterior import (heldout_log_transition, refine_transition, transition_from_pairs,
+from .posterior import (fit_transition_weight, heldout_log_transition, refine_transition, transition_from_pairs,
                         transition_from_predictions)
 from .rows import FeatureRows
 from .rows import scores as row_scores
@@ -58,6 +58,9 @@ class EngineOutput:
     selected: str | None = None
     #: Cross-fitted trusted-set log-loss of every candidate considered.
     candidate_nll: dict[str, float] | None = None
+    #: The fitted transition weight ``b`` of the selected candidate's posterior (mean over
+    #: views), when it was fitted (``fit_transition_weight``).
+    transition_weight: float | None = None
 
 
 # None: the features' own dtype (float32 from the API; tests also run float64).
@@ -312,7 +315,7 @@ def purify_tensors(
     rows_out = metrics.cpu().tolist()  # waits for the queued epochs, so they are timed whole
     t_epochs = time.perf_counter()
 
-    selected = candidate_nll = None
+    selected = candidate_nll = transition_weight = None
     if on_stage is not None:
         fits = [name for name, on in (("logistic", config.logistic_candidate), ("network", config.mlp_candidate))
                 if on and best_soft is not None and config.select_round]
@@ -335,6 +338,7 @@ def purify_tensors(
             candidate_nll[candidate.name] = float(candidate.nll)
             if candidate.nll < best_nll:
                 soft, selected, best_nll = candidate.posterior, candidate.name, candidate.nll
+                transition_weight = candidate.transition_weight
     else:
         soft = sum(view.flat_labels() for view in views) / len(views)
     soft = _to_simplex(soft)
@@ -343,7 +347,8 @@ def purify_tensors(
     history = [epoch_record(epoch, row) for epoch, row in enumerate(rows_out)]
     timings = dict(zip(TIMINGS, (t_factor - t_start, t_epochs - t_factor, t_end - t_epochs)))
     return EngineOutput(soft_labels=soft, history=history, timings=timings, transition=transition,
-                        selected=selected, candidate_nll=candidate_nll)
+                        selected=selected, candidate_nll=candidate_nll,
+                        transition_weight=None if transition_weight is None else float(transition_weight))
 
 
 def _tensor_unless_streamed(features: torch.Tensor | FeatureRows) -> torch.Tensor | FeatureRows:
@@ -409,8 +414,9 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
         # round and candidate.
         scale, nll = fit_temperature(val_scores, val_labels, val_prior)
         if config.eac_target == "posterior" and config.transition_em_steps:
-            prior, scale = _refined_prior(scores, val_scores, given, val_labels, val_given,
-                                          transition, config.transition_em_steps)
+            log_r, scale = _refined_log_transition(scores, val_scores, given, val_labels, val_given,
+                                                   transition, config.transition_em_steps)
+            prior = log_r[given]
         chain_targets = None
         if chain_scores is not None:
             chain_prior = prior.T.unsqueeze(0) if isinstance(prior, torch.Tensor) else prior
@@ -471,6 +477,7 @@ class _Candidate:
     posterior: torch.Tensor
     nll: torch.Tensor
     scores: list[tuple[torch.Tensor, torch.Tensor]]
+    transition_weight: torch.Tensor | None = None
 
 
 def _candidate(name: str, scores: list[tuple[torch.Tensor, torch.Tensor]], config: PurifyConfig,
@@ -479,16 +486,25 @@ def _candidate(name: str, scores: list[tuple[torch.Tensor, torch.Tensor]], confi
     """Calibrate each view's ``(scores, val_scores)``, form the posterior (mean over views)."""
     log_t = transition.clamp_min(1e-12).log().T
     val_prior = val_log_t if val_log_t is not None else 0.0
-    posteriors, nlls = [], []
+    posteriors, nlls, weights = [], [], []
     for view_scores, val_scores in scores:
         scale, nll = fit_temperature(val_scores, val_labels, val_prior)
         nlls.append(nll)
-        prior = log_t[given]
+        used_log_t = log_t
         if config.transition_em_steps:
-            prior, scale = _refined_prior(view_scores, val_scores, given, val_labels, val_given,
-                                          transition, config.transition_em_steps)
+            used_log_t, scale = _refined_log_transition(view_scores, val_scores, given, val_labels, val_given,
+                                                        transition, config.transition_em_steps)
+        prior = used_log_t[given]
+        if config.fit_transition_weight and val_given is not None:
+            # Fitted under the T the training rows use (held out, the coarse counted T would
+            # ask for b < 1 as a shrinkage of its noise, not of the labels'); the log-loss
+            # that selects the candidate stays the one above, the same for every candidate.
+            scale, weight, _ = fit_transition_weight(val_scores, val_labels, used_log_t[val_given])
+            prior = weight * prior
+            weights.append(weight)
         posteriors.append(softmax_rows(scale * view_scores + prior))
-    return _Candidate(name, sum(posteriors) / len(posteriors), sum(nlls) / len(nlls), scores)
+    return _Candidate(name, sum(posteriors) / len(posteriors), sum(nlls) / len(nlls), scores,
+                      sum(weights) / len(weights) if weights else None)
 
 
 def _held_whole(views: list[_View]) -> bool:
@@ -498,17 +514,17 @@ def _held_whole(views: list[_View]) -> bool:
     return all(isinstance(view.features, torch.Tensor) for view in views)
 
 
-def _refined_prior(scores: torch.Tensor, val_scores: torch.Tensor, given: torch.Tensor,
-                   val_labels: torch.Tensor, val_given: torch.Tensor | None,
-                   transition: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``log T[:, ỹ_i]`` per training row (N, C) under the EM-refined ``T``, and the
-    temperature of ``scores`` recalibrated under it."""
+def _refined_log_transition(scores: torch.Tensor, val_scores: torch.Tensor, given: torch.Tensor,
+                            val_labels: torch.Tensor, val_given: torch.Tensor | None,
+                            transition: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log T[:, ỹ]`` (C given labels, C) under the EM-refined ``T``, and the temperature
+    of ``scores`` recalibrated under it."""
     refined = refine_transition(scores, given, val_scores, val_labels, val_given, transition,
                                 steps=steps)
     log_r = refined.clamp_min(1e-12).log().T
     scale, _ = fit_temperature(val_scores, val_labels,
                                log_r[val_given] if val_given is not None else 0.0)
-    return log_r[given], scale
+    return log_r, scale
 
 
 @torch.no_grad()

@@ -1,0 +1,108 @@
+"""The transition weight ``b`` of a candidate's posterior, ``softmax(a·s + b·log T[:, ỹ])``,
+fitted on trusted rows (``engine/posterior.py`` ``fit_transition_weight``).
+
+Planted data with a known, calibrated classifier: ``s = log p(y | x)`` exactly, the true
+label drawn from it, the given label flipped to another class either at one rate for every
+row (class-conditional noise: the plain posterior, ``a = b = 1``, is exact) or at a rate
+that grows as the classifier grows unsure (instance-dependent, as human labellers err on
+ambiguous images: a given label is less reliable where the classifier is unsure than the
+class average ``T`` says).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dmlp_plugin import PurifyConfig, purify_dataset
+from dmlp_plugin.engine.posterior import TRANSITION_WEIGHTS, fit_transition_weight, transition_from_pairs
+from engine_fixtures import planted_clusters
+
+
+def planted(instance_dependent: bool, *, seed: int, n: int = 10000, c: int = 10):
+    g = torch.Generator().manual_seed(seed)
+    scores = 2.5 * torch.randn(n, c, generator=g)  # log p(y | x) up to a constant
+    p = scores.softmax(1)
+    clean = torch.multinomial(p, 1, generator=g).squeeze(1)
+    rate = 1.0 * (1 - p.max(1).values) if instance_dependent else torch.full((n,), 0.3)
+    flip = torch.rand(n, generator=g) < rate
+    given = torch.where(flip, (clean + torch.randint(1, c, (n,), generator=g)) % c, clean)
+    log_t = transition_from_pairs(clean, given, c).clamp_min(1e-12).log().T[given]
+    return scores, clean, log_t
+
+
+def test_class_conditional_noise_keeps_the_plain_posterior():
+    for seed in range(2):
+        scores, clean, log_t = planted(False, seed=seed)
+        a, b, _ = fit_transition_weight(scores, clean, log_t)
+        assert float(b) in (0.95, 1.0, 1.05)
+        assert abs(float(a) - 1.0) < 0.05
+
+
+def test_instance_dependent_noise_weighs_the_transition_less_and_predicts_new_rows_better():
+    scores, clean, log_t = planted(True, seed=0)
+    a, b, nll = fit_transition_weight(scores, clean, log_t)
+    assert 0.6 <= float(b) <= 0.9
+    # Better on rows it was not fitted on than the best temperature at b = 1 (the grid holds 1,
+    # so in-sample it can only match or win).
+    scores2, clean2, log_t2 = planted(True, seed=5)
+    plain = min((F.cross_entropy(t * scores + log_t, clean), t) for t in torch.linspace(0.5, 1.5, 101))[1]
+    assert F.cross_entropy(a * scores2 + b * log_t2, clean2) < F.cross_entropy(plain * scores2 + log_t2, clean2) - 0.003
+    assert float(nll) == pytest.approx(float(F.cross_entropy(a * scores + b * log_t, clean)), rel=1e-5)
+
+
+def test_the_grid_holds_the_plain_posterior_and_the_classifier_alone():
+    assert 1.0 in TRANSITION_WEIGHTS and 0.0 in TRANSITION_WEIGHTS
+    # Given labels that carry no information: the classifier alone (b = 0) is best.
+    scores, clean, _ = planted(False, seed=3)
+    noise = torch.randn(len(clean), 10, generator=torch.Generator().manual_seed(1))
+    _, b, _ = fit_transition_weight(scores, clean, noise)
+    assert float(b) == 0.0
+
+
+# -- through purify_dataset ------------------------------------------------------------------------
+
+QUICK = PurifyConfig(mlp_candidate=False, epochs=20, eac_period=5)
+
+
+def ambiguity_noise(data, seed: int) -> np.ndarray:
+    """Each row's label moved to its nearest other class with probability 0.05 + the Bayes
+    probability of not being its own class: noise only where the features are ambiguous."""
+    logits = -0.5 * ((data.features[:, None, :] - data.means[None]) ** 2).sum(-1)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    ranked = np.argsort(-p, 1)
+    nearest_other = np.where(ranked[:, 0] == data.clean, ranked[:, 1], ranked[:, 0])
+    flip = np.random.default_rng(seed).random(len(p)) < 0.05 + (1 - p[np.arange(len(p)), data.clean])
+    return np.where(flip, nearest_other, data.clean)
+
+
+def _accuracy(data, given, **config):
+    rest = np.setdiff1d(np.arange(len(given)), data.trusted)
+    result = purify_dataset(data.features, given, val_indices=data.trusted, val_labels=data.clean[data.trusted],
+                            num_classes=data.num_classes, config=QUICK.replace(**config), seed=0, progress=False,
+                            device="cpu")
+    return (result.labels[rest] == data.clean[rest]).mean(), result.metadata
+
+
+def test_noise_where_the_features_are_ambiguous_drops_the_transition_and_fixes_more_labels():
+    data = planted_clusters(n=3000, num_classes=5, rate=0.0, num_trusted=300, separation=2.0, seed=0)
+    given = ambiguity_noise(data, seed=0)
+    fitted, meta = _accuracy(data, given)
+    plain, plain_meta = _accuracy(data, given, fit_transition_weight=False)
+    # The given label says only that the row is ambiguous, not which class it is.
+    assert meta["transition_weight"] <= 0.3
+    assert fitted > plain + 0.05
+    assert "transition_weight" not in plain_meta
+
+
+def test_class_dependent_noise_keeps_a_weight_near_one_and_the_labels():
+    for rate, seed in ((0.2, 1), (0.3, 2)):
+        data = planted_clusters(n=3000, num_classes=5, rate=rate, num_trusted=300, seed=seed)
+        fitted, meta = _accuracy(data, data.given)
+        plain, _ = _accuracy(data, data.given, fit_transition_weight=False)
+        assert meta["selected"].startswith("logistic")
+        assert 0.8 <= meta["transition_weight"] <= 1.2
+        assert abs(fitted - plain) < 0.01
