@@ -127,12 +127,12 @@ class PurifyConfig:
         alone). At 20% noise each off-diagonal entry of ``T`` rests on about two trusted
         counts (not in the paper; see docs/engine.md).
     fit_transition_weight : bool
-        The chosen candidate's posterior weighs the transition by ``b``,
+        Each candidate's posterior weighs the transition by ``b``,
         ``softmax(a·s + b·log T[:, ỹ])``, ``b`` fitted with the temperature ``a`` on the
         trusted rows (``b = 1``: the plain posterior). Human labellers err where an image
         is ambiguous, which makes a given label less reliable there than the class
-        average ``T`` says: on CIFAR-10N's worst labels ``b`` is about 0.7 and adds 0.75
-        points; on synthetic noise it stays near 1 (not in the paper; see docs/engine.md).
+        average ``T`` says: on CIFAR-10N's worst labels ``b`` is about 0.7 and adds about
+        0.9 points; on synthetic noise it stays near 1 (not in the paper; see docs/engine.md).
     eac_lr, eac_weight_decay, eac_batch_size, eac_steps, eac_lr_decay_epoch
         Linear head only: Adam settings, mini-batch size, steps per epoch, and the epoch
         after which its learning rate drops tenfold (official: 3; 0 keeps it constant).

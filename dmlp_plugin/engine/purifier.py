@@ -496,9 +496,9 @@ def _candidate(name: str, scores: list[tuple[torch.Tensor, torch.Tensor]], confi
                                                         transition, config.transition_em_steps)
         prior = used_log_t[given]
         if config.fit_transition_weight and val_given is not None:
-            # Fitted under the T the training rows use (held out, the coarse counted T would
-            # ask for b < 1 as a shrinkage of its noise, not of the labels'); the log-loss
-            # that selects the candidate stays the one above, the same for every candidate.
+            # Fitted under the T the training rows use: under the coarse held-out count, b
+            # would also shrink that count's own noise. The log-loss that selects the
+            # candidate stays the one above, taken alike for every candidate.
             scale, weight, _ = fit_transition_weight(val_scores, val_labels, used_log_t[val_given])
             prior = weight * prior
             weights.append(weight)
