@@ -414,9 +414,10 @@ def _mix_targets(views: list[_View], config: PurifyConfig, given: torch.Tensor,
         # round and candidate.
         scale, nll = fit_temperature(val_scores, val_labels, val_prior)
         if config.eac_target == "posterior" and config.transition_em_steps:
-            log_r, scale = _refined_log_transition(scores, val_scores, given, val_labels, val_given,
-                                                   transition, config.transition_em_steps)
+            log_r = _refined_log_transition(scores, val_scores, given, val_labels, val_given,
+                                            transition, config.transition_em_steps)
             prior = log_r[given]
+            scale, _ = fit_temperature(val_scores, val_labels, log_r[val_given] if val_given is not None else 0.0)
         chain_targets = None
         if chain_scores is not None:
             chain_prior = prior.T.unsqueeze(0) if isinstance(prior, torch.Tensor) else prior
@@ -492,8 +493,8 @@ def _candidate(name: str, scores: list[tuple[torch.Tensor, torch.Tensor]], confi
         nlls.append(nll)
         used_log_t = log_t
         if config.transition_em_steps:
-            used_log_t, scale = _refined_log_transition(view_scores, val_scores, given, val_labels, val_given,
-                                                        transition, config.transition_em_steps)
+            used_log_t = _refined_log_transition(view_scores, val_scores, given, val_labels, val_given,
+                                                 transition, config.transition_em_steps)
         prior = used_log_t[given]
         if config.fit_transition_weight and val_given is not None:
             # Fitted under the T the training rows use: under the coarse held-out count, b
@@ -502,6 +503,9 @@ def _candidate(name: str, scores: list[tuple[torch.Tensor, torch.Tensor]], confi
             scale, weight, _ = fit_transition_weight(val_scores, val_labels, used_log_t[val_given])
             prior = weight * prior
             weights.append(weight)
+        elif config.transition_em_steps:
+            scale, _ = fit_temperature(val_scores, val_labels,
+                                       used_log_t[val_given] if val_given is not None else 0.0)
         posteriors.append(softmax_rows(scale * view_scores + prior))
     return _Candidate(name, sum(posteriors) / len(posteriors), sum(nlls) / len(nlls), scores,
                       sum(weights) / len(weights) if weights else None)
@@ -516,15 +520,12 @@ def _held_whole(views: list[_View]) -> bool:
 
 def _refined_log_transition(scores: torch.Tensor, val_scores: torch.Tensor, given: torch.Tensor,
                             val_labels: torch.Tensor, val_given: torch.Tensor | None,
-                            transition: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``log T[:, ỹ]`` (C given labels, C) under the EM-refined ``T``, and the temperature
-    of ``scores`` recalibrated under it."""
+                            transition: torch.Tensor, steps: int) -> torch.Tensor:
+    """``log T[:, ỹ]`` (C given labels, C) under the EM-refined ``T``; the caller fits the
+    temperature of ``scores`` under it."""
     refined = refine_transition(scores, given, val_scores, val_labels, val_given, transition,
                                 steps=steps)
-    log_r = refined.clamp_min(1e-12).log().T
-    scale, _ = fit_temperature(val_scores, val_labels,
-                               log_r[val_given] if val_given is not None else 0.0)
-    return log_r, scale
+    return refined.clamp_min(1e-12).log().T
 
 
 @torch.no_grad()
