@@ -114,12 +114,17 @@ class PurifyConfig:
         ahead of a tuned forward-corrected logistic regression at low noise and on human
         noise (not in the paper; see docs/engine.md). It is left out when the features are
         read in chunks or split between processes. It is the slowest candidate on CPU
-        (about 1.5 minutes on 49,000 × 512 on two threads); ``mlp_candidate=False`` gives
-        the previous default.
+        (about 3 minutes on 49,000 × 512 on two threads, for two deals of four networks);
+        ``mlp_candidate=False`` gives the previous default.
     mlp_hidden, mlp_epochs, mlp_folds : int
         The network's hidden width, its epochs (mini-batches of 256, AdamW at 1e-3, weight
         decay 5e-4; predictions averaged over the last two thirds of the epochs), and the
         number of parts of the training rows it is cross-fitted over (>= 2).
+    mlp_repeats : int
+        How many times the cross-fitting is dealt and fitted afresh; each row's ``p(y | x)``
+        is the mean of its held-out networks' (an ensemble), for ``mlp_repeats`` times the
+        network's time. Two deals add 0.1-0.3 points over one on the tuning draws, three
+        no more than two (docs/engine.md).
     transition_em_steps : int
         With ``eac_target="posterior"``: EM steps that refine the noise transition behind
         each posterior (every mixing round's and the logistic head's), adding the
@@ -194,6 +199,7 @@ class PurifyConfig:
     mlp_hidden: int = 1024
     mlp_epochs: int = 12
     mlp_folds: int = 4
+    mlp_repeats: int = 2
     transition_em_steps: int = 20
     fit_transition_weight: bool = True
     eac_lr: float = 0.03
@@ -215,7 +221,7 @@ class PurifyConfig:
 
     def __post_init__(self) -> None:
         positive_ints = ("epochs", "batch_size", "eac_period", "eac_batch_size", "eac_steps",
-                         "logistic_max_iter", "mlp_hidden", "mlp_epochs")
+                         "logistic_max_iter", "mlp_hidden", "mlp_epochs", "mlp_repeats")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

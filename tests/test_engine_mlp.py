@@ -95,3 +95,30 @@ def test_permuting_the_samples_moves_the_network_candidate_only_as_a_reseed_woul
     assert base.metadata["selected"] == shuffled.metadata["selected"] == "mlp"
     assert (shuffled.labels[inverse] == base.labels).mean() > 0.97
     assert abs(shuffled.accuracy(clean[perm]) - base.accuracy(clean)) < 0.02
+
+
+def test_repeats_average_fresh_deals_and_each_rows_networks_never_saw_it():
+    """``repeats=2`` is the mean of the probabilities of two deals drawn one after the other
+    from the same generator, and a row's prediction still ignores its own given label."""
+    x, clean, given, trusted = antipodal_clusters(n=600, rate=0.2, seed=4)
+    rest = np.setdiff1d(np.arange(len(clean)), trusted)
+    xt, yt, val = torch.from_numpy(x[rest]), torch.from_numpy(given[rest]), torch.from_numpy(x[trusted])
+    transition = transition_from_pairs(torch.from_numpy(clean[trusted]), torch.from_numpy(given[trusted]), 4)
+    kwargs = dict(folds=3, hidden=32, epochs=3)
+    g = gen(0)
+    first = fit_forward_mlp(xt, yt, transition, val, generator=g, **kwargs)
+    second = fit_forward_mlp(xt, yt, transition, val, generator=g, **kwargs)
+    both = fit_forward_mlp(xt, yt, transition, val, generator=gen(0), repeats=2, **kwargs)
+    for k in range(2):  # training rows, then trusted rows
+        assert not torch.allclose(first[k], second[k])  # a fresh deal and fresh weights
+        mean = ((first[k].exp() + second[k].exp()) / 2).log()
+        torch.testing.assert_close(both[k], mean, rtol=0, atol=1e-6)
+    flipped = yt.clone()
+    flipped[11] = (flipped[11] + 2) % 4
+    again = fit_forward_mlp(xt, flipped, transition, val, generator=gen(0), repeats=2, **kwargs)
+    torch.testing.assert_close(again[0][11], both[0][11], rtol=0, atol=0)
+    assert not torch.equal(again[0], both[0])
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        fit_forward_mlp(xt, yt, transition, val, generator=gen(0), repeats=0, **kwargs)
+    with pytest.raises(ConfigError, match="mlp_repeats must be a positive integer"):
+        PurifyConfig(mlp_repeats=0)

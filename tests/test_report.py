@@ -32,7 +32,7 @@ def store_dir(tmp_path_factory):
     run_table("table1", store, inputs, protocol=TINY)
     # the smoke protocol's trusted sizes (50 to 354), on fewer rows and dimensions
     run_table("table7", store, synthetic_inputs(1000), protocol=Protocol(
-        epochs=2, mlp_epochs=1, probe_iters=3, trusted_scale=5.0, trusted_power=0.5))
+        epochs=2, mlp_epochs=1, mlp_repeats=1, probe_iters=3, trusted_scale=5.0, trusted_power=0.5))
     return root
 
 

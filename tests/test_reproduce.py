@@ -26,7 +26,7 @@ from dmlp_plugin.reproduce.store import make_cell_id, settings_hash
 from shared_fixtures import real_cifar10_root, shared_dir  # noqa: F401 (a fixture)
 
 SHARED = shared_dir()
-TINY = Protocol(epochs=2, mlp_epochs=1, probe_iters=3, trusted_scale=0.1, min_trusted=40)
+TINY = Protocol(epochs=2, mlp_epochs=1, mlp_repeats=1, probe_iters=3, trusted_scale=0.1, min_trusted=40)
 
 
 def synthetic_inputs(n: int = 500, d: int = 16, seed: int = 0) -> Inputs:
@@ -290,7 +290,9 @@ def test_benchmark_uses_the_package_protocol():
 
 def test_a_protocol_shortens_the_network_candidate_only_where_it_runs():
     assert SMOKE.adapt(PurifyConfig()).mlp_epochs == 2
+    assert SMOKE.adapt(PurifyConfig()).mlp_repeats == 1 < PurifyConfig().mlp_repeats
     assert FULL.adapt(PurifyConfig()) == PurifyConfig()
     untouched = PurifyConfig(mlp_candidate=False)
     assert SMOKE.adapt(untouched).mlp_epochs == untouched.mlp_epochs
+    assert SMOKE.adapt(untouched).mlp_repeats == untouched.mlp_repeats
     assert SMOKE.adapt(PurifyConfig.paper()).mlp_candidate is False

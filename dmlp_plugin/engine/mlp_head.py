@@ -58,6 +58,7 @@ def fit_forward_mlp(
     weight_decay: float = 5e-4,
     input_dropout: float = 0.2,
     hidden_dropout: float = 0.5,
+    repeats: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit one network per fold of the training rows; return cross-fitted log-probabilities.
 
@@ -77,23 +78,51 @@ def fit_forward_mlp(
     folds : int
         Parts of the training rows (≥ 2); each part is predicted by the network that did
         not train on it.
+    repeats : int
+        How many times to deal the folds and fit them afresh; a row's predictions are the
+        mean probabilities of its ``repeats`` held-out networks (an ensemble, each row's
+        from networks that never saw it).
 
     Returns
     -------
     scores : (N, C)
         ``log p(y | x)`` of each training row, from the networks that did not see it.
     val_scores : (V, C)
-        ``log p(y | x)`` of each trusted row, from one of the networks (the rows are dealt
-        out among them at random).
+        ``log p(y | x)`` of each trusted row, from one network of each repeat (the rows are
+        dealt out among them at random).
     """
-    n, d = features.shape
+    n = features.shape[0]
     num_classes = transition.shape[0]
     device, dtype = features.device, features.dtype
     if folds < 2 or n < 2 * folds:
         raise ValueError(f"need folds >= 2 and at least two rows per fold, got folds={folds} for {n} rows")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     shift = features.mean(0)
     scale = features.std(0).clamp_min(1e-12)
     log_t = transition.to(dtype).clamp_min(1e-12).log().T.contiguous()  # row ỹ: log T[:, ỹ]
+    scores = torch.zeros(n, num_classes, device=device, dtype=dtype)
+    val_scores = torch.zeros(val_features.shape[0], num_classes, device=device, dtype=dtype)
+    for _ in range(repeats):
+        # Each repeat deals the folds afresh, so a row's networks differ in what else they saw.
+        _add_crossfitted(scores, val_scores, features, given, log_t, val_features, shift, scale,
+                         generator=generator, folds=folds, hidden=hidden, epochs=epochs,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         dropouts=(input_dropout, hidden_dropout))
+    return (scores / repeats).clamp_min(1e-30).log(), (val_scores / repeats).clamp_min(1e-30).log()
+
+
+def _add_crossfitted(scores: torch.Tensor, val_scores: torch.Tensor, features: torch.Tensor,
+                     given: torch.Tensor, log_t: torch.Tensor, val_features: torch.Tensor,
+                     shift: torch.Tensor, scale: torch.Tensor, *, generator: torch.Generator,
+                     folds: int, hidden: int, epochs: int, batch_size: int, lr: float,
+                     weight_decay: float, dropouts: tuple[float, float]) -> None:
+    """One cross-fitted deal: add each row's held-out probabilities to ``scores`` and
+    ``val_scores`` (in place)."""
+    n, d = features.shape
+    num_classes = log_t.shape[0]
+    device, dtype = features.device, features.dtype
+    input_dropout, hidden_dropout = dropouts
     part = (torch.randperm(n, generator=generator) % folds).to(device)
     # Each trusted row is scored by one network, as each training row is: the mean of all
     # the networks would be an ensemble, better than what a training row gets, and would
@@ -103,8 +132,6 @@ def fit_forward_mlp(
     # the caller's generator keeps the run deterministic there.
     device_gen = torch.Generator(device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
     averaged_from = epochs // 3
-    scores = torch.zeros(n, num_classes, device=device, dtype=dtype)
-    val_scores = torch.zeros(val_features.shape[0], num_classes, device=device, dtype=dtype)
     for k in range(folds):
         train_rows = (part != k).nonzero().squeeze(1)
         held_rows = (part == k).nonzero().squeeze(1)
@@ -129,9 +156,8 @@ def fit_forward_mlp(
                 held_probs += _predict(params, features, held_rows, shift, scale)
                 val_probs += _predict(params, val_features, val_rows, shift, scale)
         snapshots = epochs - averaged_from
-        scores[held_rows] = held_probs / snapshots
-        val_scores[val_rows] = val_probs / snapshots
-    return scores.clamp_min(1e-30).log(), val_scores.clamp_min(1e-30).log()
+        scores[held_rows] += held_probs / snapshots
+        val_scores[val_rows] += val_probs / snapshots
 
 
 def _init_params(d: int, hidden: int, num_classes: int, generator: torch.Generator,

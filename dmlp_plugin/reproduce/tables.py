@@ -43,8 +43,8 @@ class Protocol:
     ``feature_dims``: keep the first this many feature dimensions (the shared features are
     PCA components, largest variance first; ``None``: all 512);
     ``epochs``: purification epochs (``None``: the config's own, 100), with the EAC period
-    scaled alike; ``mlp_epochs``: the network candidate's epochs (``None``: the config's
-    own); ``probe_iters``: L-BFGS iterations of the linear classifier;
+    scaled alike; ``mlp_epochs``, ``mlp_repeats``: the network candidate's epochs and
+    deals (``None``: the config's own); ``probe_iters``: L-BFGS iterations of the linear classifier;
     ``trusted_scale``, ``trusted_power``: a nominal trusted-set size ``n`` becomes
     ``scale · n^power`` rows, never fewer than ``min_trusted`` (a smoke run's subset is
     smaller, so its trusted sets are too: ``5·√n`` keeps 100 to 5,000 distinct, 50 to 354,
@@ -57,6 +57,7 @@ class Protocol:
     feature_dims: int | None = None
     epochs: int | None = None
     mlp_epochs: int | None = None
+    mlp_repeats: int | None = None
     probe_iters: int = 100
     trusted_scale: float = 1.0
     trusted_power: float = 1.0
@@ -74,6 +75,8 @@ class Protocol:
         config = with_epochs(config, self.epochs)
         if self.mlp_epochs is not None and config.mlp_candidate:
             config = config.replace(mlp_epochs=self.mlp_epochs)
+        if self.mlp_repeats is not None and config.mlp_candidate:
+            config = config.replace(mlp_repeats=self.mlp_repeats)
         if self.train_rows is not None and config.eac and config.eac_head == "linear":
             steps = max(1, math.ceil(self.train_rows / config.eac_batch_size))
             if steps < config.eac_steps:
@@ -91,9 +94,9 @@ class Protocol:
 FULL = Protocol()
 #: A smoke run: 3,000 training rows (trusted sets shrunk to 5·√n: 1,000 becomes 158),
 #: 1,000 test rows, the first 128 feature dimensions, 4 epochs (2 for the network
-#: candidate), 10 probe iterations; a table takes seconds on two cores.
-SMOKE = Protocol(smoke=True, train_rows=3000, test_rows=1000, feature_dims=128, epochs=4, mlp_epochs=2, probe_iters=10,
-                 trusted_scale=5.0, trusted_power=0.5)
+#: candidate, dealt once), 10 probe iterations; a table takes seconds on two cores.
+SMOKE = Protocol(smoke=True, train_rows=3000, test_rows=1000, feature_dims=128, epochs=4, mlp_epochs=2, mlp_repeats=1,
+                 probe_iters=10, trusted_scale=5.0, trusted_power=0.5)
 
 
 @dataclass(frozen=True)

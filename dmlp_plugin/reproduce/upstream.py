@@ -104,9 +104,10 @@ class UpstreamProtocol:
         config = PurifyConfig.paper() if self.mode == "paper" else PurifyConfig()
         if not self.smoke:
             return config
-        # A smoke run checks the wiring: 3 purification epochs, and 2 of the network candidate's.
+        # A smoke run checks the wiring: 3 purification epochs, and 2 of the network
+        # candidate's, dealt once.
         config = with_epochs(config, 3)
-        return config.replace(mlp_epochs=2) if config.mlp_candidate else config
+        return config.replace(mlp_epochs=2, mlp_repeats=1) if config.mlp_candidate else config
 
 
 @dataclass(frozen=True)
