@@ -44,8 +44,8 @@ class Protocol:
     PCA components, largest variance first; ``None``: all 512);
     ``epochs``: purification epochs (``None``: the config's own, 100), with the EAC period
     scaled alike; ``mlp_epochs``, ``mlp_repeats``: the network candidate's epochs and
-    deals (``None``: the config's own); ``probe_iters``: L-BFGS iterations of the linear classifier;
-    ``trusted_scale``, ``trusted_power``: a nominal trusted-set size ``n`` becomes
+    deals (``None``: the config's own); ``probe_iters``: L-BFGS iterations of the linear
+    classifier; ``trusted_scale``, ``trusted_power``: a nominal trusted-set size ``n`` becomes
     ``scale · n^power`` rows, never fewer than ``min_trusted`` (a smoke run's subset is
     smaller, so its trusted sets are too: ``5·√n`` keeps 100 to 5,000 distinct, 50 to 354,
     where a plain scale would squash the small ones onto the floor).
