@@ -7,7 +7,9 @@ is a better ``p(y | x)`` (on the benchmark's CIFAR-10 features, trained on clean
     z = W₂·relu(W₁·dropout(x̂) + b₁) + b₂,      P(ỹ = k | x) = Σ_y softmax(z)_y · T[y, k]
 
 (``x̂`` the standardised features), trained on the *given* labels through the measured
-transition ``T`` by AdamW on mini-batches, with dropout on the input and hidden layer.
+transition ``T`` by AdamW on mini-batches, with dropout on the input (0.2) and hidden
+layer (0.3: at 0.5 the network underfits; on the tuning draws 0.3 gave better held-out
+predictions at 9% and at 40% human noise alike).
 
 Two things make its predictions usable in the posterior ``p(y | x, ỹ) ∝ p(y | x)·T[y, ỹ]``:
 
@@ -60,7 +62,7 @@ def fit_forward_mlp(
     lr: float = 1e-3,
     weight_decay: float = 5e-4,
     input_dropout: float = 0.2,
-    hidden_dropout: float = 0.5,
+    hidden_dropout: float = 0.3,
     repeats: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit one network per fold of the training rows; return cross-fitted log-probabilities.
