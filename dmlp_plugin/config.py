@@ -138,6 +138,11 @@ class PurifyConfig:
         is ambiguous, which makes a given label less reliable there than the class
         average ``T`` says: on CIFAR-10N's worst labels ``b`` is about 0.7 and adds about
         0.9 points; on synthetic noise it stays near 1 (not in the paper; see docs/engine.md).
+    fit_posterior_offsets : bool
+        With ``fit_transition_weight``: each candidate's posterior also gets an offset for
+        keeping the given label and one per class, ``softmax(a·s + b·log T[:, ỹ] +
+        c·[y = ỹ] + β_y)``, all fitted on the trusted rows' held-out log-loss (not in the
+        paper; see docs/engine.md).
     eac_lr, eac_weight_decay, eac_batch_size, eac_steps, eac_lr_decay_epoch
         Linear head only: Adam settings, mini-batch size, steps per epoch, and the epoch
         after which its learning rate drops tenfold (official: 3; 0 keeps it constant).
@@ -202,6 +207,7 @@ class PurifyConfig:
     mlp_repeats: int = 2
     transition_em_steps: int = 20
     fit_transition_weight: bool = True
+    fit_posterior_offsets: bool = True
     eac_lr: float = 0.03
     eac_weight_decay: float = 3e-4
     eac_batch_size: int = 500
