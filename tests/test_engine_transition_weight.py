@@ -1,5 +1,6 @@
 """The transition weight ``b`` of a candidate's posterior, ``softmax(a·s + b·log T[:, ỹ])``,
-fitted on trusted rows (``engine/posterior.py`` ``fit_transition_weight``).
+fitted on trusted rows (``engine/posterior.py`` ``fit_transition_weight``), and the offsets
+fitted with it (``fit_posterior_offsets``: ``+ c·[y = ỹ] + β_y``).
 
 Planted data with a known, calibrated classifier: ``s = log p(y | x)`` exactly, the true
 label drawn from it, the given label flipped to another class either at one rate for every
@@ -17,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from dmlp_plugin import PurifyConfig, purify_dataset
-from dmlp_plugin.engine.posterior import TRANSITION_WEIGHTS, fit_transition_weight, transition_from_pairs
+from dmlp_plugin.engine.posterior import (TRANSITION_WEIGHTS, fit_posterior_offsets, fit_transition_weight,
+                                         transition_from_pairs)
 from engine_fixtures import planted_clusters
 
 
@@ -60,6 +62,56 @@ def test_the_grid_holds_the_plain_posterior_and_the_classifier_alone():
     noise = torch.randn(len(clean), 10, generator=torch.Generator().manual_seed(1))
     _, b, _ = fit_transition_weight(scores, clean, noise)
     assert float(b) == 0.0
+
+
+def planted_offsets(seed: int, *, n: int, keep: float, offsets: torch.Tensor, weight: float = 1.0):
+    """Rows whose true label is drawn from ``softmax(s + weight·log T[:, ỹ] + keep·[y = ỹ] + offsets)``:
+    the model of :class:`PosteriorFit` with known parameters (``a = 1``)."""
+    c = len(offsets)
+    g = torch.Generator().manual_seed(seed)
+    scores = 2.0 * torch.randn(n, c, generator=g)
+    given = torch.randint(c, (n,), generator=g)
+    # Unequal off-diagonal entries, so that b·log T is not just a keep offset.
+    off = torch.rand(c, c, generator=g).fill_diagonal_(0)
+    t = 0.7 * torch.eye(c) + 0.3 * off / off.sum(1, keepdim=True)
+    log_t = t.log().T[given]
+    logits = scores + weight * log_t + keep * F.one_hot(given, c) + offsets
+    clean = torch.multinomial(logits.softmax(1), 1, generator=g).squeeze(1)
+    return scores, clean, given, log_t
+
+
+def test_offsets_recover_a_planted_keep_offset_and_class_offsets():
+    offsets = torch.tensor([0.6, -0.4, 0.0, 0.3, -0.5])
+    scores, clean, given, log_t = planted_offsets(0, n=20000, keep=0.8, offsets=offsets)
+    fit = fit_posterior_offsets(scores, clean, log_t, given)
+    assert abs(float(fit.scale) - 1.0) < 0.05
+    assert float(fit.weight) in (0.9, 0.95, 1.0, 1.05, 1.1)
+    assert abs(float(fit.keep) - 0.8) < 0.15
+    # Softmax ignores a constant added to every class: compare centred offsets.
+    centred = fit.offsets - fit.offsets.mean()
+    torch.testing.assert_close(centred, offsets - offsets.mean(), atol=0.08, rtol=0)
+    # On fresh rows of the same model, better than the weight alone (which cannot shift classes).
+    scores2, clean2, given2, log_t2 = planted_offsets(1, n=20000, keep=0.8, offsets=offsets)
+    a, b, _ = fit_transition_weight(scores, clean, log_t)
+    with_offsets = F.cross_entropy(fit.scale * scores2 + fit.log_prior(log_t2, given2), clean2)
+    assert with_offsets < F.cross_entropy(a * scores2 + b * log_t2, clean2) - 0.01
+
+
+def test_offsets_leave_the_plain_posterior_where_it_is_exact():
+    scores, clean, log_t = planted(False, seed=0)
+    given = log_t.argmax(1)  # log T[:, ỹ] peaks at T's diagonal: the given label
+    fit = fit_posterior_offsets(scores, clean, log_t, given)
+    assert float((fit.offsets - fit.offsets.mean()).abs().max()) < 0.15
+    # Under symmetric noise b·log T[:, ỹ] and the keep offset nearly coincide (T's off-diagonal
+    # entries are alike), so they are judged together, by the posterior on fresh rows.
+    scores2, clean2, log_t2 = planted(False, seed=5)
+    given2 = log_t2.argmax(1)
+    fitted = fit.scale * scores2 + fit.log_prior(log_t2, given2)
+    assert (fitted.argmax(1) == (scores2 + log_t2).argmax(1)).float().mean() > 0.99
+    assert F.cross_entropy(fitted, clean2) < F.cross_entropy(scores2 + log_t2, clean2) + 0.005
+    # log_prior is b·log T[:, ỹ] + c·[y = ỹ] + β, row by row.
+    manual = fit.weight * log_t + fit.keep * F.one_hot(given, 10) + fit.offsets
+    torch.testing.assert_close(fit.log_prior(log_t, given), manual)
 
 
 # -- through purify_dataset ------------------------------------------------------------------------
