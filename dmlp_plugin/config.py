@@ -141,8 +141,8 @@ class PurifyConfig:
     fit_posterior_offsets : bool
         With ``fit_transition_weight``: each candidate's posterior also gets an offset for
         keeping the given label and one per class, ``softmax(a·s + b·log T[:, ỹ] +
-        c·[y = ỹ] + β_y)``, all fitted on the trusted rows' held-out log-loss (not in the
-        paper; see docs/engine.md).
+        c·[y = ỹ] + β_y)``, all fitted on the trusted rows' held-out log-loss; used when
+        every class has at least 10 trusted rows (not in the paper; see docs/engine.md).
     eac_lr, eac_weight_decay, eac_batch_size, eac_steps, eac_lr_decay_epoch
         Linear head only: Adam settings, mini-batch size, steps per epoch, and the epoch
         after which its learning rate drops tenfold (official: 3; 0 keeps it constant).

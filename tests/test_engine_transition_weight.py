@@ -164,3 +164,21 @@ def test_class_dependent_noise_keeps_a_weight_near_one_and_the_labels():
         with_offsets, meta = _accuracy(data, data.given)
         assert 0.0 <= meta["transition_weight"] <= 1.5
         assert abs(with_offsets - plain) < 0.01
+
+
+def test_offsets_wait_for_enough_trusted_rows_of_every_class():
+    from dmlp_plugin.engine.posterior import OFFSETS_MIN_ROWS_PER_CLASS, offsets_identified
+
+    labels = torch.arange(3).repeat_interleave(OFFSETS_MIN_ROWS_PER_CLASS)
+    assert offsets_identified(labels, 3)
+    assert not offsets_identified(labels[1:], 3)  # class 0 one row short
+    assert not offsets_identified(labels, 4)  # class 3 has none
+    # Through purify_dataset: with 5 trusted rows per class the offsets are not fitted, and the
+    # labels are exactly the weight-only ones.
+    data = planted_clusters(n=3000, num_classes=5, rate=0.3, num_trusted=25, seed=4)
+    assert np.bincount(data.clean[data.trusted], minlength=5).min() < OFFSETS_MIN_ROWS_PER_CLASS
+    kwargs = dict(val_indices=data.trusted, val_labels=data.clean[data.trusted], num_classes=5, seed=0,
+                  progress=False, device="cpu")
+    on = purify_dataset(data.features, data.given, config=QUICK, **kwargs)
+    off = purify_dataset(data.features, data.given, config=QUICK.replace(fit_posterior_offsets=False), **kwargs)
+    np.testing.assert_array_equal(on.soft_labels, off.soft_labels)

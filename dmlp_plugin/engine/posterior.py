@@ -30,7 +30,7 @@ from .softmax import softmax_
 
 __all__ = ["transition_from_pairs", "transition_from_predictions", "label_posterior",
            "refine_transition", "heldout_log_transition", "fit_transition_weight",
-           "fit_posterior_offsets", "PosteriorFit"]
+           "fit_posterior_offsets", "offsets_identified", "PosteriorFit"]
 
 #: The transition weights ``b`` tried by :func:`fit_transition_weight`: 0 (the classifier
 #: alone) to 1.5 in steps of 0.05; 1 is the plain posterior.
@@ -135,6 +135,19 @@ def fit_transition_weight(val_scores: torch.Tensor, val_labels: torch.Tensor,
     k = nlls.argmin()
     weights = torch.tensor(TRANSITION_WEIGHTS, dtype=val_scores.dtype, device=val_scores.device)
     return torch.stack([scale for scale, _ in fits]).take(k), weights.take(k), nlls.take(k)
+
+
+#: The fewest trusted rows of each class with which :func:`fit_posterior_offsets` is used:
+#: with fewer, a rare class's offset and the keep offset rest on a handful of rows (on six
+#: trusted images of two classes the offsets kept every given label), and the transition
+#: weight alone is fitted. CIFAR-10's 1,000 trusted rows hold about 100 of each class.
+OFFSETS_MIN_ROWS_PER_CLASS = 10
+
+
+def offsets_identified(val_labels: torch.Tensor, num_classes: int) -> bool:
+    """Whether every class has :data:`OFFSETS_MIN_ROWS_PER_CLASS` trusted rows."""
+    counts = torch.bincount(val_labels.long(), minlength=num_classes)
+    return bool(counts.min() >= OFFSETS_MIN_ROWS_PER_CLASS)
 
 
 class PosteriorFit(NamedTuple):

@@ -29,8 +29,8 @@ from .label_update import LabelOptimizer, project_simplex
 from .logistic_head import fit_forward_logistic_path
 from .mlp_head import fit_forward_mlp
 from .ls_head import LeastSquaresHead, fit_temperature, trusted_folds
-from .posterior import (fit_posterior_offsets, fit_transition_weight, heldout_log_transition, refine_transition,
-                        transition_from_pairs, transition_from_predictions)
+from .posterior import (fit_posterior_offsets, fit_transition_weight, heldout_log_transition, offsets_identified,
+                        refine_transition, transition_from_pairs, transition_from_predictions)
 from .rows import FeatureRows
 from .rows import scores as row_scores
 from .softmax import softmax_, softmax_rows
@@ -501,7 +501,7 @@ def _candidate(name: str, scores: list[tuple[torch.Tensor, torch.Tensor]], confi
             # Fitted under the T the training rows use: under the coarse held-out count, b
             # would also shrink that count's own noise. The log-loss that selects the
             # candidate stays the one above, taken alike for every candidate.
-            if config.fit_posterior_offsets:
+            if config.fit_posterior_offsets and offsets_identified(val_labels, view_scores.shape[1]):
                 fit = fit_posterior_offsets(val_scores, val_labels, used_log_t[val_given], val_given)
                 scale, weight, prior = fit.scale, fit.weight, fit.log_prior(prior, given)
             else:
