@@ -130,11 +130,17 @@ def fit_transition_weight(val_scores: torch.Tensor, val_labels: torch.Tensor,
     also shrinks that ``T``'s own noise. ``b`` is chosen on a grid
     (:data:`TRANSITION_WEIGHTS`, which holds 1), ``a`` by :func:`fit_temperature` at each.
     """
-    fits = [fit_temperature(val_scores, val_labels, b * val_log_t) for b in TRANSITION_WEIGHTS]
-    nlls = torch.stack([nll for _, nll in fits])
+    scales, nlls = _temperatures_on_grid(val_scores, val_labels, val_log_t)
     k = nlls.argmin()
     weights = torch.tensor(TRANSITION_WEIGHTS, dtype=val_scores.dtype, device=val_scores.device)
-    return torch.stack([scale for scale, _ in fits]).take(k), weights.take(k), nlls.take(k)
+    return scales.take(k), weights.take(k), nlls.take(k)
+
+
+def _temperatures_on_grid(val_scores: torch.Tensor, val_labels: torch.Tensor,
+                          val_log_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`fit_temperature` at each ``b`` of :data:`TRANSITION_WEIGHTS`: ``(scales, nlls)``."""
+    fits = [fit_temperature(val_scores, val_labels, b * val_log_t) for b in TRANSITION_WEIGHTS]
+    return torch.stack([scale for scale, _ in fits]), torch.stack([nll for _, nll in fits])
 
 
 #: The fewest trusted rows of each class with which :func:`fit_posterior_offsets` is used:
@@ -186,7 +192,7 @@ def fit_posterior_offsets(val_scores: torch.Tensor, val_labels: torch.Tensor, va
     num_classes = val_scores.shape[1]
     dtype, device = val_scores.dtype, val_scores.device
     weights = torch.tensor(TRANSITION_WEIGHTS, dtype=dtype, device=device)
-    scales = torch.stack([fit_temperature(val_scores, val_labels, b * val_log_t)[0] for b in TRANSITION_WEIGHTS])
+    scales, _ = _temperatures_on_grid(val_scores, val_labels, val_log_t)
     target = torch.nn.functional.one_hot(val_labels.long(), num_classes).to(dtype)
     given = torch.nn.functional.one_hot(val_given.long(), num_classes).to(dtype)
     fixed = weights.view(-1, 1, 1) * val_log_t  # (K, V, C): b·log T[:, ỹ] per grid point
