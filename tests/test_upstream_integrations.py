@@ -154,12 +154,12 @@ def smoke(method: str, clone: Path, inputs: Inputs, tmp_path: Path) -> tuple[Pat
                        "--dmlp", purified]
     if method == "coteaching":
         write_cifar10_layout(inputs.cifar, "torchvision", clone / "data")
-        return clone, ["--max-iters", "3", "--max-eval-batches", "1", "--num-workers", "0", "--skip-md5", "--",
+        return clone, ["--max-iters", "1", "--max-eval-batches", "1", "--num-workers", "0", "--skip-md5", "--",
                        "python", "main.py", "--dataset", "cifar10", "--noise_type", "symmetric", "--noise_rate",
                        "0.8", "--dmlp", purified]
     if method == "cdr":
         write_cifar10_layout(inputs.cifar, "cdr-npy", clone)
-        return clone, ["--max-iters", "2", "--max-eval-batches", "1", "--num-workers", "0", "--", "python",
+        return clone, ["--max-iters", "1", "--max-eval-batches", "1", "--num-workers", "0", "--", "python",
                        "main.py", "--dataset", "cifar10", "--noise_type", "symmetric", "--noise_rate", "0.8",
                        "--dmlp", purified]
     config = json.loads((clone / "ELR_plus" / "config_cifar10.json").read_text())
