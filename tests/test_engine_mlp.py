@@ -122,3 +122,36 @@ def test_repeats_average_fresh_deals_and_each_rows_networks_never_saw_it():
         fit_forward_mlp(xt, yt, transition, val, generator=gen(0), repeats=0, **kwargs)
     with pytest.raises(ConfigError, match="mlp_repeats must be a positive integer"):
         PurifyConfig(mlp_repeats=0)
+
+
+def test_a_second_hidden_layer_learns_the_classes_and_still_never_sees_a_rows_label():
+    x, clean, given, trusted = antipodal_clusters(n=2000, rate=0.3, seed=5)
+    rest = np.setdiff1d(np.arange(len(clean)), trusted)
+    xt, yt, val = torch.from_numpy(x[rest]), torch.from_numpy(given[rest]), torch.from_numpy(x[trusted])
+    transition = transition_from_pairs(torch.from_numpy(clean[trusted]), torch.from_numpy(given[trusted]), 4)
+    kwargs = dict(folds=3, hidden=64, epochs=20)
+    one = fit_forward_mlp(xt, yt, transition, val, generator=gen(0), **kwargs)
+    two = fit_forward_mlp(xt, yt, transition, val, generator=gen(0), layers=2, **kwargs)
+    assert not torch.allclose(one[0], two[0])  # a different network
+    # Classes no linear head can separate: the deeper network learns them from 30% noisy labels.
+    assert (two[0].argmax(1).numpy() == clean[rest]).mean() > 0.95  # 0.98
+    assert (two[1].argmax(1).numpy() == clean[trusted]).mean() > 0.9
+    flipped = yt.clone()
+    flipped[5] = (flipped[5] + 1) % 4
+    again = fit_forward_mlp(xt, flipped, transition, val, generator=gen(0), layers=2, **kwargs)
+    torch.testing.assert_close(again[0][5], two[0][5], rtol=0, atol=0)  # still cross-fitted
+    assert not torch.equal(again[0], two[0])
+    with pytest.raises(ValueError, match="layers must be >= 1"):
+        fit_forward_mlp(xt, yt, transition, val, generator=gen(0), layers=0, **kwargs)
+    with pytest.raises(ConfigError, match="mlp_layers must be a positive integer"):
+        PurifyConfig(mlp_layers=0)
+
+
+def test_mlp_layers_reaches_the_network_candidate():
+    x, clean, given, trusted = antipodal_clusters(n=2000, rate=0.3, seed=6)
+    kwargs = dict(val_indices=trusted, val_labels=clean[trusted], num_classes=4, seed=0)
+    config = PurifyConfig(epochs=4, eac_period=2, mlp_hidden=64, mlp_epochs=20, mlp_repeats=1)
+    one = purify_dataset(x, given, **kwargs, config=config)
+    two = purify_dataset(x, given, **kwargs, config=config.replace(mlp_layers=2))
+    assert one.metadata["candidate_nll"]["mlp"] != two.metadata["candidate_nll"]["mlp"]
+    assert two.metadata["selected"].startswith("mlp") and two.accuracy(clean) > 0.9

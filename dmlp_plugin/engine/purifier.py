@@ -456,8 +456,8 @@ def _mlp_candidates(views: list[_View], config: PurifyConfig, given: torch.Tenso
     for view in views:
         scores, val_scores = fit_forward_mlp(
             view.features, given, transition, view.val_features, generator=generator,
-            folds=config.mlp_folds, hidden=config.mlp_hidden, epochs=config.mlp_epochs,
-            repeats=config.mlp_repeats)
+            folds=config.mlp_folds, hidden=config.mlp_hidden, layers=config.mlp_layers,
+            epochs=config.mlp_epochs, repeats=config.mlp_repeats)
         per_view.append((scores, val_scores))
     out = [_candidate("mlp", per_view, config, given, val_labels, val_given, transition, val_log_t)]
     if logistic is not None:
