@@ -45,6 +45,15 @@ def test_the_network_learns_classes_that_no_linear_head_can():
     assert with_mlp.accuracy(clean) > 0.95 and alone.accuracy(clean) > 0.95  # 0.998
 
 
+def _network_inputs(x, clean, given, trusted):
+    """``(rest, features, given labels, trusted features, T)`` for ``fit_forward_mlp``: the
+    non-trusted rows train, ``T`` is counted on the trusted ones."""
+    rest = np.setdiff1d(np.arange(len(clean)), trusted)
+    xt, yt, val = torch.from_numpy(x[rest]), torch.from_numpy(given[rest]), torch.from_numpy(x[trusted])
+    transition = transition_from_pairs(torch.from_numpy(clean[trusted]), torch.from_numpy(given[trusted]), 4)
+    return rest, xt, yt, val, transition
+
+
 def _fit(x: torch.Tensor, given: torch.Tensor, transition: torch.Tensor, val: torch.Tensor, seed: int = 0):
     return fit_forward_mlp(x, given, transition, val, generator=gen(seed), folds=3, hidden=32, epochs=3)
 
@@ -53,19 +62,17 @@ def test_a_rows_prediction_never_sees_its_own_given_label():
     """Cross-fitting: the network that predicts a row never trained on it, so changing that
     row's given label leaves its prediction exactly as it was, and moves other rows'."""
     x, clean, given, trusted = antipodal_clusters(n=600, rate=0.2)
-    rest = np.setdiff1d(np.arange(len(clean)), trusted)
-    xt, yt = torch.from_numpy(x[rest]), torch.from_numpy(given[rest])
-    transition = transition_from_pairs(torch.from_numpy(clean[trusted]), torch.from_numpy(given[trusted]), 4)
-    scores, val_scores = _fit(xt, yt, transition, torch.from_numpy(x[trusted]))
+    rest, xt, yt, val, transition = _network_inputs(x, clean, given, trusted)
+    scores, val_scores = _fit(xt, yt, transition, val)
     flipped = yt.clone()
     flipped[7] = (flipped[7] + 1) % 4
-    scores2, val_scores2 = _fit(xt, flipped, transition, torch.from_numpy(x[trusted]))
+    scores2, val_scores2 = _fit(xt, flipped, transition, val)
     torch.testing.assert_close(scores2[7], scores[7], rtol=0, atol=0)
     assert not torch.equal(scores2, scores)  # the row trained the networks that predict the others
     assert not torch.equal(val_scores2, val_scores)
     # Log-probabilities, and deterministic for a seed.
     torch.testing.assert_close(scores.exp().sum(1), torch.ones(len(rest)), rtol=0, atol=1e-5)
-    again, _ = _fit(xt, yt, transition, torch.from_numpy(x[trusted]))
+    again, _ = _fit(xt, yt, transition, val)
     assert torch.equal(again, scores)
 
 
@@ -101,9 +108,7 @@ def test_repeats_average_fresh_deals_and_each_rows_networks_never_saw_it():
     """``repeats=2`` is the mean of the probabilities of two deals drawn one after the other
     from the same generator, and a row's prediction still ignores its own given label."""
     x, clean, given, trusted = antipodal_clusters(n=600, rate=0.2, seed=4)
-    rest = np.setdiff1d(np.arange(len(clean)), trusted)
-    xt, yt, val = torch.from_numpy(x[rest]), torch.from_numpy(given[rest]), torch.from_numpy(x[trusted])
-    transition = transition_from_pairs(torch.from_numpy(clean[trusted]), torch.from_numpy(given[trusted]), 4)
+    rest, xt, yt, val, transition = _network_inputs(x, clean, given, trusted)
     kwargs = dict(folds=3, hidden=32, epochs=3)
     g = gen(0)
     first = fit_forward_mlp(xt, yt, transition, val, generator=g, **kwargs)
@@ -126,9 +131,7 @@ def test_repeats_average_fresh_deals_and_each_rows_networks_never_saw_it():
 
 def test_a_second_hidden_layer_learns_the_classes_and_still_never_sees_a_rows_label():
     x, clean, given, trusted = antipodal_clusters(n=2000, rate=0.3, seed=5)
-    rest = np.setdiff1d(np.arange(len(clean)), trusted)
-    xt, yt, val = torch.from_numpy(x[rest]), torch.from_numpy(given[rest]), torch.from_numpy(x[trusted])
-    transition = transition_from_pairs(torch.from_numpy(clean[trusted]), torch.from_numpy(given[trusted]), 4)
+    rest, xt, yt, val, transition = _network_inputs(x, clean, given, trusted)
     kwargs = dict(folds=3, hidden=64, epochs=20)
     one = fit_forward_mlp(xt, yt, transition, val, generator=gen(0), **kwargs)
     two = fit_forward_mlp(xt, yt, transition, val, generator=gen(0), layers=2, **kwargs)
