@@ -209,7 +209,8 @@ class PurifyConfig:
     mlp_hidden: int = 1024
     mlp_epochs: int = 12
     mlp_folds: int = 4
-    mlp_layers: int = 1
+    mlp_layers: int = 2
+    mlp_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     mlp_repeats: int = 2
     transition_em_steps: int = 20
     fit_transition_weight: bool = True
@@ -261,7 +262,7 @@ class PurifyConfig:
             raise ConfigError(f"eac_eta must lie in [0, 1], got {self.eac_eta!r}")
         choices = {"label_optimizer": ("adam", "sgd"), "prior": ("uniform", "trusted"),
                    "eac_head": ("least-squares", "linear"), "eac_target": ("posterior", "head"),
-                   "precision": ("float32", "bfloat16")}
+                   "precision": ("float32", "bfloat16"), "mlp_precision": ("auto", "float32", "bfloat16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

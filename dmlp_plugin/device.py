@@ -6,7 +6,7 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["choose_device", "native_bfloat16"]
+__all__ = ["choose_device", "native_bfloat16", "resolve_precision"]
 
 
 def choose_device(device: Any = None):
@@ -36,3 +36,12 @@ def native_bfloat16(device) -> bool:
         return True  # other backends: let them decide
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, so guarded
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def resolve_precision(choice: str, device) -> str:
+    """A precision setting on ``device``: ``"auto"`` is ``"bfloat16"`` where the device
+    multiplies bfloat16 matrices in hardware and ``"float32"`` elsewhere (where bfloat16
+    would be emulated, and slower); ``"float32"`` and ``"bfloat16"`` stay as they are."""
+    if choice != "auto":
+        return choice
+    return "bfloat16" if native_bfloat16(device) else "float32"

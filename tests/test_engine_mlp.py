@@ -154,7 +154,39 @@ def test_mlp_layers_reaches_the_network_candidate():
     x, clean, given, trusted = antipodal_clusters(n=2000, rate=0.3, seed=6)
     kwargs = dict(val_indices=trusted, val_labels=clean[trusted], num_classes=4, seed=0)
     config = PurifyConfig(epochs=4, eac_period=2, mlp_hidden=64, mlp_epochs=20, mlp_repeats=1)
-    one = purify_dataset(x, given, **kwargs, config=config)
-    two = purify_dataset(x, given, **kwargs, config=config.replace(mlp_layers=2))
+    assert config.mlp_layers == 2  # the default
+    one = purify_dataset(x, given, **kwargs, config=config.replace(mlp_layers=1))
+    two = purify_dataset(x, given, **kwargs, config=config)
     assert one.metadata["candidate_nll"]["mlp"] != two.metadata["candidate_nll"]["mlp"]
     assert two.metadata["selected"].startswith("mlp") and two.accuracy(clean) > 0.9
+
+
+def test_bfloat16_products_train_the_same_network_to_within_rounding():
+    x, clean, given, trusted = antipodal_clusters(n=2000, rate=0.3, seed=7)
+    rest, xt, yt, val, transition = _network_inputs(x, clean, given, trusted)
+    kwargs = dict(folds=3, hidden=64, epochs=20, layers=2)
+    full = fit_forward_mlp(xt, yt, transition, val, generator=gen(0), **kwargs)
+    half = fit_forward_mlp(xt, yt, transition, val, generator=gen(0), precision=torch.bfloat16, **kwargs)
+    assert half[0].dtype == torch.float32  # weights, loss and predictions stay float32
+    assert not torch.equal(full[0], half[0])  # the products did run in bfloat16
+    # ... and learned the same classes: the two agree on nearly every row.
+    agree = (full[0].argmax(1) == half[0].argmax(1)).float().mean().item()
+    assert agree > 0.97
+    right = [(out[0].argmax(1).numpy() == clean[rest]).mean() for out in (full, half)]
+    assert min(right) > 0.93 and abs(right[0] - right[1]) < 0.01, right
+    with pytest.raises(ValueError, match="precision must be"):
+        fit_forward_mlp(xt, yt, transition, val, generator=gen(0), precision=torch.float16, **kwargs)
+
+
+def test_mlp_precision_auto_follows_the_hardware_and_bad_values_are_refused(monkeypatch):
+    from dmlp_plugin import device as device_module
+
+    cpu = torch.device("cpu")
+    assert device_module.resolve_precision("float32", cpu) == "float32"
+    assert device_module.resolve_precision("bfloat16", cpu) == "bfloat16"
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(device_module, "native_bfloat16", lambda dev, native=native: native)
+        assert device_module.resolve_precision("auto", cpu) == expected
+    assert PurifyConfig().mlp_precision == "auto"
+    with pytest.raises(ConfigError, match="mlp_precision must be one of"):
+        PurifyConfig(mlp_precision="float16")

@@ -66,6 +66,7 @@ def fit_forward_mlp(
     hidden_dropout: float = 0.3,
     repeats: int = 1,
     layers: int = 1,
+    precision: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit one network per fold of the training rows; return cross-fitted log-probabilities.
 
@@ -91,6 +92,9 @@ def fit_forward_mlp(
         from networks that never saw it).
     layers : int
         Hidden layers of ``hidden`` units (≥ 1).
+    precision : torch.float32 or torch.bfloat16
+        The matrix products of training: bfloat16 runs them under autocast (the weights,
+        optimiser state, loss and predictions stay in the features' dtype).
 
     Returns
     -------
@@ -109,6 +113,8 @@ def fit_forward_mlp(
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if layers < 1:
         raise ValueError(f"layers must be >= 1, got {layers}")
+    if precision not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"precision must be torch.float32 or torch.bfloat16, got {precision}")
     shift = features.mean(0)
     scale = features.std(0).clamp_min(1e-12)
     log_t = transition.to(dtype).clamp_min(1e-12).log().T.contiguous()  # row ỹ: log T[:, ỹ]
@@ -119,7 +125,7 @@ def fit_forward_mlp(
         _add_crossfitted(scores, val_scores, features, given, log_t, val_features, shift, scale,
                          generator=generator, folds=folds, hidden=hidden, layers=layers, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         dropouts=(input_dropout, hidden_dropout))
+                         dropouts=(input_dropout, hidden_dropout), precision=precision)
     return (scores / repeats).clamp_min(1e-30).log(), (val_scores / repeats).clamp_min(1e-30).log()
 
 
@@ -127,7 +133,7 @@ def _add_crossfitted(scores: torch.Tensor, val_scores: torch.Tensor, features: t
                      given: torch.Tensor, log_t: torch.Tensor, val_features: torch.Tensor,
                      shift: torch.Tensor, scale: torch.Tensor, *, generator: torch.Generator,
                      folds: int, hidden: int, layers: int, epochs: int, batch_size: int, lr: float,
-                     weight_decay: float, dropouts: tuple[float, float]) -> None:
+                     weight_decay: float, dropouts: tuple[float, float], precision: torch.dtype) -> None:
     """One cross-fitted deal: add each row's held-out probabilities to ``scores`` and
     ``val_scores`` (in place)."""
     n, d = features.shape
@@ -157,7 +163,8 @@ def _add_crossfitted(scores: torch.Tensor, val_scores: torch.Tensor, features: t
                 for lo in range(0, order.shape[0], batch_size):
                     rows = order[lo:lo + batch_size]
                     x = (features[rows] - shift) / scale
-                    logits = _forward(params, x, input_dropout, hidden_dropout, device_gen)
+                    with torch.autocast(device.type, dtype=precision, enabled=precision == torch.bfloat16):
+                        logits = _forward(params, x, input_dropout, hidden_dropout, device_gen).to(dtype)
                     # Forward correction: the likelihood of the given label through T.
                     loss = -torch.logsumexp(F.log_softmax(logits, 1) + log_t[given[rows]], 1).mean()
                     opt.zero_grad(set_to_none=True)

@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from ..config import PurifyConfig
+from ..device import resolve_precision
 from .eac import EACHead, slice_schedule
 from .ipc import IPCBatches, IPCLossWeights, factor, ipc_loss_and_grad, partition
 from .ipc_groups import BatchRows, GroupedBatches, grouped_loss_and_grad
@@ -457,7 +458,8 @@ def _mlp_candidates(views: list[_View], config: PurifyConfig, given: torch.Tenso
         scores, val_scores = fit_forward_mlp(
             view.features, given, transition, view.val_features, generator=generator,
             folds=config.mlp_folds, hidden=config.mlp_hidden, layers=config.mlp_layers,
-            epochs=config.mlp_epochs, repeats=config.mlp_repeats)
+            epochs=config.mlp_epochs, repeats=config.mlp_repeats,
+            precision=getattr(torch, resolve_precision(config.mlp_precision, view.features.device)))
         per_view.append((scores, val_scores))
     out = [_candidate("mlp", per_view, config, given, val_labels, val_given, transition, val_log_t)]
     if logistic is not None:
