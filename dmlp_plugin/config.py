@@ -106,25 +106,31 @@ class PurifyConfig:
         trusted set, from scratch, so that its held-out scores are as honest as the
         least-squares rounds').
     mlp_candidate : bool
-        With ``select_round``, also fit a forward-corrected two-layer network (a hidden
-        ReLU layer with dropout), cross-fitted over ``mlp_folds`` parts of the training rows
+        With ``select_round``, also fit a forward-corrected network (``mlp_layers``
+        hidden ReLU layers with dropout), cross-fitted over ``mlp_folds`` parts of the training rows
         so that no row is predicted by a network that trained on it; it competes as
         ``mlp``, and mixed half and half with the best logistic candidate as ``mlp +
         logistic``. A nonlinear ``p(y | x)``: on the benchmark it is what puts the default
         ahead of a tuned forward-corrected logistic regression at low noise and on human
         noise (not in the paper; see docs/engine.md). It is left out when the features are
         read in chunks or split between processes. It is the slowest candidate on CPU
-        (about 3 minutes on 49,000 × 512 on two threads, for two deals of four networks);
-        ``mlp_candidate=False`` gives the previous default.
+        (about 2.5 minutes on 49,000 × 512 on two threads with bfloat16 products, for two
+        deals of four networks); ``mlp_candidate=False`` leaves it out.
     mlp_hidden, mlp_epochs, mlp_folds : int
         The network's hidden width, its epochs (mini-batches of 256, AdamW at 1e-3, weight
         decay 5e-4; predictions averaged over the last two thirds of the epochs), and the
         number of parts of the training rows it is cross-fitted over (>= 2).
     mlp_layers : int
-        The network's hidden layers, each of ``mlp_hidden`` units (default 1). Two made
-        better labels on the tuning draws (CIFAR-10N aggregate +0.06 to +0.16 points), but
-        a run takes about 3.9 times as long on CPU, so they are meant for GPUs; see
-        docs/engine.md, "A deeper network".
+        The network's hidden layers, each of ``mlp_hidden`` units (default 2). Two made
+        better labels than one on the tuning draws (CIFAR-10N aggregate +0.06 to +0.18
+        points); one is quicker on CPUs (docs/engine.md, "Two hidden layers").
+    mlp_precision : {"auto", "float32", "bfloat16"}
+        The dtype of the network's training products (autocast; weights, optimiser state,
+        loss and predictions stay float32). ``"auto"`` is bfloat16 where the device
+        multiplies it natively (CPUs with AVX512-BF16 or AMX, CUDA compute capability
+        8.0+) and float32 elsewhere, where bfloat16 would be emulated and slower. On the
+        tuning draws bfloat16 labelled within 0.02 points of float32, and halved the
+        network's time on CPU.
     mlp_repeats : int
         How many times the cross-fitting is dealt and fitted afresh; each row's ``p(y | x)``
         is the mean of its held-out networks' (an ensemble), for ``mlp_repeats`` times the
