@@ -39,9 +39,11 @@ def files(tmp_path):
 
 
 def _args(files, out, *extra):
+    # One hidden layer: these tests are about the command line, and the default's two
+    # take three times as long on small sets (they are tested in test_engine_mlp.py).
     return ["purify", "--features", str(files["features"]), "--labels", str(files["labels"]),
             "--val-indices", str(files["vi"]), "--val-labels", str(files["vl"]),
-            "-o", str(out), "--no-progress", "--epochs", "20", *extra]
+            "-o", str(out), "--no-progress", "--epochs", "20", "--set", "mlp_layers=1", *extra]
 
 
 def test_purify_writes_a_result_that_improves_labels_and_exports(files, tmp_path, capsys):
@@ -72,9 +74,9 @@ def test_purify_matches_the_python_api(files, tmp_path):
     from dmlp_plugin import PurifyConfig
 
     api = purify_dataset(features, noisy, val_indices=trusted, val_labels=clean[trusted],
-                         config=PurifyConfig(epochs=20, eac_eta=0.3), seed=0, device="cpu")
+                         config=PurifyConfig(epochs=20, eac_eta=0.3, mlp_layers=1), seed=0, device="cpu")
     cli = PurifyResult.load(out)
-    assert cli.config.eac_eta == 0.3
+    assert cli.config.eac_eta == 0.3 and cli.config.mlp_layers == 1
     np.testing.assert_array_equal(cli.soft_labels, api.soft_labels)
 
 

@@ -25,6 +25,11 @@ def result(data):
                           config=PurifyConfig(epochs=20, eac_period=5), seed=3)
 
 
+# Where the network runs but is not what a test is about: one hidden layer, a third of the
+# default's time on this set (the default's two are tested in test_engine_mlp.py).
+ONE_LAYER = PurifyConfig(mlp_layers=1)
+
+
 def given_accuracy(data: Planted) -> float:
     return float((data.given == data.clean).mean())
 
@@ -76,7 +81,7 @@ def test_separate_trusted_set_protocol(data):
     """Clothing1M protocol: a trusted set outside the training set, no given labels for it."""
     train = np.setdiff1d(np.arange(len(data.clean)), data.trusted)
     result = purify_dataset(data.features[train], data.given[train], val_features=data.features[data.trusted],
-                            val_labels=data.clean[data.trusted])
+                            val_labels=data.clean[data.trusted], config=ONE_LAYER)
     assert len(result) == len(train) and result.soft_labels.shape == (len(train), data.num_classes)
     assert len(result.trusted_indices) == 0
     assert result.metadata["trusted_protocol"] == "separate"
@@ -210,7 +215,7 @@ def test_bfloat16_warns_only_where_the_hardware_lacks_it(data, monkeypatch, nati
     from dmlp_plugin import purify
 
     monkeypatch.setattr(purify, "native_bfloat16", lambda device: native)
-    config = PurifyConfig(epochs=2, eac_period=1, precision="bfloat16")
+    config = PurifyConfig(epochs=2, eac_period=1, precision="bfloat16", mlp_layers=1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         purify_dataset(data.features, data.given, **data.purify_kwargs(), config=config)
@@ -236,7 +241,7 @@ def test_native_bfloat16_reads_the_cpu_flags(monkeypatch):
 @pytest.mark.parametrize("config", [
     PurifyConfig(epochs=10, eac_period=5),
     PurifyConfig(ipc=True, epochs=10, eac_period=5, batch_size=700, reshuffle_every=3,
-                 logistic_candidate=False),
+                 logistic_candidate=False, mlp_layers=1),
     PurifyConfig.paper(epochs=4, eac_period=2, eac_steps=2, batch_size=1000),
     PurifyConfig.paper(epochs=4, eac_period=2, eac_steps=2, batch_size=1000, precision="bfloat16"),
 ], ids=["default", "ipc-reshuffled", "paper", "paper-bfloat16"])
@@ -253,7 +258,7 @@ def test_same_seed_gives_bitwise_identical_labels(data, config):
 
 
 def test_progress_bar_without_a_terminal(data, capsys):
-    config = PurifyConfig(epochs=6, eac_period=3)
+    config = PurifyConfig(epochs=6, eac_period=3, mlp_layers=1)
     plain = purify_dataset(data.features, data.given, **data.purify_kwargs(), config=config)
     shown = purify_dataset(data.features, data.given, **data.purify_kwargs(), config=config, progress=True)
     assert np.array_equal(plain.soft_labels, shown.soft_labels)
@@ -265,7 +270,7 @@ def test_progress_bar_without_a_terminal(data, capsys):
 def test_on_epoch_receives_every_record(data, progress):
     seen = []
     result = purify_dataset(data.features, data.given, **data.purify_kwargs(), clean_labels=data.clean,
-                            config=PurifyConfig(epochs=6, eac_period=4), progress=progress,
+                            config=PurifyConfig(epochs=6, eac_period=4, mlp_layers=1), progress=progress,
                             on_epoch=lambda epoch, record: seen.append((epoch, dict(record))))
     assert [epoch for epoch, _ in seen] == list(range(1, 7))
     assert [record for _, record in seen] == result.history

@@ -21,6 +21,9 @@ from streaming_fixtures import assert_agree, planted
 #: What a run in chunks computes: the network candidate needs rows at random and is left
 #: out there, so the labels in chunks are the in-memory labels of the other candidates.
 IN_MEMORY = PurifyConfig(mlp_candidate=False)
+# Where the network runs but is not what a test is about: one hidden layer, a third of the
+# default's time on these small sets (the default's two are tested in test_engine_mlp.py).
+ONE_LAYER = PurifyConfig(mlp_layers=1)
 
 
 def _budget_for_chunks(x, trusted, c=10, config=PurifyConfig()):
@@ -77,7 +80,8 @@ def test_a_budget_that_forces_chunks_gives_the_in_memory_labels():
     whole = purify_dataset(x, noisy, config=IN_MEMORY, **kw)
     chunked = purify_dataset(x, noisy, config=PurifyConfig(max_memory=_budget_for_chunks(x, trusted)), **kw)
     assert "mlp + logistic" not in chunked.metadata["candidate_nll"]
-    assert "mlp + logistic" in purify_dataset(x, noisy, **kw).metadata["candidate_nll"]  # in memory it runs
+    in_memory = purify_dataset(x, noisy, config=ONE_LAYER, **kw)
+    assert "mlp + logistic" in in_memory.metadata["candidate_nll"]  # in memory it runs
     memory = chunked.metadata["memory"]
     assert memory["streamed"] and memory["chunk_rows"] < len(x) // 2
     assert not whole.metadata["memory"]["streamed"]
@@ -120,8 +124,8 @@ def test_a_separate_trusted_set_and_two_views_stream_too():
 def test_a_budget_that_fits_changes_nothing():
     x, clean, noisy, trusted = planted(n=2000, seed=6)
     kw = dict(val_indices=trusted, val_labels=clean[trusted], seed=0)
-    a = purify_dataset(x, noisy, **kw)
-    b = purify_dataset(x, noisy, config=PurifyConfig(max_memory="4GB"), **kw)
+    a = purify_dataset(x, noisy, config=ONE_LAYER, **kw)
+    b = purify_dataset(x, noisy, config=ONE_LAYER.replace(max_memory="4GB"), **kw)
     assert not b.metadata["memory"]["streamed"]
     np.testing.assert_array_equal(a.soft_labels, b.soft_labels)
 
@@ -205,7 +209,7 @@ def test_a_folder_of_torchrun_shards_is_merged_once_and_purifies_like_the_file(t
     for rank in range(3):  # dealt round-robin, as under torchrun
         rows = dist.shard_indices(len(x), rank, 3)
         dist.write_shard(folder, rank, rows, {"features": x[rows].astype(np.float16)})
-    kw = dict(val_indices=trusted, val_labels=clean[trusted], seed=0)
+    kw = dict(val_indices=trusted, val_labels=clean[trusted], seed=0, config=ONE_LAYER)
     from_folder = purify_dataset(str(folder), noisy, **kw)
     merged = folder / "merged.features.npy"
     assert merged.is_file()
