@@ -118,15 +118,22 @@ def test_repeats_average_fresh_deals_and_each_rows_networks_never_saw_it():
         assert not torch.allclose(first[k], second[k])  # a fresh deal and fresh weights
         mean = ((first[k].exp() + second[k].exp()) / 2).log()
         torch.testing.assert_close(both[k], mean, rtol=0, atol=1e-6)
-    flipped = yt.clone()
-    flipped[11] = (flipped[11] + 2) % 4
-    again = fit_forward_mlp(xt, flipped, transition, val, generator=gen(0), repeats=2, **kwargs)
-    torch.testing.assert_close(again[0][11], both[0][11], rtol=0, atol=0)
-    assert not torch.equal(again[0], both[0])
+    _assert_ignores_own_label(lambda labels: fit_forward_mlp(xt, labels, transition, val, generator=gen(0),
+                                                             repeats=2, **kwargs), yt, both, row=11, shift=2)
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         fit_forward_mlp(xt, yt, transition, val, generator=gen(0), repeats=0, **kwargs)
     with pytest.raises(ConfigError, match="mlp_repeats must be a positive integer"):
         PurifyConfig(mlp_repeats=0)
+
+
+def _assert_ignores_own_label(fit, labels, fitted, *, row: int, shift: int) -> None:
+    """Cross-fitting: changing one row's given label leaves that row's prediction exactly as
+    ``fitted`` (``fit(labels)``) had it, and changes the other rows'."""
+    flipped = labels.clone()
+    flipped[row] = (flipped[row] + shift) % 4
+    again = fit(flipped)
+    torch.testing.assert_close(again[0][row], fitted[0][row], rtol=0, atol=0)
+    assert not torch.equal(again[0], fitted[0])
 
 
 def test_a_second_hidden_layer_learns_the_classes_and_still_never_sees_a_rows_label():
@@ -139,11 +146,8 @@ def test_a_second_hidden_layer_learns_the_classes_and_still_never_sees_a_rows_la
     # Classes no linear head can separate: the deeper network learns them from 30% noisy labels.
     assert (two[0].argmax(1).numpy() == clean[rest]).mean() > 0.95  # 0.98
     assert (two[1].argmax(1).numpy() == clean[trusted]).mean() > 0.9
-    flipped = yt.clone()
-    flipped[5] = (flipped[5] + 1) % 4
-    again = fit_forward_mlp(xt, flipped, transition, val, generator=gen(0), layers=2, **kwargs)
-    torch.testing.assert_close(again[0][5], two[0][5], rtol=0, atol=0)  # still cross-fitted
-    assert not torch.equal(again[0], two[0])
+    _assert_ignores_own_label(lambda labels: fit_forward_mlp(xt, labels, transition, val, generator=gen(0),
+                                                             layers=2, **kwargs), yt, two, row=5, shift=1)
     with pytest.raises(ValueError, match="layers must be >= 1"):
         fit_forward_mlp(xt, yt, transition, val, generator=gen(0), layers=0, **kwargs)
     with pytest.raises(ConfigError, match="mlp_layers must be a positive integer"):
