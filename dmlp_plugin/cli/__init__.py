@@ -17,8 +17,8 @@ from ..errors import DmlpError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # Order is the order of `dmlp --help`.
-COMMANDS = ("purify", "demo", "noise", "trusted", "adapters", "integrate", "run", "data", "features", "pretrain",
-            "reproduce", "report")
+COMMANDS = ("purify", "check-features", "demo", "noise", "trusted", "adapters", "integrate", "run", "data",
+            "features", "pretrain", "reproduce", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dmlp-plugin {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(sub)
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(sub)
     return parser
 
 
