@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,7 +28,7 @@ from ..errors import ConfigError, InputError
 from ..io import atomic_write
 from ..device import choose_device
 from ._hardware import fast_bfloat16
-from ..progress import progress_bar
+from ..progress import Reporter, reporting
 from .backbones import create_backbone, forward_features, parse_backbone
 from .cache import FeatureCache, cache_key
 from .checkpoints import file_sha256, load_checkpoint
@@ -65,7 +66,7 @@ def extract_features(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     num_workers: int = 0,
-    progress: bool = True,
+    progress: bool | Reporter = True,
     output: str | os.PathLike | None = None,
     strict: bool = True,
     trust_checkpoint: bool = False,
@@ -100,8 +101,9 @@ def extract_features(
         Look up and store results in the feature cache.
     cache_dir : path, optional
         Cache folder; ``$DMLP_CACHE_DIR/features`` or ``~/.cache/dmlp/features`` by default.
-    progress : bool
-        Show a rich progress bar (on stderr).
+    progress : bool or Reporter
+        Report the images done and the writing of ``output`` as stages: ``True`` on stderr
+        (bars on a terminal, plain lines in a log), or to a :class:`~dmlp_plugin.progress.Reporter`.
     output : path, optional
         Also write the features: ``.npz`` with arrays ``features`` (and
         ``features_hflip``), or ``.npy`` (the flipped view beside it as
@@ -142,7 +144,7 @@ def extract_features(
         if plan.store is not None:
             plan.store.put(plan.key, plan.views, arrays, plan.parts)
     if output is not None:
-        save_features(output, {_array_name(v): a for v, a in zip(plan.views, arrays)})
+        save_features(output, {_array_name(v): a for v, a in zip(plan.views, arrays)}, progress=progress)
     return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
 
@@ -192,24 +194,67 @@ def _plan(dataset: ImageDataset, backbone: str | nn.Module, *, checkpoint: str |
     return _Plan(views, transform, dev, autocast, parts, cache_key(parts), store)
 
 
-def save_features(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> list[Path]:
+def save_features(path: str | os.PathLike, arrays: dict[str, np.ndarray], *,
+                  progress: bool | Reporter = False) -> list[Path]:
     """Write named arrays atomically: one ``.npz``, or ``.npy`` files (the first at
     ``path``, each other beside it as ``<stem>.<name>.npy``, memory-mappable).
 
-    Returns the paths written.
+    ``progress`` reports the bytes written as a ``writing NAME`` stage (see
+    :func:`~dmlp_plugin.progress.reporting`). Returns the paths written.
     """
     path = _output_path(path)
-    if path.suffix.lower() == ".npz":
-        with atomic_write(path) as fh:
-            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
-        return [path]
-    written = []
-    for i, (name, array) in enumerate(arrays.items()):
-        target = path if i == 0 else path.with_name(f"{path.stem}.{name}.npy")
-        with atomic_write(target) as fh:
-            np.save(fh, np.ascontiguousarray(array))
-        written.append(target)
-    return written
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    with reporting(progress) as report:
+        if path.suffix.lower() == ".npz":
+            with atomic_write(path) as fh, zipfile.ZipFile(fh, "w", allowZip64=True) as archive:
+                written = _Written(report, f"writing {path.name}", sum(a.nbytes for a in arrays.values()))
+                for name, array in arrays.items():
+                    # np.savez's layout (NAME.npy members, stored) written a block at a time
+                    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                        _write_npy(member, array, written)
+                written.end()
+            return [path]
+        paths = []
+        for i, (name, array) in enumerate(arrays.items()):
+            target = path if i == 0 else path.with_name(f"{path.stem}.{name}.npy")
+            written = _Written(report, f"writing {target.name}", array.nbytes)
+            with atomic_write(target) as fh:
+                _write_npy(fh, array, written)
+            written.end()
+            paths.append(target)
+    return paths
+
+
+class _Written:
+    """Bytes written so far of one ``writing`` stage, reported in MiB."""
+
+    def __init__(self, report: Reporter, stage: str, total: int) -> None:
+        self.report, self.stage, self.total, self.done = report, stage, -(-total >> 20), 0
+        report(stage, 0, self.total, unit="MiB")
+
+    def add(self, n: int) -> None:
+        self.done += n
+        self.report(self.stage, min(self.done >> 20, self.total), self.total, unit="MiB")
+
+    def end(self) -> None:
+        self.report.end(self.stage)
+
+
+def _write_npy(fh: Any, array: np.ndarray, written: _Written, block: int = 64 << 20) -> None:
+    """``np.save``'s format, the data in blocks of about ``block`` bytes, so a large array
+    is never copied whole and its writing can be reported."""
+    array = array if array.flags.c_contiguous or array.flags.f_contiguous else np.ascontiguousarray(array)
+    header = np.lib.format.header_data_from_array_1_0(array)  # says which order the bytes are in
+    try:
+        np.lib.format.write_array_header_1_0(fh, header)
+    except ValueError:  # a header over 64 KiB (huge structured dtypes) needs format 2.0
+        np.lib.format.write_array_header_2_0(fh, header)
+    flat = array.ravel(order="K")  # a view, in memory order: C, or F for a Fortran array
+    step = max(1, block // max(array.itemsize, 1))
+    for start in range(0, flat.size, step):
+        chunk = flat[start:start + step]
+        fh.write(chunk.tobytes())
+        written.add(chunk.nbytes)
 
 
 def _output_path(path: str | os.PathLike) -> Path:
@@ -240,7 +285,7 @@ class _Images(Dataset):
 
 def _run(dataset: ImageDataset, backbone: str | nn.Module, checkpoint: str | os.PathLike | None,
          transform: Callable, views: tuple[str, ...], *, batch_size: int, device: torch.device,
-         autocast: torch.dtype | None, num_workers: int, progress: bool, strict: bool,
+         autocast: torch.dtype | None, num_workers: int, progress: bool | Reporter, strict: bool,
          trusted: bool, indices: np.ndarray | None = None) -> list[np.ndarray]:
     """Features of the images at ``indices`` (all by default), one array per view, rows in
     the order of ``indices``."""
@@ -270,7 +315,8 @@ def _infer(model: nn.Module, dataset: ImageDataset, transform: Callable, views: 
     loader = DataLoader(source, batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, pin_memory=device.type == "cuda")
     outputs: list[np.ndarray] | None = None
-    with progress_bar(progress, len(source), f"features ({type(model).__name__})") as advance, \
+    stage, done = f"features ({type(model).__name__})", 0
+    with reporting(progress) as report, \
             torch.inference_mode(), \
             torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
         for images, position in loader:
@@ -281,8 +327,9 @@ def _infer(model: nn.Module, dataset: ImageDataset, transform: Callable, views: 
                 outputs = [np.empty((len(source), f.shape[1]), dtype=np.float32) for f in feats]
             for out, f in zip(outputs, feats):
                 out[position.numpy()] = f
-            if advance is not None:
-                advance(len(position))
+            done += len(position)
+            report(stage, done, len(source), unit="images")
+        report.end(stage)
     if outputs is None:  # no rows (an empty shard): the width is unknown without a forward pass
         outputs = [np.empty((0, 0), dtype=np.float32) for _ in views]
     return outputs

@@ -36,12 +36,10 @@ from ..errors import ConfigError, CorruptFileError, InputError, ShapeError
 from ..io import atomic_write
 from ..device import choose_device
 from ._hardware import fast_bfloat16
-from ..progress import progress_bar
+from ..progress import Reporter, reporting
 from .checkpoints import load_torch_file
 
 __all__ = ["KMeansFeatures", "kmeans_features", "dataset_images"]
-
-ProgressFn = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -158,40 +156,54 @@ class KMeansFeatures:
         self._check_fitted()
         return int(self.pooled_mean.shape[0] if self.projection is None else self.projection.shape[1])
 
-    def fit(self, images: np.ndarray, *, progress: ProgressFn | None = None) -> "KMeansFeatures":
-        """Fit whitening, centroids and PCA on ``(N, H, W, 3)`` uint8 images."""
+    def fit(self, images: np.ndarray, *, progress: Reporter | None = None) -> "KMeansFeatures":
+        """Fit whitening, centroids and PCA on ``(N, H, W, 3)`` uint8 images.
+
+        ``progress``, when given, hears the clustering and the encoding for the PCA as
+        stages (see :mod:`dmlp_plugin.progress`).
+        """
         self._fit(images, progress=progress)
         return self
 
-    def fit_transform(self, images: np.ndarray, *, progress: ProgressFn | None = None) -> np.ndarray:
-        """:meth:`fit` then :meth:`transform`, encoding each image once when all of them fit the PCA."""
-        code = self._fit(images, progress=progress)
+    def fit_transform(self, images: np.ndarray, *, progress: Reporter | None = None,
+                      name: str = "training") -> np.ndarray:
+        """:meth:`fit` then :meth:`transform`, encoding each image once when all of them fit the PCA.
+
+        ``name`` names the images in progress stages.
+        """
+        code = self._fit(images, progress=progress, name=name)
         if code is not None:
             return self._reduce(code).cpu().numpy()
-        return self.transform(images, progress=progress)
+        return self.transform(images, progress=progress, name=name)
 
-    def transform(self, images: np.ndarray, *, progress: ProgressFn | None = None) -> np.ndarray:
+    def transform(self, images: np.ndarray, *, progress: Reporter | None = None,
+                  name: str = "") -> np.ndarray:
         """``(N, output_dim)`` float32 features of ``(N, H, W, 3)`` uint8 images, in input order.
 
-        ``progress``, when given, is called with the number of images just finished.
+        ``progress``, when given, hears one stage, ``k-means: encoding {name} images``.
         """
         self._check_fitted()
         images = self._check_images(images)
         out = np.empty((len(images), self.dim), dtype=np.float32)
+        stage = _Counter(progress, f"k-means: encoding {name + ' ' if name else ''}images", len(images))
         # project a few hundred images at a time: encoding is the cost, the GEMM with the
         # PCA basis is cheap, and the pooled block stays small
         step = max(self.chunk_size, 512 // self.chunk_size * self.chunk_size)
         for start in range(0, len(images), step):
-            pooled = self.encode(images[start:start + step], progress=progress)
+            pooled = self._encode(images[start:start + step], stage)
             out[start:start + step] = self._reduce(self._power(pooled)).cpu().numpy()
+        stage.end()
         return out
 
-    def encode(self, images: np.ndarray, *, progress: ProgressFn | None = None) -> torch.Tensor:
+    def encode(self, images: np.ndarray, *, progress: Reporter | None = None) -> torch.Tensor:
         """The pooled triangle code, ``(N, 4 K)`` float32 on the device, before power and PCA."""
         if self.centroids is None:
             raise InputError("KMeansFeatures is not fitted: call fit() first")
         images = self._check_images(images)
-        return self._encode(images, progress)
+        stage = _Counter(progress, "k-means: encoding images", len(images))
+        code = self._encode(images, stage)
+        stage.end()
+        return code
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted model (a torch file, atomically)."""
@@ -239,20 +251,27 @@ class KMeansFeatures:
                 "chunk_size": self.chunk_size, "matmul_dtype": self.matmul_dtype,
                 "norm_eps": self.norm_eps, "whiten_eps": self.whiten_eps, "seed": self.seed}
 
-    def _fit(self, images: np.ndarray, *, progress: ProgressFn | None) -> torch.Tensor | None:
+    def _fit(self, images: np.ndarray, *, progress: Reporter | None, name: str = "training"
+             ) -> torch.Tensor | None:
         """Fit everything; return the powered code of all images when all of them fitted the PCA."""
         images = self._check_images(images, fitting=True)
         gen = torch.Generator().manual_seed(self.seed)
         patches = self._normalise(self._sample_patches(images, gen).to(self.device))
         self.whitening = self._fit_whitening(patches)
         patches = self._whiten(patches)
-        self.centroids = _lloyd(patches, self.num_centroids, self.kmeans_iters, gen)
+        clustering = _Counter(progress, f"k-means clustering ({self.kmeans_iters} passes over "
+                              f"{self.num_patches:,} patches)", self.kmeans_iters * len(patches), unit="patches")
+        self.centroids = _lloyd(patches, self.num_centroids, self.kmeans_iters, gen, report=clustering.add)
+        clustering.end()
         del patches
         if len(images) > self.pca_images:
             subset = torch.randperm(len(images), generator=gen)[:self.pca_images].sort().values.numpy()
-            code = self._power(self._encode(images[subset], progress))
+            stage = _Counter(progress, f"k-means: encoding {self.pca_images:,} images for the PCA", len(subset))
+            code = self._power(self._encode(images[subset], stage))
         else:
-            code = self._power(self._encode(images, progress))
+            stage = _Counter(progress, f"k-means: encoding {name + ' ' if name else ''}images", len(images))
+            code = self._power(self._encode(images, stage))
+        stage.end()
         self._fit_pca(code)
         return code if len(images) <= self.pca_images else None
 
@@ -319,7 +338,7 @@ class KMeansFeatures:
         return code.mul_(self.scale) if self.projection is None else code @ self.projection
 
     # ------------------------------------------------------------------ encoding
-    def _encode(self, images: np.ndarray, progress: ProgressFn | None) -> torch.Tensor:
+    def _encode(self, images: np.ndarray, stage: "_Counter") -> torch.Tensor:
         n, h, w, _ = images.shape
         p = self.patch_size
         oh, ow = h - p + 1, w - p + 1
@@ -356,8 +375,7 @@ class KMeansFeatures:
             # triangle activation max(0, mean_k z - z_k), written over the distances
             torch.sub(z.mean(1, keepdim=True), z, out=z).clamp_min_(0)
             torch.matmul(pool, z.view(b, oh * ow, k), out=out[start:start + b].view(b, 4, k))
-            if progress is not None:
-                progress(b)
+            stage.add(b)
 
         starts = range(0, n, chunk)
         workers = self.num_threads if dev.type == "cpu" else 1
@@ -409,7 +427,7 @@ def kmeans_features(
     image_size: int = 32,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
-    progress: bool = True,
+    progress: bool | Reporter = True,
     device: str | torch.device | None = None,
     seed: int = 0,
     **options: Any,
@@ -427,8 +445,10 @@ def kmeans_features(
         As in :func:`~dmlp_plugin.features.extract.extract_features`: the result is
         stored under a key of the datasets' fingerprints and every option, so a rerun
         returns at once.
-    progress : bool
-        Show a rich progress bar of images encoded.
+    progress : bool or Reporter
+        Report the clustering and the encoding of each dataset as stages: ``True`` on
+        stderr (bars on a terminal, plain lines in a log), or to a
+        :class:`~dmlp_plugin.progress.Reporter`.
 
     Returns
     -------
@@ -447,33 +467,74 @@ def kmeans_features(
     found = store.get(key, names) if store is not None else None
     if found is not None:
         return found
-    datasets = (train, *others)
-    total = sum(len(d) for d in datasets) + min(len(train), model.pca_images) * (len(train) > model.pca_images)
-    with progress_bar(progress, total, "k-means features") as advance:
-        arrays = [model.fit_transform(dataset_images(train, image_size), progress=advance)]
-        arrays += [model.transform(dataset_images(d, image_size), progress=advance) for d in others]
+    with reporting(progress) as report:
+        shown = _image_names(train, *others)
+        arrays = [model.fit_transform(dataset_images(train, image_size, progress=report, name=shown[0]),
+                                      progress=report, name=shown[0])]
+        arrays += [model.transform(dataset_images(d, image_size, progress=report, name=name), progress=report,
+                                   name=name) for d, name in zip(others, shown[1:])]
     if store is not None:
         store.put(key, names, arrays, parts)
     return arrays
 
 
-def dataset_images(dataset: ImageDataset, image_size: int = 32) -> np.ndarray:
+def dataset_images(dataset: ImageDataset, image_size: int = 32, *, progress: Reporter | None = None,
+                   name: str = "") -> np.ndarray:
     """``(N, H, W, 3)`` uint8 images of a dataset: its in-memory array when it has one,
-    else each image loaded and resized (bicubic) to ``image_size`` x ``image_size``."""
+    else each image loaded and resized (bicubic) to ``image_size`` x ``image_size``
+    (a ``k-means: reading {name} images`` stage for ``progress``)."""
     images = getattr(dataset, "images", None)
     if images is not None:
         return np.asarray(images)
     from PIL import Image
 
     out = np.empty((len(dataset), image_size, image_size, 3), dtype=np.uint8)
+    stage = _Counter(progress, f"k-means: reading {name + ' ' if name else ''}images", len(dataset))
     for i in range(len(dataset)):
         image = dataset.load_image(i).convert("RGB")
         out[i] = np.asarray(image.resize((image_size, image_size), Image.BICUBIC))
+        stage.add(1)
+    stage.end()
     return out
 
 
-def _lloyd(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.Tensor:
-    """k-means (Lloyd) on the rows of ``x``; empty clusters restart at random rows."""
+def _image_names(*datasets: ImageDataset) -> list[str]:
+    """How progress stages name each dataset's images: its split (``train``, ``test``)
+    when the splits differ, else its position."""
+    splits = [str(getattr(d, "split", "") or "") for d in datasets]
+    if all(splits) and len(set(splits)) == len(splits):
+        return splits
+    return ["training"] + [f"set {i + 2}" for i in range(len(datasets) - 1)]
+
+
+class _Counter:
+    """One progress stage counted from several threads: ``add(n)`` when ``n`` more units
+    are done. Silent without a reporter."""
+
+    def __init__(self, report: Reporter | None, stage: str, total: int, unit: str = "images") -> None:
+        self.report, self.stage, self.total, self.unit = report, stage, total, unit
+        self.done = 0
+        self.lock = threading.Lock()
+        if report is not None:
+            report(stage, 0, total, unit=unit)
+
+    def add(self, n: int) -> None:
+        if self.report is None:
+            return
+        with self.lock:
+            self.done += n
+            done = self.done
+        self.report(self.stage, done, self.total, unit=self.unit)
+
+    def end(self) -> None:
+        if self.report is not None:
+            self.report.end(self.stage)
+
+
+def _lloyd(x: torch.Tensor, k: int, iters: int, gen: torch.Generator,
+           report: Callable[[int], None] | None = None) -> torch.Tensor:
+    """k-means (Lloyd) on the rows of ``x``; empty clusters restart at random rows.
+    ``report(n)`` hears each block of ``n`` rows assigned."""
     n = len(x)
     centroids = x[torch.randperm(n, generator=gen)[:k].to(x.device)].clone()
     # blocks of rows keep the (rows x k) distance matrix to ~100 MB
@@ -485,6 +546,8 @@ def _lloyd(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.T
             # argmin ||x - c||² == argmax (x·c - ||c||²/2); ||x||² is common to every c
             scores = torch.addmm(half_norm, x[start:start + block], centroids.T, beta=-1)
             assign[start:start + block] = scores.argmax(1)
+            if report is not None:
+                report(len(scores))
         sums = torch.zeros_like(centroids).index_add_(0, assign, x)
         counts = torch.bincount(assign, minlength=k)
         empty = counts == 0
