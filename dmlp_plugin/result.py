@@ -205,5 +205,10 @@ class PurifyResult:
 
     def export(self, path: PathLike, fmt: str = "npy") -> Path:
         """Write the labels in an upstream format: ``"dividemix"`` (JSON list of ints),
-        ``"npy"`` (int64) or ``"soft-npy"`` (float32 ``(N, C)``)."""
+        ``"npy"`` (int64) or ``"soft-npy"`` (float32 ``(N, C)``); or ``"datalab"``, a CSV
+        in cleanlab Datalab's label-issue columns (:mod:`dmlp_plugin.datalab`)."""
+        if fmt == "datalab":
+            from .datalab import write_datalab_csv
+
+            return write_datalab_csv(self, path)
         return export_labels(self.soft_labels if fmt == "soft-npy" else self.labels, path, fmt)
