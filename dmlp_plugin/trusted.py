@@ -3,6 +3,11 @@
 The paper's CIFAR protocol takes 1,000 training samples with their clean labels as the
 trusted set (``val_indices``/``val_labels`` of :func:`~dmlp_plugin.purify_dataset`).
 Every class must appear in it, or its predictions have no target.
+
+Without clean labels, :func:`draw_to_label` picks the rows a person should verify: as
+many of every given label, chosen at random within it. Random, because the purifier
+counts the noise transition on the trusted rows: rows picked for being easy (or
+suspicious) would make the given labels look more (or less) reliable than they are.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import numpy as np
 from .errors import InputError, LabelError
 from .validation import as_labels, exactly_one, shown
 
-__all__ = ["draw_trusted_set"]
+__all__ = ["draw_trusted_set", "draw_to_label"]
 
 
 def draw_trusted_set(clean_labels: Any, *, per_class: int | None = None, size: int | None = None,
@@ -58,3 +63,45 @@ def draw_trusted_set(clean_labels: Any, *, per_class: int | None = None, size: i
         raise LabelError(f"a random trusted set of {size} has no sample of class(es) "
                          f"{', '.join(map(str, missing[:10]))}; draw a larger one, or use per_class (--per-class)")
     return indices
+
+
+def draw_to_label(given_labels: Any, count: int, *, seed: int = 0) -> np.ndarray:
+    """Indices of ``count`` rows for a person to verify, balanced over the given labels.
+
+    Every class present among the given labels gets ``count // C`` rows, and ``count % C``
+    classes drawn at random get one more; within a class, the rows are drawn uniformly
+    without replacement. Balanced so that rare classes still get verified examples (every
+    class needs one); uniform within a class so that the verified rows are an unbiased
+    sample of that given label, which the transition counted on them assumes.
+
+    Parameters
+    ----------
+    given_labels
+        ``(N,)`` given (possibly noisy) labels (array, tensor or label file).
+    count
+        Rows to draw in all; at least one per class present.
+    seed
+        Seed of the draw; the same seed gives the same rows.
+
+    Returns
+    -------
+    np.ndarray
+        ``(count,)`` int64 sorted indices.
+    """
+    labels = as_labels(given_labels, "given_labels")
+    classes, counts = np.unique(labels, return_counts=True)
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < len(classes):
+        raise InputError(f"{shown('count')} must be a count of at least {len(classes)} (one row for each of "
+                         f"the {len(classes)} given classes), got {count!r}")
+    if count > len(labels):
+        raise InputError(f"{shown('count')} is {count} but there are only {len(labels)} rows")
+    rng = np.random.default_rng(seed)
+    share = np.full(len(classes), count // len(classes))
+    share[rng.choice(len(classes), count % len(classes), replace=False)] += 1
+    short = np.flatnonzero(counts < share)
+    if short.size:
+        k = short[0]
+        raise LabelError(f"given class {int(classes[k])} has only {int(counts[k])} rows, fewer than the "
+                         f"{int(share[k])} asked of every class; ask for fewer rows")
+    picks = [rng.choice(np.flatnonzero(labels == c), n, replace=False) for c, n in zip(classes, share)]
+    return np.sort(np.concatenate(picks)).astype(np.int64)

@@ -17,8 +17,8 @@ from ..errors import DmlpError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # Order is the order of `dmlp --help`.
-COMMANDS = ("purify", "check-features", "demo", "noise", "trusted", "adapters", "integrate", "run", "data",
-            "features", "pretrain", "reproduce", "report")
+COMMANDS = ("purify", "check-features", "review", "demo", "noise", "trusted", "adapters", "integrate", "run",
+            "data", "features", "pretrain", "reproduce", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
