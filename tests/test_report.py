@@ -6,6 +6,8 @@ the records have exactly the shape `dmlp reproduce` writes.
 
 from __future__ import annotations
 
+import io
+import re
 import sys
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 pytest.importorskip("matplotlib")  # in the dev extra; the missing-extra error is tested below
 from matplotlib.image import imread  # noqa: E402
 
-from dmlp_plugin import purify_dataset  # noqa: E402
+from dmlp_plugin import PurifyResult, purify_dataset  # noqa: E402
 from dmlp_plugin.cli import main  # noqa: E402
 from dmlp_plugin.errors import InputError, MissingFileError  # noqa: E402
 from dmlp_plugin.report import (MissingExtraError, plot_confusion, plot_downstream, plot_history,  # noqa: E402
@@ -51,17 +53,106 @@ def test_plot_history_of_a_result_draws_label_accuracy(tmp_path):
     result = purify_dataset(x.astype(np.float32), noisy, val_indices=np.arange(30), val_labels=clean[:30],
                             clean_labels=clean, device="cpu", config={"epochs": 5, "eac_period": 2})
     plot = plot_history(result, tmp_path / "h.png")
-    assert plot.series == ["label accuracy (%)"] and not plot.notes
+    assert plot.series[0] == "label accuracy (%) per epoch"
+    assert _line(plot, "labels written").get_ydata()[-1] == pytest.approx(
+        100 * result.metadata["label_accuracy_after"])
+    decodes(plot.path)
+
+
+def _line(plot, prefix: str):
+    """The one line of the run plot's first panel whose legend label starts with ``prefix``."""
+    (line,) = [ln for ln in plot.figure.axes[0].get_lines() if ln.get_label().startswith(prefix)]
+    return line
+
+
+def _hand_made_result(candidates, history, **metadata) -> PurifyResult:
+    rng = np.random.default_rng(3)
+    return PurifyResult.from_soft_labels(rng.random((200, 3)), rng.integers(0, 3, 200), history=history,
+                                         metadata={"candidates": candidates, "num_trusted": 20, **metadata})
+
+
+CANDIDATES = [
+    {"name": "least squares", "trusted_nll": 0.95, "label_accuracy": 0.69, "selected": False},
+    {"name": "logistic", "trusted_nll": 0.81, "label_accuracy": 0.756, "selected": True},
+    {"name": "network", "trusted_nll": 0.88, "label_accuracy": 0.741, "selected": False},
+]
+FLAT = [{"epoch": e, "label_accuracy": 0.548 if e < 40 else 0.69, "eac_mixed": e % 10 == 0} for e in range(1, 51)]
+
+
+def test_the_run_plot_ends_at_the_summary_and_shows_every_candidate(tmp_path):
+    from rich.console import Console
+
+    from dmlp_plugin.cli.purify import summary_table
+
+    result = _hand_made_result(CANDIDATES, FLAT, label_accuracy_before=0.548, label_accuracy_after=0.756)
+    plot = plot_history(result, tmp_path / "run.png")
+    console = Console(file=io.StringIO(), width=200)
+    console.print(summary_table(result))
+    summary = float(re.search(r"→ ([0-9.]+)%", console.file.getvalue()).group(1))  # "54.80% → 75.60%"
+    written = _line(plot, "labels written")
+    assert round(written.get_ydata()[-1], 2) == summary == 75.6
+    assert list(written.get_xdata()) == [50, 51]  # from the last epoch to the step after the loop
+    points = _line(plot, "candidates scored after the loop")
+    assert list(points.get_ydata()) == pytest.approx([69.0, 75.6, 74.1]) and set(points.get_xdata()) == {51}
+    assert _line(plot, "chosen: logistic").get_ydata()[0] == pytest.approx(75.6)
+    # every line is in the legend: the curve, the EAC epochs (once), the candidates, the choice, the given labels
+    ax = plot.figure.axes[0]
+    legend = {t.get_text() for t in ax.get_legend().get_texts()}
+    labels = {ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+    assert labels == legend and len(legend) == 6 and "given labels: 54.8%" in legend
+    assert sum(ln.get_label() == "_nolegend_" for ln in ax.get_lines()) == 4  # the other EAC epochs
+    # the second panel: each candidate's trusted log-loss, the chosen one in red
+    bars = plot.figure.axes[1].patches
+    assert [b.get_width() for b in bars] == pytest.approx([0.95, 0.81, 0.88])
+    assert [b.get_facecolor() for b in bars].count(bars[1].get_facecolor()) == 1
+    assert plot.panels == 2 and not plot.notes
+    decodes(plot.path)
+
+
+def test_a_result_without_candidates_still_ends_at_the_labels_written(tmp_path):
+    # written before candidates were recorded: the choice is named, its accuracy is not
+    old = _hand_made_result([], FLAT, label_accuracy_after=0.701, selected="logistic",
+                            candidate_nll={"logistic": 0.8})
+    plot = plot_history(old, tmp_path / "old.png")
+    assert _line(plot, "labels written").get_ydata()[-1] == pytest.approx(70.1)
+    assert plot.panels == 1 and "no candidates recorded" in plot.notes[0]
+    # without clean labels: the fraction changed per epoch, and which candidate gave the labels
+    unlabelled = [dict(c, label_accuracy=None) for c in CANDIDATES]
+    changed = [{"epoch": e, "changed": 0.01 * e} for e in range(1, 6)]
+    plot = plot_history(_hand_made_result(unlabelled, changed), tmp_path / "changed.png")
+    assert plot.series[0] == "labels changed (%) per epoch" and plot.panels == 2
+    assert any("candidate 'logistic'" in note for note in plot.notes)
+    decodes(plot.path)
+
+
+def test_the_report_plot_ends_each_setting_at_the_labels_returned(store_dir, tmp_path):
+    from dmlp_plugin.report import plot_label_accuracy
+
+    records = [r for r in ResultStore(store_dir).records("table1") if r.get("history")][:2]
+    for i, record in enumerate(records):
+        record["candidates"] = [dict(c, label_accuracy=c["label_accuracy"] - 0.01 * i) for c in CANDIDATES]
+        record["metrics"]["label_accuracy"] = 0.756 - 0.01 * i
+    plot = plot_label_accuracy(records, tmp_path / "acc.png")
+    ax = plot.figure.axes[0]
+    for record in records:
+        (line,) = [ln for ln in ax.get_lines() if ln.get_label().endswith(record["series"])]
+        epochs = len(record["history"])
+        assert line.get_xdata()[-1] == epochs + 1
+        assert line.get_ydata()[-1] == pytest.approx(100 * record["metrics"]["label_accuracy"])
+    circles = [ln for ln in ax.get_lines() if ln.get_label() == "candidates scored after the loop"]
+    assert sorted(circles[1].get_ydata()) == pytest.approx([68.0, 73.1, 74.6])
+    assert "labels returned (the chosen candidate)" in plot.series and "given labels" in plot.series
     decodes(plot.path)
 
 
 def test_plot_history_without_clean_labels_falls_back(tmp_path):
     history = [{"epoch": 1, "changed": 0.1, "eac_mixed": False}, {"epoch": 2, "changed": 0.2, "eac_mixed": True}]
     plot = plot_history(history, tmp_path / "c.png")
-    assert plot.series == ["labels changed (%)"] and "no label accuracy" in plot.notes[0]
+    assert plot.series == ["labels changed (%) per epoch", "EAC mixed the head's predictions in"]
+    assert "no label accuracy" in plot.notes[0]
     decodes(plot.path)
     loss_only = plot_history([{"epoch": 1, "trusted_nll": 0.9}], tmp_path / "l.png")
-    assert loss_only.series == ["trusted-set log-loss"]
+    assert loss_only.series == ["trusted-set log-loss per epoch"]
     with pytest.raises(InputError, match="no per-epoch history"):
         plot_history([], tmp_path / "e.png")
 
@@ -75,14 +166,17 @@ def test_write_report(store_dir, tmp_path):
         decodes(plot.path)
     # table1: a line per DMLP cell (4 noise settings x default and paper mode), the baseline has none
     acc = names["table1_label_accuracy.png"]
-    assert acc.panels == 4 and len(acc.series) == 8
+    settings = [s for s in acc.series if " / " in s]
+    assert acc.panels == 4 and len(settings) == 8
     assert not any("Classifier" in s for s in acc.series)
+    assert {"labels returned (the chosen candidate)", "given labels"} <= set(acc.series)
     # confusion of the headline cells only: the default at each noise rate
     assert names["table1_confusion.png"].series == [f"sym {r}% / DMLP-Naive (default)" for r in (20, 50, 80, 90)]
     assert names["table1_methods.png"].series == ["Classifier (given labels)", "DMLP-Naive (default)",
                                                   "DMLP-Naive (paper mode)"]
     # table7: 4 panels (mode x rate) of 6 trusted sizes; the size plot has a line per panel
-    assert names["table7_label_accuracy.png"].panels == 4 and len(names["table7_label_accuracy.png"].series) == 24
+    assert names["table7_label_accuracy.png"].panels == 4
+    assert len([s for s in names["table7_label_accuracy.png"].series if " / " in s]) == 24
     assert names["table7_trusted_size.png"].series == ["default, sym 50%", "default, sym 80%", "paper, sym 50%",
                                                        "paper, sym 80%"]
     assert names["table7_confusion.png"].series == ["default, sym 50% / 1000 trusted",

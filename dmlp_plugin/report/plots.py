@@ -41,13 +41,15 @@ class Plot:
 
     ``series`` are the labels of the lines, bar groups or heatmaps drawn, in order and
     without repeats, read back from the figure's artists before it was saved; ``panels``
-    the number of axes with data.
+    the number of axes with data; ``figure`` the matplotlib figure saved, to read the
+    plotted data back from.
     """
 
     path: Path
     series: list[str]
     panels: int = 1
     notes: list[str] = field(default_factory=list)
+    figure: Any = field(default=None, repr=False, compare=False)
 
 
 def _figure(width: float, height: float):
@@ -84,7 +86,7 @@ def _drawn(fig) -> tuple[list[str], int]:
 
 def _plot(fig, path: str | Path, notes: list[str] | None = None) -> Plot:
     series, panels = _drawn(fig)
-    return Plot(_save(fig, path), series, panels, notes or [])
+    return Plot(_save(fig, path), series, panels, notes or [], fig)
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -118,13 +120,9 @@ def history_metric(history: Sequence[dict[str, Any]]) -> tuple[str, str, bool] |
     return None
 
 
-def _history_of(source: Any) -> list[dict[str, Any]]:
-    if isinstance(source, dict):
-        return list(source.get("history") or [])
-    history = getattr(source, "history", source)
-    if not isinstance(history, (list, tuple)):
-        raise InputError("plot_history expects a PurifyResult, a list of per-epoch records or a results record")
-    return list(history)
+def _x_of(entry: dict[str, Any], i: int) -> int:
+    """Where a history record sits: its epoch (paper mode), its mixing round, or its position."""
+    return int(entry.get("epoch", entry.get("round", i + 1)))
 
 
 def _xy(history: Sequence[dict[str, Any]], key: str, pct: bool) -> tuple[list[int], list[float]]:
@@ -132,25 +130,64 @@ def _xy(history: Sequence[dict[str, Any]], key: str, pct: bool) -> tuple[list[in
     for i, entry in enumerate(history):
         value = entry.get(key)
         if value is not None:
-            xs.append(int(entry.get("epoch", i + 1)))
+            xs.append(_x_of(entry, i))
             ys.append(100 * float(value) if pct else float(value))
     return xs, ys
 
 
+@dataclass
+class _Run:
+    """What a run plot shows, from a result, a ``dmlp reproduce`` record or a bare history:
+    the per-epoch (or per-round) records, the candidates scored after the loop, and the
+    accuracy of the labels written and of the given ones (fractions; None when unknown)."""
+
+    history: list[dict[str, Any]]
+    candidates: list[dict[str, Any]]
+    written: float | None = None
+    given: float | None = None
+    selected: str | None = None  # a result from before candidates were recorded names its choice only
+
+
+def _run_of(source: Any) -> _Run:
+    if isinstance(source, dict):  # a reproduce record
+        metrics = source.get("metrics") or {}
+        return _Run(list(source.get("history") or []), list(source.get("candidates") or []),
+                    metrics.get("label_accuracy"), metrics.get("given_label_accuracy"))
+    if isinstance(source, (list, tuple)):
+        return _Run(list(source), [])
+    history = getattr(source, "history", None)
+    if not isinstance(history, (list, tuple)):
+        raise InputError("plot_history expects a PurifyResult, a list of per-epoch records or a results record")
+    meta = getattr(source, "metadata", None) or {}
+    return _Run(list(history), list(meta.get("candidates") or []), meta.get("label_accuracy_after"),
+                meta.get("label_accuracy_before"), meta.get("selected"))
+
+
+def _chosen(candidates: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((c for c in candidates if c.get("selected")), None)
+
+
 def plot_history(result_or_history: Any, path: str | Path, *, title: str | None = None) -> Plot:
-    """Plot one purification run per epoch and save it as a PNG.
+    """Plot one purification run and save it as a PNG: per epoch (or mixing round), then
+    the candidates scored after the loop and the labels written.
 
     Parameters
     ----------
     result_or_history : PurifyResult, list of dict, or dict
-        A result (its ``history``), the history itself, or a ``dmlp reproduce`` record.
+        A result (its ``history`` and ``metadata``), the history itself, or a
+        ``dmlp reproduce`` record.
     path : path
         Where the PNG goes (parent folders are created).
     title : str, optional
 
-    Draws the label accuracy when the history has it (``purify_dataset(...,
+    Draws the label accuracy when the run had clean labels (``purify_dataset(...,
     clean_labels=...)``), else the fraction of labels changed, else the trusted-set
-    log-loss or the IPC loss. Epochs where EAC mixed are marked with dotted lines.
+    log-loss or the IPC loss. With label accuracy, every candidate scored after the loop
+    (``metadata["candidates"]``) is a point after the last epoch, the chosen one a star,
+    and a dashed segment ends the curve at the accuracy of the labels written (the
+    summary's). A second panel shows each candidate's trusted-set log-loss, by which it
+    was chosen. Epochs where EAC mixed are dotted lines. Every line is in a legend.
+    Results from before candidates were recorded still end at the labels written.
 
     Raises
     ------
@@ -159,26 +196,105 @@ def plot_history(result_or_history: Any, path: str | Path, *, title: str | None 
     MissingExtraError
         When matplotlib is not installed.
     """
-    history = _history_of(result_or_history)
-    chosen = history_metric(history)
+    run = _run_of(result_or_history)
+    chosen = history_metric(run.history)
     if chosen is None:
         raise InputError("the run has no per-epoch history to plot (a result made with on_epoch-free "
                          "internal calls, or an empty history)")
     key, label, pct = chosen
-    fig = _figure(6.0, 3.6)
-    ax = fig.add_subplot()
+    scored = [c for c in run.candidates if c.get("trusted_nll") is not None]
+    fig = _figure(10.0 if scored else 6.0, 3.8)
+    ax = fig.add_subplot(1, 2, 1) if scored else fig.add_subplot()
+    notes = [] if key == "label_accuracy" else [f"no label accuracy in the history; showing {label}"]
+    xs, ys = _draw_history(ax, run.history, key, label, pct)
+    if key == "label_accuracy":
+        notes += _draw_after_the_loop(ax, run, xs, ys[-1])
+    elif _chosen(run.candidates) or run.selected:
+        name = (_chosen(run.candidates) or {}).get("name") or run.selected
+        notes.append(f"the labels written come from candidate {name!r}, chosen after the loop")
+    if scored:
+        _draw_selection(fig.add_subplot(1, 2, 2), scored)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    ax.set_title(title or f"purification: {label}", fontsize=10)
+    return _plot(fig, path, notes)
+
+
+def _draw_history(ax, history: list[dict[str, Any]], key: str, label: str, pct: bool
+                  ) -> tuple[list[int], list[float]]:
+    """The per-epoch curve and the EAC mixing epochs; returns the curve's points."""
     xs, ys = _xy(history, key, pct)
-    ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=label)
-    for entry in history:
-        if entry.get("eac_mixed"):
-            ax.axvline(entry.get("epoch", 0), color="0.8", linestyle=":", linewidth=1, zorder=0)
-    ax.set_xlabel("epoch")
+    unit = "epoch" if any("epoch" in e for e in history) else "mixing round" if any("round" in e for e in history) \
+        else "step"
+    ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=f"{label} per {unit}", color="C0")
+    mixed = [e.get("epoch", 0) for e in history if e.get("eac_mixed")]
+    for i, x in enumerate(mixed):
+        ax.axvline(x, color="0.75", linestyle=":", linewidth=1, zorder=0,
+                   label="EAC mixed the head's predictions in" if i == 0 else "_nolegend_")
+    ax.set_xlabel(unit)
     _integer_epochs(ax)
     ax.set_ylabel(label)
-    ax.set_title(title or f"purification: {label} per epoch")
     ax.grid(alpha=0.3)
-    notes = [] if key == "label_accuracy" else [f"no label accuracy in the history; showing {label}"]
-    return _plot(fig, path, notes)
+    return xs, ys
+
+
+def _draw_after_the_loop(ax, run: _Run, xs: list[int], last_y: float) -> list[str]:
+    """Candidates' label accuracy one step after the last epoch, the chosen one starred,
+    and the segment from the last epoch to the labels written. Returns notes on what
+    could not be drawn."""
+    last = xs[-1]
+    after = last + 1
+    notes: list[str] = []
+    known = [c for c in run.candidates if c.get("label_accuracy") is not None]
+    if known:
+        ax.plot([after] * len(known), [100 * float(c["label_accuracy"]) for c in known], linestyle="none",
+                marker="o", markersize=5, markerfacecolor="none", color="C1",
+                label="candidates scored after the loop")
+        for c in known:
+            ax.annotate(str(c.get("name", "")), (after, 100 * float(c["label_accuracy"])), xytext=(6, 0),
+                        textcoords="offset points", fontsize=6, va="center")
+    best = _chosen(run.candidates)
+    if best is not None and best.get("label_accuracy") is not None:
+        ax.plot([after], [100 * float(best["label_accuracy"])], linestyle="none", marker="*", markersize=11,
+                color="C3", label=f"chosen: {best.get('name', '?')}")
+    written = run.written
+    if written is None and best is not None:
+        written = best.get("label_accuracy")
+    if written is None:
+        notes.append("the accuracy of the labels written is unknown (no clean labels after the loop)")
+    else:
+        ax.plot([last, after], [last_y, 100 * float(written)], linestyle="--", color="C3", linewidth=1.2,
+                label=f"labels written: {100 * float(written):.1f}%")
+    if run.given is not None:
+        ax.axhline(100 * float(run.given), color="0.5", linestyle="--", linewidth=1,
+                   label=f"given labels: {100 * float(run.given):.1f}%")
+    if not run.candidates:
+        notes.append("no candidates recorded (paper mode, or a result from before they were): "
+                     "the labels written follow the last epoch")
+    # The step after the loop is not an epoch: its tick says what it is.
+    ticks = [t for t in ax.get_xticks() if xs[0] <= t <= last]
+    ax.set_xticks(ticks + [after], [f"{t:g}" for t in ticks] + ["after"])
+    ax.set_xlim(right=after + 0.8)
+    return notes
+
+
+def _draw_selection(ax, candidates: list[dict[str, Any]]) -> None:
+    """Each candidate's cross-fitted trusted-set log-loss (the selection criterion), the
+    chosen one in red."""
+    names = [str(c.get("name", i)) for i, c in enumerate(candidates)]
+    values = [float(c["trusted_nll"]) for c in candidates]
+    colours = ["C3" if c.get("selected") else "C1" for c in candidates]
+    bars = ax.barh(range(len(names)), values, color=colours, label="trusted-set log-loss (chosen: red)")
+    for bar, c in zip(bars, candidates):
+        acc = c.get("label_accuracy")
+        ax.annotate(f"{bar.get_width():.3f}" + (f"  ({100 * float(acc):.1f}% correct)" if acc is not None else ""),
+                    (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(2, 0),
+                    textcoords="offset points", fontsize=6, va="center")
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.5 * max(values + [1e-9]))  # room for the annotations
+    ax.set_xlabel("cross-fitted trusted-set log-loss (lower wins)")
+    ax.set_title("the choice after the loop (red: chosen)", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
 
 
 def _panels(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -198,16 +314,19 @@ def _mean_curve(group: list[dict[str, Any]], key: str) -> tuple[list[int], list[
 def plot_label_accuracy(records: Sequence[dict[str, Any]], path: str | Path, *, title: str = "") -> Plot:
     """Purified-label accuracy per epoch: one panel per noise setting (``panel``), one line
     per setting within it (``series``, seeds averaged). Cells without a history (the
-    classifier baseline) are left out; the given labels' accuracy is a dashed grey line,
-    and a diamond at the last epoch marks the accuracy of the labels returned (the
-    default chooses among its mixing rounds after the loop, so it can differ)."""
+    classifier baseline) are left out; the given labels' accuracy is a dashed grey line.
+
+    After the last epoch each line takes one more step, to the accuracy of the labels
+    returned (a diamond): the default chooses among its candidates after the loop, so it
+    can differ from the last epoch's. Where the cells recorded their candidates, each
+    candidate's accuracy is a hollow circle on that step."""
     panels = {name: rs for name, rs in _panels(records).items()
               if any(history_metric(r.get("history") or []) for r in rs)}
     if not panels:
         raise InputError("no cell has a per-epoch history to plot")
     rows, cols = _grid(len(panels), max_cols=2)
     fig = _figure(5.0 * cols, 3.2 * rows + 0.8)
-    handles = {}
+    handles: dict[str, Any] = {}
     for i, (panel, rs) in enumerate(panels.items()):
         ax = fig.add_subplot(rows, cols, i + 1)
         by_series: dict[str, list[dict[str, Any]]] = {}
@@ -215,32 +334,54 @@ def plot_label_accuracy(records: Sequence[dict[str, Any]], path: str | Path, *, 
             if r.get("history"):
                 by_series.setdefault(r.get("series", ""), []).append(r)
         for j, (series, group) in enumerate(by_series.items()):
-            xs, ys = _mean_curve(group, "label_accuracy")
-            if not xs:
-                continue
-            (line,) = ax.plot(xs, ys, color=f"C{j % 10}", linewidth=1.4, label=f"{panel} / {series}")
-            # The returned labels can differ from the last epoch's (the default picks the best
-            # mixing round or its logistic candidate after the loop): mark them at the end.
-            final = [r["metrics"].get("label_accuracy") for r in group]
-            if all(v is not None for v in final):
-                ax.plot([xs[-1]], [100 * float(np.mean(final))], marker="D", markersize=5, color=f"C{j % 10}",
-                        linestyle="none")
-            handles.setdefault(series, line)
+            line = _series_line(ax, panel, series, group, f"C{j % 10}", handles)
+            if line is not None:
+                handles.setdefault(series, line)
         given = [r["metrics"]["given_label_accuracy"] for r in rs
                  if r["metrics"].get("given_label_accuracy") is not None]
         if given:
-            ax.axhline(100 * float(np.mean(given)), color="0.5", linestyle="--", linewidth=1)
+            handles["given labels"] = ax.axhline(100 * float(np.mean(given)), color="0.5", linestyle="--",
+                                                 linewidth=1, label="given labels")
         ax.set_title(panel, fontsize=10)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch (then: the labels returned)")
         _integer_epochs(ax)
         ax.set_ylabel("purified-label accuracy (%)")
         ax.grid(alpha=0.3)
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 4),
                fontsize=8, frameon=False)
     if title:
-        fig.suptitle(title + "\n(dashed: the given labels; ◆: the labels returned, after the last epoch)",
-                     fontsize=10)
+        fig.suptitle(title, fontsize=10)
     return _plot(fig, path)
+
+
+def _series_line(ax, panel: str, series: str, group: list[dict[str, Any]], colour: str,
+                 handles: dict[str, Any]) -> Any:
+    """One setting's mean curve, ending one step after the loop at the labels returned, with
+    its candidates there; ``None`` when the cells have no label accuracy per epoch."""
+    xs, ys = _mean_curve(group, "label_accuracy")
+    if not xs:
+        return None
+    final = [r["metrics"].get("label_accuracy") for r in group]
+    returned = 100 * float(np.mean(final)) if all(v is not None for v in final) else None
+    if returned is not None:
+        xs, ys = xs + [xs[-1] + 1], ys + [returned]
+    (line,) = ax.plot(xs, ys, color=colour, linewidth=1.4, label=f"{panel} / {series}")
+    if returned is None:
+        return line
+    (diamond,) = ax.plot([xs[-1]], [returned], marker="D", markersize=5, color=colour, linestyle="none",
+                         label="labels returned (the chosen candidate)")
+    handles.setdefault(diamond.get_label(), diamond)
+    by_name: dict[str, list[float]] = {}
+    for r in group:
+        for c in r.get("candidates") or []:
+            if c.get("label_accuracy") is not None:
+                by_name.setdefault(str(c.get("name")), []).append(100 * float(c["label_accuracy"]))
+    if by_name:
+        (points,) = ax.plot([xs[-1]] * len(by_name), [float(np.mean(v)) for v in by_name.values()],
+                            marker="o", markersize=4, markerfacecolor="none", color=colour, linestyle="none",
+                            label="candidates scored after the loop")
+        handles.setdefault("candidates scored after the loop", points)
+    return line
 
 
 def plot_confusion(records: Sequence[dict[str, Any]], path: str | Path, *, title: str = "",
@@ -314,16 +455,9 @@ def plot_methods(records: Sequence[dict[str, Any]], path: str | Path, *, title: 
     beside it. ``None`` (nothing saved) when no setting has a baseline."""
     panels = [p for p, rs in _panels(records).items() if any(r.get("method") == "classifier" for r in rs)]
     chosen = [r for r in records if r.get("panel", "") in panels]
-    groups, series, values = _mean_metric(chosen, "panel", "linear_test_accuracy")
-    if not values:
-        return None
-    fig = _figure(max(6.0, 1.6 * len(groups) + 2), 3.8)
-    ax = fig.add_subplot()
-    _bars(ax, groups, series, values)
-    ax.set_ylabel("linear test accuracy (%)")
-    ax.legend(fontsize=8, frameon=False, loc="upper right")
-    ax.set_title(title or "classifier on the given labels vs on DMLP's purified labels", fontsize=10)
-    return _plot(fig, path)
+    return _bar_plot(chosen, "linear_test_accuracy", path, ylabel="linear test accuracy (%)",
+                     title=title or "classifier on the given labels vs on DMLP's purified labels",
+                     legend_loc="upper right")
 
 
 def plot_trusted_size(records: Sequence[dict[str, Any]], path: str | Path, *, title: str = "") -> Plot:
@@ -358,13 +492,21 @@ def plot_downstream(records: Sequence[dict[str, Any]], path: str | Path, *, titl
     """Bars of the ``downstream_test_accuracy`` metric (an LNL method trained on the
     purified labels), grouped by noise setting; ``None`` (nothing saved) when no record
     carries it."""
-    groups, series, values = _mean_metric(list(records), "panel", "downstream_test_accuracy")
+    return _bar_plot(list(records), "downstream_test_accuracy", path, ylabel="downstream test accuracy (%)",
+                     title=title or "downstream test accuracy on the purified labels")
+
+
+def _bar_plot(records: list[dict[str, Any]], metric: str, path: str | Path, *, ylabel: str, title: str,
+              legend_loc: str = "best") -> Plot | None:
+    """Grouped bars of ``metric`` (seeds averaged): a group per noise setting, a bar per
+    series. ``None`` (nothing saved) when no record carries the metric."""
+    groups, series, values = _mean_metric(records, "panel", metric)
     if not values:
         return None
     fig = _figure(max(6.0, 1.6 * len(groups) + 2), 3.8)
     ax = fig.add_subplot()
     _bars(ax, groups, series, values)
-    ax.set_ylabel("downstream test accuracy (%)")
-    ax.legend(fontsize=8, frameon=False)
-    ax.set_title(title or "downstream test accuracy on the purified labels", fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, frameon=False, loc=legend_loc)
+    ax.set_title(title, fontsize=10)
     return _plot(fig, path)

@@ -121,6 +121,7 @@ def run_cell(cell: CellSpec, protocol: Protocol, inputs: Inputs, *, device: str 
     config = None
     notes: list[str] = []
     history: list[dict[str, Any]] = []
+    candidates: list[dict[str, Any]] = []
     purify_s = 0.0
     if cell.method == "classifier":
         # What a user holds without purification: the noisy labels, the trusted rows clean.
@@ -146,6 +147,8 @@ def run_cell(cell: CellSpec, protocol: Protocol, inputs: Inputs, *, device: str 
         purify_s = time.perf_counter() - start
         labels = result.labels
         history = [_finite(entry) for entry in result.history]
+        # Scored after the loop (the default's selection); one of them gave the labels.
+        candidates = [_finite(c) for c in result.metadata.get("candidates") or []]
     given_acc = float((noisy[mask] == clean[mask]).mean())
     label_acc = float((labels[mask] == clean[mask]).mean())
     probe_start = time.perf_counter()
@@ -171,6 +174,7 @@ def run_cell(cell: CellSpec, protocol: Protocol, inputs: Inputs, *, device: str 
         "code": code or code_version(),
         "device": device,
         "history": history,
+        "candidates": candidates,
         "metrics": metrics,
         # rows: the given (noisy) label, columns: the label after purification; non-trusted rows
         "confusion_given_purified": _confusion(noisy[mask], labels[mask]),
