@@ -28,21 +28,32 @@ err low, the confidence-based ones more so on smaller datasets.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from .errors import InputError
 
-if TYPE_CHECKING:
-    from .result import PurifyResult
-
-__all__ = ["estimate_noise_rate", "METHODS"]
+__all__ = ["estimate_noise_rate", "METHODS", "PurifiedLabels"]
 
 METHODS = ("auto", "entropy", "agreement", "confidence")
 
 
-def estimate_noise_rate(result: "PurifyResult", method: str = "auto") -> float | None:
+class PurifiedLabels(Protocol):
+    """What the estimates read from a result (a :class:`~dmlp_plugin.result.PurifyResult`
+    has all of it). Described here rather than imported, so this module does not depend on
+    the one that calls it (``PurifyResult.estimated_noise_rate``)."""
+
+    soft_labels: np.ndarray
+    labels: np.ndarray
+    given_labels: np.ndarray
+    confidence: np.ndarray
+    trusted_indices: np.ndarray
+    num_classes: int
+    metadata: dict[str, Any]
+
+
+def estimate_noise_rate(result: PurifiedLabels, method: str = "auto") -> float | None:
     """Estimated fraction of wrong labels among the purified (non-trusted) samples.
 
     Parameters
@@ -67,13 +78,13 @@ def estimate_noise_rate(result: "PurifyResult", method: str = "auto") -> float |
     return None
 
 
-def _purified_rows(result: "PurifyResult") -> np.ndarray:
+def _purified_rows(result: PurifiedLabels) -> np.ndarray:
     keep = np.ones(len(result.labels), bool)
     keep[np.asarray(result.trusted_indices, dtype=np.int64)] = False
     return keep
 
 
-def _confidence(result: "PurifyResult") -> float | None:
+def _confidence(result: PurifiedLabels) -> float | None:
     conf = np.asarray(result.confidence, dtype=np.float64)[_purified_rows(result)]
     return float(1.0 - conf.mean()) if conf.size else None
 
@@ -89,8 +100,18 @@ def _mean_entropy(p: np.ndarray) -> float:
     return float(-(p * np.log(np.clip(p, 1e-300, None))).sum(1).mean())
 
 
-def _entropy(result: "PurifyResult") -> float | None:
-    nll = (result.metadata.get("candidate_nll") or {}).get(result.metadata.get("selected"))
+def _selected_nll(metadata: dict[str, Any]) -> float | None:
+    """The chosen candidate's cross-fitted trusted log-loss: from ``candidates`` (one dict
+    per candidate, the chosen one ``selected``), or from ``candidate_nll`` and
+    ``selected`` in results written before candidates were recorded."""
+    for candidate in metadata.get("candidates") or []:
+        if candidate.get("selected"):
+            return candidate.get("trusted_nll")
+    return (metadata.get("candidate_nll") or {}).get(metadata.get("selected"))
+
+
+def _entropy(result: PurifiedLabels) -> float | None:
+    nll = _selected_nll(result.metadata)
     soft = np.asarray(result.soft_labels, dtype=np.float64)[_purified_rows(result)]
     if nll is None or not len(soft):
         return None
@@ -105,7 +126,7 @@ def _entropy(result: "PurifyResult") -> float | None:
     return float(1.0 - _tempered(log_soft, float(np.exp(0.5 * (lo + hi)))).max(1).mean())
 
 
-def _agreement(result: "PurifyResult") -> float | None:
+def _agreement(result: PurifiedLabels) -> float | None:
     trusted = np.asarray(result.trusted_indices, dtype=np.int64)
     keep = _purified_rows(result)
     if not len(trusted) or not keep.any():

@@ -76,3 +76,31 @@ def test_auto_prefers_entropy_then_agreement_then_confidence():
     assert recorded.estimated_noise_rate() == pytest.approx(entropy(recorded))
     with pytest.raises(InputError, match="unknown noise-rate estimate 'best'"):
         estimate_noise_rate(plain, "best")
+
+
+def test_entropy_reads_the_chosen_candidate_of_either_metadata_layout():
+    rng = np.random.default_rng(4)
+    soft = rng.dirichlet(np.ones(4), size=200).astype(np.float32)
+    given = soft.argmax(1)
+    old = hand_made(soft, given, np.arange(20), selected="network", candidate_nll={"logistic": 0.7, "network": 1.1})
+    new = hand_made(soft, given, np.arange(20), candidates=[
+        {"name": "logistic", "trusted_nll": 0.7, "label_accuracy": None, "selected": False},
+        {"name": "network", "trusted_nll": 1.1, "label_accuracy": None, "selected": True}])
+    assert entropy(new) == pytest.approx(entropy(old))
+    assert entropy(new) != pytest.approx(entropy(hand_made(soft, given, np.arange(20), selected="logistic",
+                                                           candidate_nll={"logistic": 0.7})))
+    unchosen = hand_made(soft, given, np.arange(20), candidates=[{"name": "a", "trusted_nll": 0.7, "selected": False}])
+    assert entropy(unchosen) is None
+
+
+def test_noise_rate_does_not_import_the_result_module():
+    # result.py calls noise_rate; the reverse import would close a cycle
+    import ast
+    from pathlib import Path
+
+    import dmlp_plugin.noise_rate as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not any(name and name.split(".")[-1] == "result" for name in imported)
