@@ -33,7 +33,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import CorruptFileError, InputError, MissingFileError, ShapeError
-from .io import atomic_write
+from .atomic import atomic_write
 
 __all__ = [
     "Session",

@@ -1,29 +1,39 @@
-"""Reading inputs and writing outputs, atomically.
+"""Reading inputs and writing outputs, atomically and within bounds.
 
-Every file dmlp-plugin writes goes through :func:`atomic_write`: the content lands in a
-temporary file in the destination folder and is renamed over the target only once it is
-complete, so an interrupted or failed run never leaves a half-written file behind.
+Every file dmlp-plugin writes goes through :func:`~dmlp_plugin.atomic.atomic_write`: the
+content lands in a temporary file in the destination folder and is renamed over the target
+only once it is complete, so an interrupted or failed run never leaves a half-written file
+behind. Outputs are checked before any work (:func:`check_output_path`,
+:func:`check_distinct_paths`, :func:`check_free_space`), and an array file's declared size
+is checked against the file and the memory left before it is read (:func:`open_npz`,
+:func:`load_array`), so a small file that inflates to gigabytes is refused, not read.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import shutil
 import zipfile
+import zlib
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Mapping
 
 import numpy as np
 
 from .argument_names import shown
-from .errors import CorruptFileError, InputError, MissingFileError
+from .atomic import atomic_write, remove_stale_temps
+from .errors import CorruptFileError, DataFileError, InputError, MissingFileError
+from .sizes import available_memory, export_file_bytes, format_bytes, result_file_bytes
 
 __all__ = [
     "atomic_write",
     "check_output_path",
+    "check_distinct_paths",
+    "check_free_space",
+    "check_room_for_result",
+    "open_npz",
     "load_array",
     "array_checksum",
     "export_labels",
@@ -33,39 +43,16 @@ __all__ = [
 PathLike = str | os.PathLike
 
 
-@contextlib.contextmanager
-def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it onto ``path`` on success.
-
-    On any exception the temporary file is removed and ``path`` is left untouched.
-    The parent folder is created if needed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600; give the file the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def check_output_path(path: PathLike, what: str = "output", *, suffixes: tuple[str, ...] = ()) -> Path:
+def check_output_path(path: PathLike, what: str = "output", *, suffixes: tuple[str, ...] = (),
+                      size: int | None = None) -> Path:
     """Refuse, before any work, an output path that cannot be written.
 
     :func:`atomic_write` creates missing folders, so the nearest existing ancestor must be
     a folder this process may write in; ``path`` itself must not be a folder; with
-    ``suffixes`` its extension must be one of them. Raises :class:`InputError` naming
-    ``what`` (as :func:`~dmlp_plugin.argument_names.shown` calls it).
+    ``suffixes`` its extension must be one of them; with ``size`` (bytes, an upper bound)
+    the file system must have that much room (:func:`check_free_space`). Temporary files
+    that killed writers of ``path`` left behind are removed. Raises :class:`InputError`
+    naming ``what`` (as :func:`~dmlp_plugin.argument_names.shown` calls it).
     """
     path = Path(path)
     name = shown(what)
@@ -73,14 +60,109 @@ def check_output_path(path: PathLike, what: str = "output", *, suffixes: tuple[s
         raise InputError(f"{name} must end in {' or '.join(suffixes)}, got {path.name!r}")
     if path.is_dir():
         raise InputError(f"{name} {path} is a folder; give a file name inside it")
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    ancestor = _existing_ancestor(path)
     if not ancestor.is_dir():
         raise InputError(f"{name} {path} cannot be written: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise InputError(f"{name} {path} cannot be written: no permission to write in {ancestor}")
+    remove_stale_temps(path)
+    if size is not None:
+        check_free_space({path: size}, {path: what})
     return path
+
+
+def _existing_ancestor(path: Path) -> Path:
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    return ancestor
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether writing ``a`` would write ``b``: the same path once links and ``..`` are
+    resolved, or the same file under two names (a hard link)."""
+    a, b = Path(a).expanduser(), Path(b).expanduser()
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist yet
+        return False
+
+
+def check_distinct_paths(outputs: Mapping[str, PathLike | None], inputs: Mapping[str, PathLike | None]) -> None:
+    """Refuse an output that is another output or one of the inputs.
+
+    Paths are compared as the files they name: through symbolic links, relative parts and
+    hard links. ``outputs`` and ``inputs`` map what each is called (``"--output"``) to its
+    path, or to ``None`` when it was not given.
+
+    Raises
+    ------
+    InputError
+        Naming both arguments.
+    """
+    given_outputs = [(shown(k), Path(v)) for k, v in outputs.items() if v is not None]
+    given_inputs = [(shown(k), Path(v)) for k, v in inputs.items() if v is not None]
+    for i, (name, path) in enumerate(given_outputs):
+        for other, other_path in given_outputs[:i]:
+            if _same_file(path, other_path):
+                raise InputError(f"{name} {path} is the same file as {other} {other_path}; "
+                                 "give each output its own path")
+        for other, other_path in given_inputs:
+            if _same_file(path, other_path):
+                raise InputError(f"{name} {path} is the input {other} {other_path}; writing it would "
+                                 "overwrite the input, so give another path")
+
+
+def check_free_space(sizes: Mapping[PathLike, int], names: Mapping[PathLike, str] | None = None) -> None:
+    """Refuse, before any work, outputs that will not fit where they go.
+
+    ``sizes`` maps each output path to an upper bound of its size in bytes. Outputs on one
+    file system are added up; an atomic write needs the room of the new file while the old
+    one still exists.
+
+    Raises
+    ------
+    DataFileError
+        Naming the outputs, the room they need and the room there is.
+    """
+    need: dict[int, list] = {}
+    for path, size in sizes.items():
+        ancestor = _existing_ancestor(Path(path))
+        try:
+            device = os.stat(ancestor).st_dev
+        except OSError:
+            continue
+        entry = need.setdefault(device, [0, ancestor, []])
+        entry[0] += int(size)
+        entry[2].append(f"{shown((names or {}).get(path, 'output'))} {path}")
+    for total, ancestor, what in need.values():
+        free = shutil.disk_usage(ancestor).free
+        if total > free:
+            raise DataFileError(f"not enough disk space for {', '.join(what)}: it needs up to "
+                                f"{format_bytes(total)} and {ancestor} has {format_bytes(free)} free; "
+                                "free some space or write elsewhere")
+
+
+def check_room_for_result(output: PathLike, export_path: PathLike | None, export_format: str | None, *,
+                          labels: object = None, rows: object = None, num_classes: int | None = None) -> None:
+    """:func:`check_free_space` for a purification's outputs (the result file and the
+    export), before it runs. Their size follows from the number of rows (of ``labels``, else
+    of ``rows``: features or a dataset) and the class count (``num_classes``, else the
+    largest label + 1, else the dataset's classes); when neither can be read yet, the
+    check is left to the write."""
+    try:
+        n = len(labels if labels is not None else rows)  # type: ignore[arg-type]
+        c = num_classes or (int(np.max(labels)) + 1 if labels is not None and n else len(rows.classes))  # type: ignore
+    except (TypeError, ValueError, AttributeError):
+        return
+    sizes = {Path(output): result_file_bytes(n, c)}
+    names = {Path(output): "output"}
+    if export_path is not None and export_format is not None:
+        sizes[Path(export_path)] = export_file_bytes(n, c, export_format)
+        names[Path(export_path)] = "export_path"
+    check_free_space(sizes, names)
 
 
 #: The first bytes of every ``.npy`` file.
@@ -107,17 +189,20 @@ def load_array(path: PathLike, *, key: str | None = None, what: str = "array") -
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            _check_npy_header(path, what)
+            # Memory-mapped: only the header is read here, and large arrays stream from disk.
+            _check_npy_file(path, what)
             return np.load(path, mmap_mode="r", allow_pickle=False)
         if suffix == ".npz":
+            members = _npz_members(path, what)
+            if key is None:
+                if len(members) != 1:
+                    raise InputError(
+                        f"{what} file {path} holds several arrays {sorted(members)}; name one with {key_name}")
+                key = next(iter(members))
+            if key not in members:
+                raise InputError(f"{what} file {path} has no array {key!r}; it has {sorted(members)}")
+            _check_memory(path, what, {key: members[key]})
             with np.load(path, allow_pickle=False) as z:
-                if key is None:
-                    if len(z.files) != 1:
-                        raise InputError(
-                            f"{what} file {path} holds several arrays {z.files}; name one with {key_name}")
-                    key = z.files[0]
-                if key not in z.files:
-                    raise InputError(f"{what} file {path} has no array {key!r}; it has {z.files}")
                 return z[key]
         if suffix == ".json":
             with open(path) as fh:
@@ -136,7 +221,7 @@ def load_array(path: PathLike, *, key: str | None = None, what: str = "array") -
                     raise InputError(f"{what} file {path} has no entry {key!r}; it has {sorted(obj)}")
                 obj = obj[key]
             return obj.numpy() if hasattr(obj, "numpy") else np.asarray(obj)
-    except (InputError, MissingFileError, CorruptFileError):
+    except (InputError, DataFileError):
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, RuntimeError) as exc:
         raise CorruptFileError(f"cannot read {what} file {path}: {exc}") from exc
@@ -155,6 +240,106 @@ def _check_npy_header(path: Path, what: str) -> None:
         raise CorruptFileError(
             f"{what} file {path} is not a numpy .npy file (it lacks numpy's header)"
             + ("; it looks like text: name it .txt or .csv" if texty else ""))
+
+
+def _read_npy_header(fh, source: str) -> tuple[int, tuple[int, ...], np.dtype]:
+    """``(bytes the array declares, shape, dtype)`` from an open ``.npy`` stream, after its header."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(fh)
+        else:  # 3.0 (utf-8 field names) has no public reader
+            shape, _, dtype = fmt._read_array_header(fh, version)
+    except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+        raise CorruptFileError(f"{source} has a damaged numpy header: {exc}") from exc
+    if dtype.hasobject:
+        raise CorruptFileError(f"{source} holds Python objects (dtype {dtype}), which are never unpickled; "
+                               "save plain numbers")
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize, tuple(shape), dtype
+
+
+def _describe(shape: tuple[int, ...], dtype: np.dtype, nbytes: int) -> str:
+    return f"shape {shape} {dtype} ({format_bytes(nbytes)})"
+
+
+def _check_npy_file(path: Path, what: str) -> None:
+    """The header is numpy's, and the data it declares is all in the file."""
+    _check_npy_header(path, what)
+    with open(path, "rb") as fh:
+        nbytes, shape, dtype = _read_npy_header(fh, f"{what} file {path}")
+        offset = fh.tell()
+    size = path.stat().st_size
+    if offset + nbytes > size:
+        raise CorruptFileError(f"{what} file {path} declares {_describe(shape, dtype, nbytes)} but holds only "
+                               f"{format_bytes(size - offset)} of data: it is truncated or damaged")
+
+
+#: deflate cannot shrink data more than about 1032 to 1; an entry that claims more lies.
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _npz_members(path: Path, what: str) -> dict[str, tuple[int, tuple[int, ...], np.dtype]]:
+    """Each array of a ``.npz`` with its declared size, checked against the archive entry
+    that holds it, reading only the headers."""
+    members = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                source = f"{what} file {path}, array {info.filename!r}"
+                if not info.filename.endswith(".npy"):
+                    continue
+                if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size or \
+                        info.file_size > _MAX_DEFLATE_RATIO * max(info.compress_size, 1):
+                    raise CorruptFileError(f"{source} claims to inflate {format_bytes(info.compress_size)} to "
+                                           f"{format_bytes(info.file_size)}, more than compression allows")
+                with archive.open(info) as fh:
+                    nbytes, shape, dtype = _read_npy_header(fh, source)
+                    offset = fh.tell()
+                if offset + nbytes != info.file_size:
+                    raise CorruptFileError(f"{source} declares {_describe(shape, dtype, nbytes)} but the archive "
+                                           f"holds {format_bytes(max(info.file_size - offset, 0))} of data")
+                members[info.filename[:-4]] = (nbytes, shape, dtype)
+    except (zipfile.BadZipFile, zlib.error, RuntimeError, EOFError) as exc:  # RuntimeError: encrypted entry
+        raise CorruptFileError(f"cannot read {what} file {path}: {exc}") from exc
+    return members
+
+
+def _check_memory(path: Path, what: str, members: Mapping[str, tuple[int, tuple[int, ...], np.dtype]]) -> None:
+    total = sum(nbytes for nbytes, _, _ in members.values())
+    room = available_memory()
+    if room is not None and total > room:
+        biggest = max(members, key=lambda k: members[k][0])
+        raise DataFileError(f"{what} file {path} inflates to {format_bytes(total)} (array {biggest!r}: "
+                            f"{_describe(members[biggest][1], members[biggest][2], members[biggest][0])}), more "
+                            f"than the {format_bytes(room)} of memory available; refusing to read it")
+
+
+def open_npz(path: PathLike, *, what: str = "array", expected: str = "a .npz archive") -> np.lib.npyio.NpzFile:
+    """``np.load`` of a ``.npz`` after checking it: a zip (not a single ``.npy``, not text),
+    every array's declared size consistent with its archive entry, and all of them
+    together within the memory available. Use as a context manager.
+
+    Raises
+    ------
+    MissingFileError, CorruptFileError
+        Naming ``what`` and the path; ``expected`` says what the file should have been.
+    DataFileError
+        The arrays would not fit in memory.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{what} file not found: {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(len(_NPY_MAGIC))
+    if head == _NPY_MAGIC:
+        raise CorruptFileError(f"{what} file {path} is a single numpy array (.npy), not {expected}")
+    if head[:2] != b"PK":
+        raise CorruptFileError(f"{what} file {path} is not {expected} (not a zip archive)")
+    _check_memory(path, what, _npz_members(path, what))
+    return np.load(path, allow_pickle=False)
 
 
 def array_checksum(array: np.ndarray) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from .accuracy_estimate import AccuracyEstimate
 from .config import PurifyConfig
 from .errors import CorruptFileError, MissingFileError
-from .io import PathLike, atomic_write, export_labels
+from .io import PathLike, atomic_write, export_labels, open_npz
 
 __all__ = ["PurifyResult", "SCHEMA_VERSION"]
 
@@ -179,7 +179,7 @@ class PurifyResult:
         if not path.exists():
             raise MissingFileError(f"purified-label file not found: {path}")
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with open_npz(path, what="purified-label", expected="a dmlp-plugin result (.npz from dmlp purify)") as z:
                 if "__meta__" not in z.files:
                     raise CorruptFileError(f"{path} is not a dmlp-plugin result file (no __meta__ entry)")
                 meta = json.loads(str(z["__meta__"]))

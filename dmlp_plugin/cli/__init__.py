@@ -12,8 +12,6 @@ import importlib
 import sys
 from typing import Sequence
 
-from ..errors import DmlpError
-
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # Order is the order of `dmlp --help`.
@@ -50,16 +48,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except DmlpError as exc:
-        from rich.markup import escape
-
-        from .console import err_console
-
-        # escape: a message may hold brackets ("dmlp-plugin[plot]", shapes) that rich would eat
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # one line, not a traceback, unless DMLP_DEBUG=1 asks for it
+        from rich.markup import escape
+
+        from ..failures import debug_enabled, describe_failure
+        from .console import err_console
+
+        if debug_enabled():
+            raise
+        message, status = describe_failure(exc)
+        # escape: a message may hold brackets ("dmlp-plugin[plot]", shapes) that rich would eat
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -65,11 +65,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import export_labels
+    from ..io import check_distinct_paths, check_output_path, export_labels
     from ..noise import load_cifar_n, make_noisy_labels
+    from ..sizes import export_file_bytes
 
-    if args.output.is_dir():
-        raise InputError(f"--output {args.output} is a folder; give a file name")
+    # Before any work: a folder, an unwritable place or an input given as the output.
+    check_output_path(args.output, "--output")
+    check_distinct_paths({"--output": args.output},
+                         {"--labels": args.labels, "--cifar-n": args.cifar_n, "--features": args.features})
     labels, dataset = _clean_labels(args)
     if args.cifar_n is not None:
         result = load_cifar_n(args.cifar_n, key=args.key, clean_labels=labels)
@@ -84,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
                                    dataset=args.dataset, convention=args.convention, seed=args.seed,
                                    features=features)
     fmt = args.format or ("dividemix" if args.output.suffix.lower() == ".json" else "npy")
+    size = export_file_bytes(len(result.noisy_labels), result.num_classes, fmt)
+    check_output_path(args.output, "--output", size=size)
     path = export_labels(result.noisy_labels, args.output, fmt)
     _print_summary(result, path, fmt)
     return 0
@@ -91,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _clean_labels(args: argparse.Namespace) -> tuple[np.ndarray | None, ImageDataset | None]:
     """The clean labels and, when read from one, the dataset (both None when not given)."""
-    from ..data import load_dataset
     from ..io import load_array
 
     if args.labels is not None and args.root is not None:
@@ -101,6 +105,8 @@ def _clean_labels(args: argparse.Namespace) -> tuple[np.ndarray | None, ImageDat
     if args.root is not None:
         if args.dataset is None:
             raise InputError("--root needs --dataset NAME (cifar10, cifar100, clothing1m, imagefolder)")
+        from ..data import load_dataset  # only here: it loads torch, which a labels file does not need
+
         dataset = load_dataset(args.dataset, args.root, args.split)
         return dataset.targets, dataset
     return None, None

@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .. import purify_dataset
-    from ..io import check_output_path, load_array
+    from ..io import check_distinct_paths, check_output_path, check_room_for_result, load_array
     from ..validation import exactly_one
     from .console import console
 
@@ -225,6 +225,10 @@ def _run(args: argparse.Namespace) -> int:
 
         check_output_path(args.plot, "plot", suffixes=(".png",))
         require_matplotlib()
+    # No output may be another output or an input, through links and relative paths alike.
+    check_distinct_paths({"output": output, "export_path": export_path, "plot": args.plot},
+                         {name: getattr(args, name) for name in ("features", "labels", "val_indices", "val_features",
+                                                                 "val_labels", "clean_labels", "checkpoint")})
     config = config_from_args(args)
     kwargs: dict[str, Any] = {}
     if args.dataset:
@@ -239,6 +243,7 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError("--labels is required with --features")
         features = load_array(args.features, key=args.features_key, what="features")
     labels = None if args.labels is None else load_array(args.labels, key=args.labels_key, what="labels")
+    check_room_for_result(output, export_path, args.export, labels=labels, rows=features, num_classes=args.num_classes)
     for name in ("val_indices", "val_features", "val_labels", "clean_labels"):
         if getattr(args, name) is not None:
             kwargs[name] = load_array(getattr(args, name), what=name)

@@ -117,8 +117,10 @@ def load_torch_file(path: str | os.PathLike, *, trusted: bool = False) -> Any:
     except pickle.UnpicklingError as exc:
         raise CorruptFileError(
             f"checkpoint {path} holds objects other than tensors and plain containers, which are not "
-            f"unpickled by default ({str(exc).splitlines()[0]}). If you trust the file, load it with "
-            "trusted=True (CLI: --trust-checkpoint).") from exc
+            f"unpickled by default, since unpickling can run code from the file ({str(exc).splitlines()[0]}). "
+            "If you trust the file, load it with trusted=True, or extract features with "
+            "`dmlp features --checkpoint FILE --trust-checkpoint ...` and pass them to `dmlp purify --features`"
+            ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CorruptFileError(f"cannot read checkpoint {path}: {exc}") from exc
 

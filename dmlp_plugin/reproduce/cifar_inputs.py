@@ -16,7 +16,6 @@ their numbers are measured the same way:
 from __future__ import annotations
 
 import os
-import pickle
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ..config import PurifyConfig
-from ..errors import MissingFileError, ShapeError
+from ..data._safe_pickle import load_pickle
+from ..errors import CorruptFileError, MissingFileError, ShapeError
 
 __all__ = [
     "NUM_CLASSES", "FEATURES", "TRAIN_LABELS", "DEFAULT_CIFAR_ROOT", "ENV_SHARED", "Inputs",
@@ -69,14 +69,27 @@ def find_shared(explicit: Path | None = None) -> Path:
 
 
 def load_test_labels(cifar_root: Path) -> np.ndarray:
-    """Test labels from the built ``cifar-10-batches-py/test_batch`` (in its order)."""
+    """Test labels from the built ``cifar-10-batches-py/test_batch`` (in its order).
+
+    The batch is a pickle from a folder the user names, so it is read with the unpickler
+    that admits numpy arrays and plain containers only (:mod:`dmlp_plugin.data._safe_pickle`).
+
+    Raises
+    ------
+    MissingFileError
+        No ``test_batch`` there.
+    CorruptFileError
+        It is not a CIFAR batch, or it pickles anything but arrays and containers.
+    """
     cifar_root = Path(cifar_root)
     folder = cifar_root if cifar_root.name == "cifar-10-batches-py" else cifar_root / "cifar-10-batches-py"
     path = folder / "test_batch"
     if not path.is_file():
         raise MissingFileError(path)
-    with open(path, "rb") as fh:
-        return np.asarray(pickle.load(fh, encoding="latin1")["labels"], dtype=np.int64)
+    batch = load_pickle(path, what="CIFAR-10 test batch")
+    if not isinstance(batch, dict) or "labels" not in batch:
+        raise CorruptFileError(f"{path} is not a CIFAR-10 batch: expected a dict with 'labels'")
+    return np.asarray(batch["labels"], dtype=np.int64)
 
 
 def load_inputs(shared: Path, cifar_root: Path) -> Inputs:
@@ -100,9 +113,9 @@ def load_inputs(shared: Path, cifar_root: Path) -> Inputs:
     except FileNotFoundError as exc:
         raise MissingFileError(f"missing CIFAR-10 test labels: {exc}; build the folder with: "
                                f"python {shared / 'tools' / 'build_cifar10.py'} {cifar_root}") from None
-    with np.load(feats_path) as z:
+    with np.load(feats_path, allow_pickle=False) as z:
         train, test = z["train"].astype(np.float32), z["test"].astype(np.float32)
-    clean = np.load(labels_path).astype(np.int64)
+    clean = np.load(labels_path, allow_pickle=False).astype(np.int64)
     if len(train) != len(clean) or len(test) != len(test_labels):
         raise ShapeError(f"size mismatch: {len(train)} train features / {len(clean)} labels, "
                          f"{len(test)} test features / {len(test_labels)} test labels")
