@@ -4,7 +4,9 @@ One wrapper around ``torch.utils.data.DataLoader.__iter__`` serves two callers:
 
 * :mod:`dmlp_integrations.runtime` (``--dmlp``): the first batches of every pass over a
   watched dataset must carry the purified labels at their sample indices; a mismatch
-  raises :class:`~dmlp_plugin.errors.AlignmentError` before the model learns from it.
+  stops the run (one line, exit status 2; the :class:`~dmlp_plugin.errors.AlignmentError`
+  itself under ``DMLP_DEBUG=1``) before the model learns from it. The run's state lives in
+  :mod:`dmlp_integrations.state`, which this module and the runtime share.
   The first pass also checks sampled items through the dataset's ``__getitem__``.
 * :mod:`dmlp_integrations.launch` (``dmlp run --max-iters N``): the run stops cleanly
   after ``N`` batches drawn from shuffling loaders (training loaders shuffle; test and
@@ -21,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from dmlp_plugin.errors import AlignmentError
+
+from .state import CHECKED_BATCHES, active, record_loader_check, stop_on_error
 
 __all__ = ["install_batch_checks", "set_iteration_budget", "set_eval_budget", "BudgetReached"]
 
@@ -61,7 +65,8 @@ def install_batch_checks() -> None:
     def __iter__(self: Any) -> Any:
         shuffles = isinstance(getattr(self, "sampler", None), RandomSampler)
         if shuffles:
-            _require_injection()
+            with stop_on_error():
+                _require_injection()
         it = original(self)
         watched = _watched_entry(self.dataset)
         if watched is None and not (shuffles and _budget is not None) and not (
@@ -75,8 +80,6 @@ def install_batch_checks() -> None:
 
 def _require_injection() -> None:
     """Training has started: with ``--dmlp`` active, some labels must have been injected by now."""
-    from .runtime import active
-
     state = active()
     if state is not None and not state.record["injections"]:
         raise AlignmentError(
@@ -86,8 +89,6 @@ def _require_injection() -> None:
 
 
 def _watched_entry(dataset: Any) -> tuple | None:
-    from .runtime import active
-
     state = active()
     if state is None:
         return None
@@ -126,13 +127,12 @@ class _Watched:
         self._yielded += 1
         if self._counts:
             _drawn += 1
-        if self._watched is not None and self._checked < _checked_batches():
-            self._check(batch)
+        if self._watched is not None and self._checked < CHECKED_BATCHES:
+            with stop_on_error():  # one line and status 2, before the model sees the batch
+                self._check(batch)
         return batch
 
     def _check(self, batch: Any) -> None:
-        from .runtime import active, record_loader_check
-
         _, adapter, idx, part = self._watched
         result = active().result
         if id(self._dataset) not in _verified:
@@ -163,12 +163,6 @@ class _Watched:
         if bad.size:
             raise AlignmentError(f"{adapter.name} {part} dataset yields {bad.size} of {positions.size} sampled items "
                                  f"with labels that are not the purified ones (first at position {positions[bad[0]]})")
-
-
-def _checked_batches() -> int:
-    from .runtime import CHECKED_BATCHES
-
-    return CHECKED_BATCHES
 
 
 def _numpy(values: Any) -> Any:

@@ -17,7 +17,8 @@ prepares is read from the environment ``dmlp run`` sets:
 
 On a machine without CUDA the launcher also makes CUDA-only calls run on the CPU
 (:mod:`dmlp_integrations.cpu`). With CUDA present it changes nothing but what the
-variables above ask for.
+variables above ask for. A dmlp-plugin error that reaches the script's top ends the run
+with one line and exit status 2 (the traceback with ``DMLP_DEBUG=1``).
 """
 
 from __future__ import annotations
@@ -74,7 +75,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[dmlp-plugin] dmlp run: {line}", file=sys.stderr, flush=True)
     sys.argv = [argv[0], *argv[1:]]
     sys.path.insert(0, os.path.dirname(script))
-    runpy.run_path(script, run_name="__main__")
+    from .state import stop_on_error
+
+    # The inserted calls stop a run themselves; this catches what reaches the script's top.
+    with stop_on_error():
+        runpy.run_path(script, run_name="__main__")
 
 
 if __name__ == "__main__":

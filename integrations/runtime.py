@@ -28,12 +28,10 @@ non-identity mapping (ELR+'s unseeded split, say) saved beside it.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
 import weakref
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,38 +39,19 @@ import numpy as np
 
 from dmlp_plugin.errors import AlignmentError, DmlpError
 
-__all__ = ["setup", "activate", "inject", "watch", "active", "ENV_RECORD"]
+from . import state as _state
+from .state import CHECKED_BATCHES, RECORDED_SAMPLES, active, record_loader_check, stop_on_error
+
+__all__ = ["setup", "activate", "inject", "watch", "active", "record_loader_check", "ENV_RECORD",
+           "CHECKED_BATCHES", "RECORDED_SAMPLES"]
 
 #: Default record path, overridden by ``--dmlp-record`` (``dmlp run`` sets it for its runs).
 ENV_RECORD = "DMLP_RECORD"
-#: How many batches of each pass over a watched dataset are checked.
-CHECKED_BATCHES = 2
 #: Below this many positions, the sample-order test has too little power to run.
 _MIN_ORDER_CHECK = 1000
 
-
-@dataclass
-class _Active:
-    method: str
-    path: Path
-    result: Any  # PurifyResult
-    adapter: Any  # Adapter
-    record_path: Path
-    record: dict
-    watched: dict = field(default_factory=dict)
-    seen_sites: set = field(default_factory=set)
-
-
-_active: _Active | None = None
-
-
-def active() -> _Active | None:
-    """The activated ``--dmlp`` state, or ``None`` when the script runs without it."""
-    return _active
-
-
-def _say(message: str) -> None:
-    print(f"[dmlp-plugin] {message}", file=sys.stderr, flush=True)
+_say = _state.say
+_write_record = _state.write_record
 
 
 # -- options ------------------------------------------------------------------------------------
@@ -101,6 +80,10 @@ def setup(parser: argparse.ArgumentParser, method: str) -> argparse.ArgumentPars
         try:
             activate(ns, method, argv=sys.argv[1:] if args is None else list(args))
         except DmlpError as exc:
+            from dmlp_plugin.failures import debug_enabled
+
+            if debug_enabled():
+                raise
             parser.exit(2, f"{parser.prog}: error: --dmlp: {exc}\n")
         return ns, rest
 
@@ -108,19 +91,28 @@ def setup(parser: argparse.ArgumentParser, method: str) -> argparse.ArgumentPars
     return parser
 
 
-def activate(args: argparse.Namespace, method: str, *, argv: list[str] | None = None) -> _Active | None:
-    """Load and check ``args.dmlp`` and adjust the residual-noise options; ``None`` without it."""
-    global _active
+def activate(args: argparse.Namespace, method: str, *, argv: list[str] | None = None) -> _state.Active | None:
+    """Load and check ``args.dmlp`` and adjust the residual-noise options; ``None`` without it.
+
+    Raises
+    ------
+    DmlpError
+        The file is missing, not a result, damaged (labels outside ``[0, C)``, soft labels
+        that are not distributions) or altered; before anything trains.
+    """
     path = getattr(args, "dmlp", None)
     if not path:
-        _active = None
+        _state.set_active(None)
         return None
-    from dmlp_plugin.plugins import get_adapter
     from dmlp_plugin.io import array_checksum
+    from dmlp_plugin.plugins import get_adapter
     from dmlp_plugin.result import PurifyResult
+
+    from .result_checks import check_purified
 
     path = Path(path).expanduser()
     result = PurifyResult.load(path)
+    check_purified(result, path)
     recorded = result.metadata.get("labels_sha")
     if recorded is not None and recorded != array_checksum(result.given_labels):
         raise AlignmentError(f"{path}: the given labels do not match the checksum recorded when they were "
@@ -133,7 +125,7 @@ def activate(args: argparse.Namespace, method: str, *, argv: list[str] | None = 
               "num_samples": len(result), "num_classes": int(result.num_classes),
               "labels_sha": array_checksum(result.labels), "given_labels_sha": array_checksum(result.given_labels),
               "estimated_noise_rate": rate, "options_changed": changes, "injections": [], "loader_checks": []}
-    _active = _Active(method, path, result, adapter, record_path, record)
+    _state.set_active(_state.Active(method, path, result, adapter, record_path, record))
     _say(f"training {method} on purified labels from {path} ({len(result)} samples, {result.num_classes} "
          f"classes, {result.num_changed} changed, estimated residual noise {rate:.1%})")
     for name, (old, new) in changes.items():
@@ -143,7 +135,7 @@ def activate(args: argparse.Namespace, method: str, *, argv: list[str] | None = 
     from .batches import install_batch_checks
 
     install_batch_checks()
-    return _active
+    return active()
 
 
 def _apply_residual_noise(adapter: Any, args: argparse.Namespace, rate: float, policy: str,
@@ -190,10 +182,19 @@ def inject(method: str, target: Any, *, part: str = "train", indices: Any = None
         The dataset object these labels belong to; its loaders' batches are checked.
     options
         Keyword options of the adapter (a split seed, say).
+
+    A label that does not fit (see :class:`~dmlp_plugin.errors.AlignmentError`) ends the run
+    with one line and exit status 2 before anything trains on it.
     """
-    state = _active
+    state = active()
     if state is None:
         return target
+    with stop_on_error():
+        return _inject(state, method, target, part, indices, clean, owner, options)
+
+
+def _inject(state: _state.Active, method: str, target: Any, part: str, indices: Any, clean: Any, owner: Any,
+            options: dict) -> Any:
     if method != state.method:
         raise AlignmentError(f"this script was set up for {state.method!r} but injects labels for {method!r}")
     adapter = type(state.adapter)(**options) if options else state.adapter
@@ -223,9 +224,14 @@ def inject(method: str, target: Any, *, part: str = "train", indices: Any = None
 
 def watch(method: str, dataset: Any, *, part: str = "train", indices: Any = None, **options: Any) -> None:
     """Check the batches ``dataset``'s loaders yield against the purified labels (no-op without ``--dmlp``)."""
-    state = _active
+    state = active()
     if state is None:
         return
+    with stop_on_error():
+        _watch_dataset(state, dataset, part, indices, options)
+
+
+def _watch_dataset(state: _state.Active, dataset: Any, part: str, indices: Any, options: dict) -> None:
     adapter = type(state.adapter)(**options) if options else state.adapter
     if indices is None:
         idx = adapter.index_map(dataset).indices(len(state.result))
@@ -236,7 +242,7 @@ def watch(method: str, dataset: Any, *, part: str = "train", indices: Any = None
     _watch(state, adapter, dataset, idx, part)
 
 
-def _watch(state: _Active, adapter: Any, dataset: Any, idx: np.ndarray, part: str) -> None:
+def _watch(state: _state.Active, adapter: Any, dataset: Any, idx: np.ndarray, part: str) -> None:
     if not adapter.loader_yields_labels(dataset):
         return
     key = id(dataset)
@@ -245,12 +251,14 @@ def _watch(state: _Active, adapter: Any, dataset: Any, idx: np.ndarray, part: st
     state.watched[key] = (ref, adapter, idx, part)
 
 
-def _check(state: _Active, adapter: Any, held: np.ndarray, idx: np.ndarray, clean: np.ndarray | None,
+def _check(state: _state.Active, adapter: Any, held: np.ndarray, idx: np.ndarray, clean: np.ndarray | None,
            part: str) -> np.ndarray:
     result = state.result
     name = adapter.name
     if len(held) != len(idx):
         raise AlignmentError(f"{name} holds {len(held)} {part} labels but its index map has {len(idx)} positions")
+    if held.size and held.min() < 0:
+        raise AlignmentError(f"{name}'s {part} labels include {int(held.min())}; labels are classes 0 and up")
     if held.size and held.max() >= result.num_classes:
         raise AlignmentError(f"{name}'s {part} labels go up to class {int(held.max())}, but the purified labels "
                              f"have {result.num_classes} classes: were they purified on another dataset?")
@@ -314,7 +322,7 @@ def _order_test(given: np.ndarray, clean: np.ndarray) -> tuple[float, float, flo
     return agree, chance, (agree - chance) / sd
 
 
-def _save_indices(state: _Active, idx: np.ndarray, part: str) -> str:
+def _save_indices(state: _state.Active, idx: np.ndarray, part: str) -> str:
     from dmlp_plugin.io import atomic_write
 
     k = sum(1 for e in state.record["injections"] if e["part"] == part)
@@ -322,38 +330,6 @@ def _save_indices(state: _Active, idx: np.ndarray, part: str) -> str:
     with atomic_write(path) as fh:
         np.save(fh, idx)
     return str(path)
-
-
-def _write_record() -> None:
-    state = _active
-    if state is None:
-        return
-    from dmlp_plugin.io import atomic_write
-
-    with atomic_write(state.record_path, "w") as fh:
-        json.dump(state.record, fh, indent=1)
-
-
-#: How many (dataset index, label) pairs a loader check keeps in the record, per part.
-RECORDED_SAMPLES = 64
-
-
-def record_loader_check(part: str, indices: np.ndarray, labels: np.ndarray) -> None:
-    """Record one checked batch: its size, and a few of the (dataset index, label) pairs it carried."""
-    state = _active
-    if state is None:
-        return
-    for entry in state.record["loader_checks"]:
-        if entry["part"] == part:
-            break
-    else:
-        entry = {"part": part, "samples_checked": 0, "batches_checked": 0, "samples": []}
-        state.record["loader_checks"].append(entry)
-    entry["samples_checked"] += int(len(labels))
-    entry["batches_checked"] += 1
-    room = RECORDED_SAMPLES - len(entry["samples"])
-    entry["samples"].extend([int(i), int(y)] for i, y in zip(indices[:room], labels[:room]))
-    _write_record()
 
 
 # -- containers ---------------------------------------------------------------------------------

@@ -3,59 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
-from pathlib import Path
 
 import pytest
+from clone_fixtures import DATA, RECIPE, TRAIN, make_clone, snapshot
 
 from dmlp_integrations import apply
 from dmlp_integrations.recipe import TAG, Insert, IntegrationError, Py2Prints, Recipe, Replace
-
-TRAIN = """import argparse
-parser = argparse.ArgumentParser()
-parser.add_argument('--lr', type=float)
-args = parser.parse_args()
-
-def train(it):
-    x = it.next()
-    y = it.next()
-    return x, y
-"""
-
-DATA = """class A(object):
-    def __init__(self):
-        self.labels = [1, 2]
-        self.done = True
-
-class B(object):
-    def __init__(self):
-        self.labels = [3]
-        self.done = True
-"""
-
-
-def make_clone(root: Path) -> Path:
-    (root / "pkg").mkdir(parents=True)
-    (root / "train.py").write_text(TRAIN)
-    (root / "pkg" / "data.py").write_text(DATA)
-    os.chmod(root / "train.py", 0o755)
-    return root
-
-
-RECIPE = Recipe(
-    method="toy", upstream="https://example.org/toy", commits=("abc1234",), entry="train.py",
-    edits=(
-        Insert("train.py", "args = parser.parse_args()", where="before", lines=("import ours", "ours.setup(parser)")),
-        Replace("train.py", "it.next()", "next(it)", count=2),
-        Insert("pkg/data.py", "self.done = True", within="class B(", lines=("self.labels = ours.fix(self.labels)",)),
-    ))
-
-
-def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(root)): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
 
 def test_plan_inserts_tagged_lines_at_anchors(tmp_path):
     clone = make_clone(tmp_path / "clone")
@@ -82,7 +36,7 @@ def test_integrate_then_revert_is_byte_exact_and_keeps_modes(tmp_path):
     assert set(marker["files"]) == {"train.py", "pkg/data.py"}
     assert stat.S_IMODE((clone / "train.py").stat().st_mode) == 0o755
     assert apply.status(RECIPE, clone).state is apply.State.INTEGRATED
-    restored = apply.revert(clone)
+    restored = apply.revert(RECIPE, clone)
     assert sorted(restored) == ["pkg/data.py", "train.py"]
     assert snapshot(clone) == before
 
@@ -133,7 +87,7 @@ def test_edits_made_after_integration_are_never_overwritten(tmp_path):
     with pytest.raises(IntegrationError, match="train.py changed since"):
         apply.integrate(RECIPE, clone)
     with pytest.raises(IntegrationError, match="train.py changed after integration"):
-        apply.revert(clone)
+        apply.revert(RECIPE, clone)
     assert (clone / "train.py").read_text().endswith("# my change\n")
     assert (clone / apply.MARKER).exists()
 
@@ -170,14 +124,14 @@ def test_interrupted_integration_can_be_reverted(tmp_path):
     apply.integrate(RECIPE, clone)
     # as if the run stopped after the marker and the first file were written
     (clone / "pkg" / "data.py").write_text(DATA)
-    apply.revert(clone)
+    apply.revert(RECIPE, clone)
     assert snapshot(clone) == before
 
 
 def test_revert_without_marker_says_so(tmp_path):
     clone = make_clone(tmp_path / "clone")
     with pytest.raises(IntegrationError, match="is not integrated"):
-        apply.revert(clone)
+        apply.revert(RECIPE, clone)
 
 
 def test_check_tells_tested_snapshot_from_modified_one(tmp_path):

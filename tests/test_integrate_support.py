@@ -11,7 +11,10 @@ from itertools import product
 import numpy as np
 import pytest
 
+from dmlp_integrations import apply
+from dmlp_integrations.recipe import Insert, Recipe
 from dmlp_integrations.shims import AUCMeter, provide
+from dmlp_plugin.cli import integrate as integrate_cli
 from dmlp_plugin.cli import main
 from dmlp_plugin.cli.run import build_command
 from dmlp_plugin.errors import InputError
@@ -140,23 +143,44 @@ def test_run_refuses_a_folder_that_is_not_integrated(tmp_path, capsys):
     (tmp_path / "main.py").write_text("print('ran')\n")
     code = main(["run", "cdr", "--cwd", str(tmp_path), "--", "python", "main.py"])
     assert code == 2 and "is not inside an integrated clone" in err(capsys)
-    (tmp_path / ".dmlp-integration.json").write_text(json.dumps({"method": "dividemix", "files": {}}))
+    marker = {"schema": 2, "state": "done", "method": "dividemix", "recipe_version": 1, "files": {"x.py": {}}}
+    (tmp_path / ".dmlp-integration.json").write_text(json.dumps(marker))
     assert main(["run", "cdr", "--cwd", str(tmp_path), "--", "python", "main.py"]) == 2
     assert "integrated for 'dividemix', not 'cdr'" in err(capsys)
 
 
-def test_run_passes_the_exit_status_and_options_through(tmp_path):
-    (tmp_path / ".dmlp-integration.json").write_text(json.dumps({"method": "cdr", "files": {}}))
-    (tmp_path / "main.py").write_text(textwrap.dedent("""
-        import os, sys
-        print(os.environ.get("DMLP_RUN_MAX_ITERS"), os.environ.get("DMLP_RUN_SKIP_MD5"), sys.argv[1:])
-        sys.exit(3)
-    """))
-    out = subprocess.run([sys.executable, "-m", "dmlp_plugin", "run", "cdr", "--max-iters", "5", "--skip-md5",
-                          "--cwd", str(tmp_path), "--", "python", "main.py", "--noise_rate", "0.2"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 3
-    assert out.stdout.strip() == "5 1 ['--noise_rate', '0.2']"
+MAIN = """import os, sys
+print(os.environ.get("DMLP_RUN_MAX_ITERS"), os.environ.get("DMLP_RUN_SKIP_MD5"), sys.argv[1:])
+sys.exit(3)
+"""
+#: A recipe for a one-file clone, registered as cdr's for the `dmlp run` tests.
+TOY = Recipe("cdr", "u", ("c",), "main.py", edits=(Insert("main.py", "import os, sys", lines=("x = 1",)),))
+
+
+@pytest.fixture
+def toy_clone(tmp_path, monkeypatch):
+    """A clone integrated with :data:`TOY`, which `dmlp run cdr` takes for cdr's recipe."""
+    monkeypatch.setattr(integrate_cli, "recipe_for", lambda method: TOY)
+    (tmp_path / "main.py").write_text(MAIN)
+    apply.integrate(TOY, tmp_path)
+    return tmp_path
+
+
+def test_run_passes_the_exit_status_and_options_through(toy_clone, capfd):
+    code = main(["run", "cdr", "--max-iters", "5", "--skip-md5", "--cwd", str(toy_clone), "--", "python", "main.py",
+                 "--noise_rate", "0.2"])
+    assert code == 3
+    assert capfd.readouterr().out.strip() == "5 1 ['--noise_rate', '0.2']"
+
+
+def test_run_refuses_a_clone_that_is_not_cleanly_integrated(toy_clone, capsys):
+    with open(toy_clone / "main.py", "a") as fh:  # edited after integration
+        fh.write("# mine\n")
+    assert main(["run", "cdr", "--cwd", str(toy_clone), "--", "python", "main.py"]) == 2
+    assert "is not cleanly integrated for cdr: integrated, but edited since: main.py" in err(capsys)
+    (toy_clone / "main.py").write_text(MAIN)  # as if integration stopped before renaming it
+    assert main(["run", "cdr", "--cwd", str(toy_clone), "--", "python", "main.py"]) == 2
+    assert "interrupted: an integration or revert stopped part-way" in err(capsys)
 
 
 def test_integrate_cli_errors_are_clear(tmp_path, capsys):

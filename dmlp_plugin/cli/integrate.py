@@ -5,6 +5,9 @@
     dmlp integrate dividemix ~/DivideMix              # apply (idempotent)
     dmlp integrate dividemix ~/DivideMix --revert     # restore every file byte for byte
 
+Only files inside the clone are read or written, never through a link; an integration
+stopped part-way is reported by --check as interrupted, and --revert finishes it.
+
 The recipe comes from the adapter registered as METHOD (``Adapter.integration``), so a
 third-party adapter package can ship its own.
 """
@@ -32,7 +35,11 @@ def register(subparsers: Any) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="say whether the clone is supported, and why not")
     mode.add_argument("--dry-run", action="store_true", help="print the unified diff; write nothing")
-    mode.add_argument("--revert", action="store_true", help="restore every edited file byte for byte")
+    mode.add_argument("--revert", action="store_true", help="restore every edited file byte for byte (also "
+                      "finishes an interrupted integration or revert)")
+    p.add_argument("--ignore-permissions", action="store_true",
+                   help="also edit files that are read-only or not owned by the clone's owner (refused by "
+                   "default); owner, group and permission bits are kept either way")
     p.set_defaults(func=_run)
 
 
@@ -55,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
 
     recipe = recipe_for(args.method)
     if args.revert:
-        restored = apply.revert(args.clone, method=recipe.method)
+        restored = apply.revert(recipe, args.clone, ignore_permissions=args.ignore_permissions)
         console.print(f"reverted {args.clone}: restored {len(restored)} file(s) byte for byte"
                       + (f" ({', '.join(restored)})" if restored else ""), highlight=False)
         return 0
@@ -68,7 +75,8 @@ def _run(args: argparse.Namespace) -> int:
         # Plain stdout: a console would wrap long lines and the saved diff would not apply.
         sys.stdout.write(apply.unified_diff(apply.plan(recipe, args.clone)))
         return 0
-    plan, message = apply.integrate(recipe, args.clone, version=__version__)
+    plan, message = apply.integrate(recipe, args.clone, version=__version__,
+                                    ignore_permissions=args.ignore_permissions)
     console.print(message, highlight=False)
     if plan is not None:
         if plan.untested:

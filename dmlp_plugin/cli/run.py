@@ -27,7 +27,8 @@ def register(subparsers: Any) -> None:
         "run", usage="dmlp run METHOD [options] -- python SCRIPT [ARGS...]", help="run an integrated upstream command (CPU fallback, --max-iters, --skip-md5)",
         description="Run an upstream training command of an integrated clone. Without a GPU, CUDA calls "
         "run on the CPU. Put the command after `--`: dmlp run cdr -- python main.py --dmlp p.npz")
-    p.add_argument("method", help="adapter name (checked against the clone's integration marker)")
+    p.add_argument("method", help="adapter name; the clone must be cleanly integrated for it "
+                   "(`dmlp integrate METHOD CLONE --check` says integrated)")
     p.add_argument("--cwd", metavar="DIR", help="folder to run in (default: here)")
     p.add_argument("--max-iters", type=int, metavar="N", help="stop after N training batches (exit status 0)")
     p.add_argument("--max-eval-batches", type=int, metavar="K", help="end every evaluation pass (loaders "
@@ -91,19 +92,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_integrated(method: str, cwd: Path) -> None:
-    from dmlp_integrations.apply import MARKER
+    """Refuse to run unless ``cwd`` is inside a clone cleanly integrated for ``method``: the
+    marker done, and every edited file as integration left it."""
+    from dmlp_integrations.apply import MARKER, State, status
 
-    from ..plugins import get_adapter
+    from .integrate import recipe_for
 
-    get_adapter(method)  # a clear error for an unknown method
+    recipe = recipe_for(method)  # a clear error for an unknown method
     for folder in (cwd, *cwd.parents):
-        marker = folder / MARKER
-        if marker.is_file():
-            import json
-
-            found = json.loads(marker.read_text()).get("method")
-            if found != method:
-                raise InputError(f"{folder} is integrated for {found!r}, not {method!r}")
+        if (folder / MARKER).is_file() or (folder / MARKER).is_symlink():
+            st = status(recipe, folder)
+            if st.state is not State.INTEGRATED:
+                raise InputError(f"{folder} is not cleanly integrated for {method}: {st.message}")
             return
     raise InputError(f"{cwd} is not inside an integrated clone (no {MARKER}); run "
                      f"`dmlp integrate {method} CLONE` first")
