@@ -123,7 +123,7 @@ def test_to_label_then_from_csv_then_purify_end_to_end(tmp_path, capsys):
 
     assert main(["purify", "--features", str(tmp_path / "feats.npy"), "--labels", str(tmp_path / "noisy.npy"),
                  "--val-indices", str(tmp_path / "trusted.npy"), "--val-labels", str(tmp_path / "trusted_labels.npy"),
-                 "-o", str(tmp_path / "purified.npz"), "--no-progress", "--epochs", "10",
+                 "-o", str(tmp_path / "purified.npz"), "--no-progress",
                  "--set", "mlp_candidate=false", "--set", "logistic_candidate=false"]) == 0
     result = PurifyResult.load(tmp_path / "purified.npz")
     rest = np.setdiff1d(np.arange(len(clean)), idx)

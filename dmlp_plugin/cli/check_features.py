@@ -15,7 +15,8 @@ from typing import Any
 __all__ = ["register"]
 
 FLAG_NAMES = {"features": "FEATS", "features_key": "--features-key", "val_indices": "--val-indices",
-              "val_labels": "--val-labels", "val_features": "--val-features", "num_classes": "--num-classes"}
+              "val_labels": "--val-labels", "val_features": "--val-features", "num_classes": "--num-classes",
+              "threads": "--threads"}
 
 
 def register(subparsers: Any) -> None:
@@ -36,6 +37,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--folds", type=int, default=5, help="cross-fitting folds (default: 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--threads", default="auto", metavar="N|auto",
+                   help="CPU threads (default: auto, the cores other jobs leave free)")
     p.set_defaults(func=run)
 
 
@@ -58,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
             for name in ("val_indices", "val_features", "val_labels")}
     features = load_array(args.features, key=args.features_key, what="features")
     check = check_features(features, num_classes=args.num_classes, folds=args.folds, seed=args.seed,
-                           device=args.device, **load)
+                           device=args.device, threads=args.threads, **load)
     table = Table(title="feature check", show_header=False, title_justify="left")
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
