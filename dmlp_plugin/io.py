@@ -141,7 +141,7 @@ def check_free_space(sizes: Mapping[PathLike, int], names: Mapping[PathLike, str
         free = shutil.disk_usage(ancestor).free
         if total > free:
             raise DataFileError(f"not enough disk space for {', '.join(what)}: it needs up to "
-                                f"{format_bytes(total)} and {ancestor} has {format_bytes(free)} free; "
+                                f"{format_bytes(total)} and {ancestor.resolve()} has {format_bytes(free)} free; "
                                 "free some space or write elsewhere")
 
 

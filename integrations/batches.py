@@ -4,10 +4,10 @@ One wrapper around ``torch.utils.data.DataLoader.__iter__`` serves two callers:
 
 * :mod:`dmlp_integrations.runtime` (``--dmlp``): the first batches of every pass over a
   watched dataset must carry the purified labels at their sample indices; a mismatch
-  stops the run (one line, exit status 2; the :class:`~dmlp_plugin.errors.AlignmentError`
-  itself under ``DMLP_DEBUG=1``) before the model learns from it. The run's state lives in
-  :mod:`dmlp_integrations.state`, which this module and the runtime share.
-  The first pass also checks sampled items through the dataset's ``__getitem__``.
+  stops the run (one line naming the :class:`~dmlp_plugin.errors.AlignmentError`, exit
+  status 2, its traceback too under ``DMLP_DEBUG=1``) before the model learns from it.
+  The first pass also checks sampled items through the dataset's ``__getitem__``. The
+  run's state lives in :mod:`dmlp_integrations.state`, shared with the runtime.
 * :mod:`dmlp_integrations.launch` (``dmlp run --max-iters N``): the run stops cleanly
   after ``N`` batches drawn from shuffling loaders (training loaders shuffle; test and
   evaluation loaders do not). ``--max-eval-batches K`` ends every pass over a

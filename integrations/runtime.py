@@ -31,6 +31,7 @@ import argparse
 import math
 import os
 import sys
+import traceback
 import weakref
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def setup(parser: argparse.ArgumentParser, method: str) -> argparse.ArgumentPars
             from dmlp_plugin.failures import debug_enabled
 
             if debug_enabled():
-                raise
+                traceback.print_exc()
             parser.exit(2, f"{parser.prog}: error: --dmlp: {exc}\n")
         return ns, rest
 

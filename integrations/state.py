@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -62,9 +63,10 @@ def stop_on_error() -> Iterator[None]:
     """Turn a :class:`~dmlp_plugin.errors.DmlpError` into one line and exit status 2.
 
     The upstream's code sits between our calls and its ``__main__``, so an exception would
-    end the run with its traceback and status 1. ``SystemExit`` passes through upstream
-    ``except Exception`` blocks and stops the run before it trains on bad labels.
-    ``DMLP_DEBUG=1`` lets the original exception through instead.
+    end the run with its traceback and status 1, or be swallowed by an upstream
+    ``except Exception`` and training would go on. ``SystemExit`` passes through those
+    blocks and stops the run before it trains on bad labels. ``DMLP_DEBUG=1`` prints the
+    traceback first; the run stops all the same.
     """
     try:
         yield
@@ -72,7 +74,7 @@ def stop_on_error() -> Iterator[None]:
         from dmlp_plugin.failures import debug_enabled
 
         if debug_enabled():
-            raise
+            traceback.print_exc()
         say(f"error: {exc}")
         raise SystemExit(2) from None
 
