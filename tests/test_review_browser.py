@@ -7,6 +7,7 @@ missing; the tests skip, saying so, only where none can be found.
 from __future__ import annotations
 
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -89,9 +90,15 @@ def test_label_page_clicks_and_typing_make_the_csv_from_csv_reads(browser, image
 
     browser.open(page.path)  # choices survive a reload (local storage)
     assert browser.evaluate("+document.getElementById('done-count').textContent") == 5
-    (tmp_path / "labelled.csv").write_text(browser.evaluate("window.dmlpLabelCsv()"))
-    back = read_labelled_csv(tmp_path / "labelled.csv")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    browser.click("#save")  # the button a person presses: the browser saves labelled.csv
+    deadline = time.monotonic() + 20
+    while not (downloads / "labelled.csv").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    back = read_labelled_csv(downloads / "labelled.csv")
     assert back.indices.tolist() == sorted(truth) and back.labels.tolist() == [truth[i] for i in sorted(truth)]
     assert back.class_names == names and back.given.tolist() == images.targets[sorted(truth)].tolist()
-    lines = (tmp_path / "labelled.csv").read_text().splitlines()
+    lines = (downloads / "labelled.csv").read_text().splitlines()
     assert lines[1].split(",")[1] == image_location(images, 1)
