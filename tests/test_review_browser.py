@@ -20,7 +20,9 @@ from dmlp_plugin.trusted_csv import read_labelled_csv
 pytestmark = pytest.mark.skipif(find_chromium() is None, reason=(
     "no Chromium to render the pages: apt-get install chromium (as .ci/run does), or set DMLP_CHROMIUM"))
 
-VISIBLE = "Array.prototype.filter.call(document.querySelectorAll('{0} .card'), function (c) {{ return c.offsetParent !== null; }})"
+VISIBLE = ("Array.prototype.filter.call(document.querySelectorAll('{0} .card'), "
+           "function (c) {{ return c.offsetParent !== null; }})")
+WIDTHS = "Array.prototype.map.call(document.images, function (i) { return i.naturalWidth; })"
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,7 @@ def test_label_page_clicks_and_typing_make_the_csv_from_csv_reads(browser, image
     page = build_label_page(images, rows, images.targets, names, tmp_path / "to_label.html")
     browser.open(page.path)
     assert browser.evaluate("document.querySelectorAll('#cards .card').length") == 5
-    assert min(browser.evaluate("Array.prototype.map.call(document.images, function (i) { return i.naturalWidth; })")) > 0
+    assert min(browser.evaluate(WIDTHS)) > 0
     assert browser.evaluate("getComputedStyle(document.querySelector('.card .given')).display") == "none"
     browser.evaluate("localStorage.clear()")
     truth = {1: 2, 5: 0, 14: 1, 20: 1}

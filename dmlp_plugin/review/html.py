@@ -28,7 +28,8 @@ th { font-weight: 600; } .summary td:first-child, .summary th { text-align: left
 .heat td { width: 44px; height: 30px; text-align: center; font-size: 12px; border: 1px solid #fff; }
 .heat th { font-size: 12px; font-weight: 500; color: var(--muted); }
 .heat th.col { writing-mode: vertical-rl; transform: rotate(180deg); text-align: left; height: 90px; }
-.changes td:first-child, .changes th:first-child { text-align: left; } .changes td { border-bottom: 1px solid var(--line); }
+.changes td:first-child, .changes th:first-child { text-align: left; }
+.changes td { border-bottom: 1px solid var(--line); }
 .bar { display: inline-block; height: 10px; background: var(--accent); vertical-align: middle; }
 .toolbar { position: sticky; top: 0; background: #fff; padding: 8px 0; border-bottom: 1px solid var(--line);
            display: flex; flex-wrap: wrap; gap: 12px; align-items: center; z-index: 1; }

@@ -13,12 +13,15 @@ import base64
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from ..data import ArrayDataset, ImageDataset, load_dataset
 from ..errors import CorruptFileError, MissingFileError
+
+if TYPE_CHECKING:  # ..data loads torch, which `dmlp --help` must not wait for
+    from ..data import ArrayDataset, ImageDataset
 
 __all__ = ["open_images", "thumbnail_uri", "image_location", "CIFAR10_CLASSES", "THUMBNAIL_SIZE"]
 
@@ -52,11 +55,14 @@ def open_images(root: str | os.PathLike, dataset: str | None = None, split: str 
     name = dataset or _detect(root)
     if name == "cdr-npy":
         return _cdr_npy(root, split)
+    from ..data import load_dataset
+
     return load_dataset(name, root, split)
 
 
 def _detect(root: Path) -> str:
-    if (root / "cifar-10-batches-py").is_dir() or (root / "data_batch_1").is_file() and (root / "batches.meta").is_file():
+    flat_pickles = (root / "data_batch_1").is_file() and (root / "batches.meta").is_file()  # DivideMix's folder
+    if (root / "cifar-10-batches-py").is_dir() or flat_pickles:
         return "cifar10"
     if (root / "cifar-100-python").is_dir() or (root / "train").is_file() and (root / "meta").is_file():
         return "cifar100"
@@ -81,6 +87,8 @@ def _cdr_npy(root: Path, split: str) -> ArrayDataset:
         raise CorruptFileError(f"{folder / f'{split}_images.npy'}: expected (N, 3072) uint8, got "
                                f"{rows.dtype} {rows.shape}")
     images = np.ascontiguousarray(rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    from ..data import ArrayDataset
+
     return ArrayDataset(images, labels, CIFAR10_CLASSES, name=f"cdr-npy:{split}")
 
 

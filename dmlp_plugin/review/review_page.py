@@ -152,7 +152,8 @@ def _summary(result: "PurifyResult") -> str:
 def _trusted_sections(result: "PurifyResult", names: list[str]) -> str:
     counts = transition_counts(result)
     if counts is None:
-        heat = '<p class="muted">No transition matrix: the trusted set was separate, so its rows have no given label.</p>'
+        heat = ('<p class="muted">No transition matrix: the trusted set was separate, so its rows have no '
+                "given label.</p>")
     else:
         heat = _heat_map(counts, names)
     return (f'<div class="cols"><section><h2>Noise transition on the trusted set</h2>{heat}</section>'
