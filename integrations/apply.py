@@ -344,8 +344,9 @@ def _already(fs: Clone, recipe: Recipe, marker: Marker) -> str:
     if marker.method != recipe.method:
         raise IntegrationError(f"{fs.root} is integrated for {marker.method!r}; "
                                f"run `dmlp integrate {marker.method} {fs.root} --revert` first")
+    edited = [rel for rel, kind in _classify(fs, check_files(marker, recipe)).items() if kind == "edited"]
     raise IntegrationError(
-        f"{fs.root} was integrated, but {st.message.split(': ', 1)[1]} changed since; dmlp integrate does not "
+        f"{fs.root} was integrated, but {', '.join(edited)} changed since; dmlp integrate does not "
         f"recognise those edits. Revert them (or restore with git and delete {MARKER}) and integrate again")
 
 
