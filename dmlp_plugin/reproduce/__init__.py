@@ -14,19 +14,21 @@ record format.
 
 from __future__ import annotations
 
-from .cifar_inputs import DEFAULT_CIFAR_ROOT, Inputs, draw_trusted, find_shared, load_inputs, noisy_labels, \
-    probe_accuracy, subset, with_epochs
-from .render import latest_records, markdown_table, rich_table, table_rows
-from .runner import TableRun, code_version, run_cell, run_table
-from .store import ResultStore
-from .upstream import UPSTREAM_TABLES, UpstreamInputs, UpstreamProtocol, run_upstream_table, upstream_rows
-from .tables import FULL, SMOKE, TABLES, CellSpec, Protocol, TableSpec, get_table
+from .._lazy import lazy_exports
 
-__all__ = [
-    "ResultStore", "run_table", "run_cell", "TableRun", "code_version",
-    "TABLES", "TableSpec", "CellSpec", "Protocol", "FULL", "SMOKE", "get_table",
-    "Inputs", "load_inputs", "find_shared", "subset", "draw_trusted", "noisy_labels", "probe_accuracy",
-    "with_epochs", "DEFAULT_CIFAR_ROOT",
-    "table_rows", "markdown_table", "rich_table", "latest_records",
-    "UPSTREAM_TABLES", "UpstreamInputs", "UpstreamProtocol", "run_upstream_table", "upstream_rows",
-]
+# name -> submodule that defines it; imported on first use, so that `dmlp --help` (which
+# lists `dmlp reproduce`) loads neither the data readers nor torch
+_EXPORTS = {
+    **dict.fromkeys(["ResultStore"], "store"),
+    **dict.fromkeys(["run_table", "run_cell", "TableRun", "code_version"], "runner"),
+    **dict.fromkeys(["TABLES", "TableSpec", "CellSpec", "Protocol", "FULL", "SMOKE", "get_table"], "tables"),
+    **dict.fromkeys(["Inputs", "load_inputs", "find_shared", "subset", "draw_trusted", "noisy_labels",
+                     "probe_accuracy", "with_epochs", "DEFAULT_CIFAR_ROOT"], "cifar_inputs"),
+    **dict.fromkeys(["table_rows", "markdown_table", "rich_table", "latest_records"], "render"),
+    **dict.fromkeys(["UPSTREAM_TABLES", "UpstreamInputs", "UpstreamProtocol", "run_upstream_table",
+                     "upstream_rows"], "upstream"),
+}
+
+__all__ = list(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
