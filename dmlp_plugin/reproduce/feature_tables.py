@@ -9,7 +9,8 @@ ResNet-50 features (R18 (M), R18 (S), R50 (S)). Each source is given as ``NAME=P
   features are extracted once with ``dmlp features`` into ``RESULTS_DIR/table8/features/``
   (a GPU makes this take seconds).
 
-``kmeans`` (the shared k-means features) is always a source, as the CPU reference row. The
+``kmeans`` (the k-means features of the run's inputs, see
+:mod:`dmlp_plugin.reproduce.local_inputs`) is always a source, as the CPU reference row. The
 names ``r18-moco``, ``r18-simclr`` and ``r50-simclr`` put the paper's figure beside their
 rows; a paper row with no source given is reported and skipped. Every cell is a CPU-table
 cell (:func:`dmlp_plugin.reproduce.runner.run_cell`): purified-label accuracy and the test
@@ -19,11 +20,9 @@ accuracy of a linear classifier on the purified labels, default and paper mode.
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -45,7 +44,7 @@ _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".tar")
 TABLE8 = TableSpec(
     "table8", "Table 8: feature source",
     "Purified-label accuracy and linear test accuracy of DMLP (default and paper mode) on each feature source "
-    "given with --source NAME=FILE (features .npz or a checkpoint), and on the shared k-means features.",
+    "given with --source NAME=FILE (features .npz or a checkpoint), and on CIFAR-10 k-means features.",
     "Paper: Table 8, DMLP-Naive on CIFAR-10 (a ResNet trained on the purified labels, Last epoch), by feature "
     "source: MoCo ResNet-18, SimCLR ResNet-18, SimCLR ResNet-50.",
     lambda seed: [], lambda s: s.get("mode") == "default")
@@ -60,7 +59,7 @@ def parse_sources(items: Sequence[str]) -> dict[str, Path]:
         if not sep or not name or not path:
             raise InputError(f"--source expects NAME=FILE (features .npz or a checkpoint), got {item!r}")
         if name in out or name == "kmeans":
-            raise InputError(f"--source {name!r} is given twice (kmeans is always the shared k-means features)")
+            raise InputError(f"--source {name!r} is given twice (kmeans is always the k-means features)")
         out[name] = Path(path).expanduser()
     return out
 
@@ -79,21 +78,38 @@ def load_source(name: str, path: Path, cifar_root: Path, cache_dir: Path, device
     if path.suffix in _CHECKPOINT_SUFFIXES:
         out = cache_dir / f"{name}.npz"
         if not out.is_file():
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            done = subprocess.run([sys.executable, "-m", "dmlp_plugin", "features", "--dataset", "cifar10",
-                                   "--root", str(cifar_root), "--split", "train,test", "--checkpoint", str(path),
-                                   "--device", device, "-o", str(out)], capture_output=True, text=True)
-            if done.returncode != 0:
-                lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
-                raise InputError(f"--source {name}: dmlp features failed on {path}: {lines[-1]}")
+            _extract_checkpoint(name, path, cifar_root, out, device)
         path_used, what = out, f"checkpoint {path}"
     else:
         path_used, what = path, f"features {path}"
-    with np.load(path_used) as z:
+    with np.load(path_used, allow_pickle=False) as z:
         if "train" not in z.files or "test" not in z.files:
             raise InputError(f"--source {name}: {path_used} needs 'train' and 'test' arrays (has {', '.join(z.files)})")
         train, test = z["train"].astype(np.float32), z["test"].astype(np.float32)
     return train, test, what
+
+
+def _extract_checkpoint(name: str, checkpoint: Path, cifar_root: Path, out: Path, device: str) -> None:
+    """Features of the CIFAR-10 train and test images from ``checkpoint`` (a ``dmlp pretrain``
+    checkpoint names its backbone), written to ``out`` as ``train`` and ``test``: what
+    ``dmlp features --split train,test --checkpoint CHECKPOINT`` writes."""
+    from ..data import load_dataset
+    from ..errors import DmlpError
+    from ..features import dataset_features, save_features
+    from ..features.simclr import read_pretrain_config
+
+    try:
+        config = read_pretrain_config(checkpoint)
+        if config is None:
+            raise InputError(f"{checkpoint} does not record its backbone (not a dmlp pretrain checkpoint); extract "
+                             "its features with `dmlp features --backbone NAME --split train,test` and pass the .npz")
+        train, test = (load_dataset("cifar10", cifar_root, split) for split in ("train", "test"))
+        features = dataset_features(train, str(config["backbone"]), checkpoint=checkpoint, device=device,
+                                    progress=True, others=[test])
+    except DmlpError as exc:
+        raise InputError(f"--source {name}: cannot extract features from {checkpoint}: {exc}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_features(out, {"train": features[0], "test": features[1]}, progress=True)
 
 
 def table8_cells(sources: Sequence[str], seeds: Sequence[int] = (0,), rates: Sequence[float] = RATES) -> list[
@@ -114,15 +130,21 @@ def table8_cells(sources: Sequence[str], seeds: Sequence[int] = (0,), rates: Seq
     return cells
 
 
-def run_table8(store: ResultStore, sources: dict[str, Path], shared_inputs: Callable[[], Inputs], *,
+def run_table8(store: ResultStore, sources: dict[str, Path], base_inputs: Callable[[], Inputs], *,
                cifar_root: Path, smoke: bool = False, seeds: Sequence[int] = (0,), rates: Sequence[float] = RATES,
-               force: bool = False, device: str = "cpu",
+               force: bool = False, device: str = "cpu", kmeans_tag: str | None = None,
                log: Callable[[str], None] | None = None) -> TableRun:
     """Run table 8 for ``kmeans`` and every source given; cells are stored like the CPU
     tables' (their protocol's ``features`` names the source and the checksum of its
-    training features, so another file gives other cells)."""
+    training features, so another file gives other cells).
+
+    ``base_inputs()`` gives every row of the k-means features and the labels (called only
+    when a cell must run); ``kmeans_tag`` names those features in the cells' protocol.
+    """
     start = time.perf_counter()
     base = SMOKE if smoke else FULL
+    if kmeans_tag is not None:
+        base = dataclasses.replace(base, features=kmeans_tag)
     names = ["kmeans", *sources]
     records, computed, skipped = [], 0, 0
     code = None
@@ -134,11 +156,11 @@ def run_table8(store: ResultStore, sources: dict[str, Path], shared_inputs: Call
         else:
             train, test, what = load_source(name, sources[name], cifar_root, store.root / "table8" / "features",
                                             device)
-            shared = shared_inputs()
-            if len(train) != len(shared.clean) or len(test) != len(shared.test_labels):
+            labelled = base_inputs()
+            if len(train) != len(labelled.clean) or len(test) != len(labelled.test_labels):
                 raise InputError(f"--source {name}: {len(train)} train / {len(test)} test rows, expected "
-                                 f"{len(shared.clean)} / {len(shared.test_labels)} (CIFAR-10 order)")
-            full = Inputs(train, test, shared.clean, shared.test_labels)
+                                 f"{len(labelled.clean)} / {len(labelled.test_labels)} (CIFAR-10 order)")
+            full = Inputs(train, test, labelled.clean, labelled.test_labels)
             tag = f"{name}:{array_checksum(train)[:12]}"
         protocol = dataclasses.replace(base, features=tag)
         todo = [c for c in cells if force or store.load("table8", c.cell_id(protocol)) is None]
@@ -148,7 +170,7 @@ def run_table8(store: ResultStore, sources: dict[str, Path], shared_inputs: Call
                 skipped += 1
         if not todo:
             continue
-        full = full if full is not None else shared_inputs()
+        full = full if full is not None else base_inputs()
         data = subset(full, protocol.train_rows, test=protocol.test_rows)
         if protocol.feature_dims is not None and protocol.feature_dims < data.train.shape[1]:
             k = protocol.feature_dims
@@ -168,7 +190,3 @@ def run_table8(store: ResultStore, sources: dict[str, Path], shared_inputs: Call
     records.sort(key=lambda r: order.get((r["key"].removeprefix("smoke_"), r["seed"]), 0))
     protocol_any: Protocol = base
     return TableRun(TABLE8, protocol_any, records, computed, skipped, time.perf_counter() - start)
-
-
-def describe_sources(sources: dict[str, Path]) -> list[dict[str, Any]]:
-    return [{"name": n, "path": str(p), "paper_row": PAPER_SOURCES.get(n)} for n, p in sources.items()]

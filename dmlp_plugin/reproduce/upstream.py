@@ -50,7 +50,7 @@ from .store import ResultStore, make_cell_id, record_header
 from .tables import RATES
 
 __all__ = ["UpstreamRunError", "UpstreamProtocol", "UpstreamCell", "UpstreamTable", "UPSTREAM_TABLES",
-           "FOLDERS", "DISPLAY", "ITERS_PER_EPOCH", "UpstreamInputs", "UpstreamRun", "run_upstream_table",
+           "FOLDERS", "DISPLAY", "ITERS_PER_EPOCH", "UpstreamInputs", "UpstreamRun", "UpstreamCommand", "run_upstream_table",
            "upstream_rows"]
 
 #: The folder each upstream's clone has under ``--upstream-root``.
@@ -107,7 +107,8 @@ class UpstreamProtocol:
         # A smoke run checks the wiring: 3 purification epochs, and 2 of the network
         # candidate's, dealt once.
         config = with_epochs(config, 3)
-        return config.replace(mlp_epochs=2, mlp_repeats=1) if config.mlp_candidate else config
+        network = isinstance(config, PurifyConfig) and config.mlp_candidate
+        return config.replace(mlp_epochs=2, mlp_repeats=1) if network else config
 
 
 @dataclass(frozen=True)
@@ -200,20 +201,44 @@ def get_upstream_table(name: str) -> UpstreamTable:
 @dataclass
 class UpstreamInputs:
     """Where the runs read from: the folder of upstream clones, the CIFAR-10 folder (holding
-    ``cifar-10-batches-py``, or it), and the features and clean labels to purify."""
+    ``cifar-10-batches-py``, or it), and ``train()``, which returns the training features
+    purified for the ``--dmlp`` cells and their clean labels, in CIFAR-10 order (called
+    only when a cell needs them); ``features_name`` says in records what they are."""
 
     upstream_root: Path
     cifar_root: Path
-    features: Path
-    clean_labels: Path
+    train: Callable[[], tuple[np.ndarray, np.ndarray]]
+    features_name: str
     in_place: bool = False
 
     @classmethod
     def from_shared(cls, shared: Path, upstream_root: Path, cifar_root: Path, *, features: Path | None = None,
                     in_place: bool = False) -> "UpstreamInputs":
-        return cls(Path(upstream_root).expanduser(), Path(cifar_root).expanduser(),
-                   Path(features).expanduser() if features else Path(shared) / FEATURES,
-                   Path(shared) / TRAIN_LABELS, in_place)
+        """Features from ``features`` (an ``.npz`` with ``train``) or a folder of
+        precomputed ones, and the clean labels stored beside them."""
+        path = Path(features).expanduser() if features else Path(shared) / FEATURES
+        labels = Path(shared) / TRAIN_LABELS
+
+        def train() -> tuple[np.ndarray, np.ndarray]:
+            for needed in (path, labels):
+                if not needed.is_file():
+                    raise MissingFileError(f"missing {needed} (the features to purify and their clean labels)")
+            with np.load(path, allow_pickle=False) as z:
+                feats = z["train"] if "train" in z.files else z[z.files[0]]
+            return feats, np.load(labels, allow_pickle=False)
+
+        return cls(Path(upstream_root).expanduser(), Path(cifar_root).expanduser(), train, str(path), in_place)
+
+    @classmethod
+    def from_plan(cls, plan: Any, upstream_root: Path, cifar_root: Path, *, in_place: bool = False
+                  ) -> "UpstreamInputs":
+        """The features of a :class:`~dmlp_plugin.reproduce.local_inputs.InputsPlan`
+        (every row) and the CIFAR-10 training labels it carries."""
+        def train() -> tuple[np.ndarray, np.ndarray]:
+            inputs = plan.load()
+            return inputs.train, inputs.clean
+
+        return cls(Path(upstream_root).expanduser(), Path(cifar_root).expanduser(), train, plan.tag, in_place)
 
 
 @dataclass
@@ -229,8 +254,21 @@ class UpstreamRun:
 # -- preparing clones, data and purified files -------------------------------------------------
 
 
-def _dmlp_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dmlp_plugin", *args], capture_output=True, text=True)
+def _integrate(method: str, clone: Path) -> None:
+    """What ``dmlp integrate METHOD CLONE`` does, called as a function: the recipe of the
+    adapter registered as ``method``, applied (idempotently) to ``clone``."""
+    from dmlp_integrations import apply
+
+    from .. import __version__
+    from ..plugins import get_adapter
+
+    recipe = get_adapter(method).integration
+    if recipe is None:
+        raise UpstreamRunError(f"adapter {method!r} has no integration recipe")
+    try:
+        apply.integrate(recipe, clone, version=__version__)
+    except DmlpError as exc:
+        raise UpstreamRunError(f"dmlp integrate {method} {clone} failed: {exc}") from None
 
 
 def prepare_clone(method: str, inputs: UpstreamInputs, work: Path) -> Path:
@@ -249,16 +287,10 @@ def prepare_clone(method: str, inputs: UpstreamInputs, work: Path) -> Path:
         partial = clone.with_name(clone.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(source, partial, symlinks=True)
-        done = _dmlp_cli("integrate", method, str(partial))
-        if done.returncode != 0:
-            raise UpstreamRunError(f"dmlp integrate {method} {partial} failed: "
-                                   + (done.stderr.strip() or done.stdout.strip()).splitlines()[-1])
+        _integrate(method, partial)
         partial.rename(clone)
     elif inputs.in_place and not (clone / MARKER).is_file():
-        done = _dmlp_cli("integrate", method, str(clone))
-        if done.returncode != 0:
-            raise UpstreamRunError(f"dmlp integrate {method} {clone} failed: "
-                                   + (done.stderr.strip() or done.stdout.strip()).splitlines()[-1])
+        _integrate(method, clone)
     _prepare_data(method, clone, inputs.cifar_root)
     return clone
 
@@ -306,19 +338,14 @@ class _Purified:
 
     def _load(self) -> tuple[np.ndarray, np.ndarray]:
         if self._features is None:
-            for path in (self.inputs.features, self.inputs.clean_labels):
-                if not path.is_file():
-                    raise MissingFileError(f"missing {path} (the features to purify and their clean labels; "
-                                           "set --shared or --features)")
-            with np.load(self.inputs.features) as z:
-                train = z["train"] if "train" in z.files else z[z.files[0]]
+            train, clean = self.inputs.train()
             if self.protocol.smoke:
                 train = train[:, :128]
             self._features = np.ascontiguousarray(train, dtype=np.float32)
-            self._clean = np.load(self.inputs.clean_labels).astype(np.int64)
+            self._clean = np.asarray(clean).astype(np.int64)
             if len(self._features) != len(self._clean):
-                raise InputError(f"{self.inputs.features} has {len(self._features)} rows but "
-                                 f"{self.inputs.clean_labels} {len(self._clean)} labels")
+                raise InputError(f"{self.inputs.features_name} has {len(self._features)} rows but "
+                                 f"{len(self._clean)} clean labels")
         return self._features, self._clean
 
     def noisy(self, rate: float, seed: int) -> np.ndarray:
@@ -349,7 +376,7 @@ class _Purified:
             result.save(path)
         mask = np.ones(len(clean), bool)
         mask[result.trusted_indices] = False
-        summary = {"path": str(path), "mode": self.protocol.mode, "features": str(self.inputs.features),
+        summary = {"path": str(path), "mode": self.protocol.mode, "features": self.inputs.features_name,
                    "num_trusted": int(len(result.trusted_indices)),
                    "given_label_accuracy": float((noisy[mask] == clean[mask]).mean()),
                    "label_accuracy": float((result.labels[mask] == clean[mask]).mean()),
@@ -382,73 +409,131 @@ def _dividemix_data(base: Path, cifar_root: Path, rate: float, seed: int, noisy:
 # -- one run -----------------------------------------------------------------------------------
 
 
+#: ``dmlp run``'s options, as :class:`UpstreamCommand` holds them: flag, and what sets it in
+#: the launcher's environment (``dmlp_integrations.launch``).
+_RUN_OPTIONS = {"skip_md5": ("--skip-md5", "ENV_SKIP_MD5"), "max_iters": ("--max-iters", "ENV_MAX_ITERS"),
+                "max_eval_batches": ("--max-eval-batches", "ENV_MAX_EVAL_BATCHES"),
+                "num_workers": ("--num-workers", "ENV_NUM_WORKERS")}
+
+
+@dataclass
+class UpstreamCommand:
+    """One upstream training run: its script and arguments, the folder it runs in, and the
+    ``dmlp run`` options it runs under (``skip_md5``, ``max_iters``, ``max_eval_batches``,
+    ``num_workers``)."""
+
+    method: str
+    cwd: Path
+    script: list[str]
+    options: dict[str, Any]
+
+    def dmlp_argv(self) -> list[str]:
+        """The same run as a ``dmlp run`` command (after ``dmlp``), recorded with the cell so
+        it can be rerun by hand."""
+        flags: list[str] = []
+        for key, (flag, _) in _RUN_OPTIONS.items():
+            value = self.options.get(key)
+            if value is True:
+                flags.append(flag)
+            elif value is not None and value is not False:
+                flags += [flag, str(value)]
+        return ["run", self.method, *flags, "--cwd", str(self.cwd), "--", "python", *self.script]
+
+    def launch(self) -> tuple[list[str], dict[str, str]]:
+        """``(argv, environment)`` of the process: the interpreter running the script
+        through ``dmlp_integrations.launch``, set up as ``dmlp run`` sets it up."""
+        from dmlp_integrations import launch
+
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
+        for key, (_, name) in _RUN_OPTIONS.items():
+            value = self.options.get(key)
+            if value is not None and value is not False:
+                env[getattr(launch, name)] = "1" if value is True else str(value)
+        return [sys.executable, "-m", "dmlp_integrations.launch", *self.script], env
+
+
 def build_command(cell: UpstreamCell, protocol: UpstreamProtocol, clone: Path, cell_dir: Path, *,
                   purified: Path | None, dividemix_data: Path | None = None,
                   cifar_root: Path | None = None) -> tuple[list[str], Path]:
     """``(dmlp run argv after "dmlp", working folder)`` for one cell."""
+    command = upstream_command(cell, protocol, clone, cell_dir, purified=purified, dividemix_data=dividemix_data,
+                               cifar_root=cifar_root)
+    return command.dmlp_argv(), command.cwd
+
+
+def upstream_command(cell: UpstreamCell, protocol: UpstreamProtocol, clone: Path, cell_dir: Path, *,
+                     purified: Path | None, dividemix_data: Path | None = None,
+                     cifar_root: Path | None = None) -> UpstreamCommand:
+    """The :class:`UpstreamCommand` of one cell."""
     rate, method, seed = f"{cell.rate:g}", cell.method, cell.seed
-    run_opts: list[str] = []
     smoke, epochs = protocol.smoke, protocol.epochs
-    if method == "coteaching":
+    # a smoke run: no worker processes, evaluation passes cut to one batch
+    quick = {"max_eval_batches": 1, "num_workers": 0}
+    if method in ("coteaching", "cdr"):
         cwd = clone
         script = ["main.py", "--dataset", "cifar10", "--noise_type", "symmetric", "--noise_rate", rate,
-                  "--seed", str(_SEED_BASE[method] + seed), "--result_dir", str(cell_dir / "results") + os.sep]
-        run_opts = ["--skip-md5"]
-        if smoke:  # one training step (its own epoch cap: step 0, then break), then the evaluation
+                  "--seed", str(_SEED_BASE[method] + seed),
+                  "--result_dir", str(cell_dir / "results") + (os.sep if method == "coteaching" else "")]
+        options: dict[str, Any] = {"skip_md5": method == "coteaching"}
+        if smoke and method == "coteaching":  # one training step (its own cap: step 0, then break), then the evaluation
             script += ["--num_iter_per_epoch", "0"]
-            run_opts += ["--max-iters", "2", "--max-eval-batches", "1", "--num-workers", "0"]
+            options.update(max_iters=2, **quick)
+        elif smoke:  # CDR evaluates before training: that evaluation and one training step
+            options.update(max_iters=1, **quick)
         elif epochs is not None:
-            run_opts += ["--max-iters", str(epochs * ITERS_PER_EPOCH[method])]
-    elif method == "cdr":
-        cwd = clone
-        script = ["main.py", "--dataset", "cifar10", "--noise_type", "symmetric", "--noise_rate", rate,
-                  "--seed", str(_SEED_BASE[method] + seed), "--result_dir", str(cell_dir / "results")]
-        if smoke:  # CDR evaluates before training: that evaluation and one training step
-            run_opts += ["--max-iters", "1", "--max-eval-batches", "1", "--num-workers", "0"]
-        elif epochs is not None:
-            run_opts += ["--max-iters", str(epochs * ITERS_PER_EPOCH[method])]
+            options["max_iters"] = epochs * ITERS_PER_EPOCH[method]
     elif method == "dividemix":
-        cwd = clone
+        cwd, options = clone, {}
         if dividemix_data is None:
             raise InputError("DivideMix needs its data folder")
         script = ["Train_cifar.py", "--r", rate, "--noise_mode", "sym", "--data_path", str(dividemix_data)]
         if smoke:  # warm-up steps only: no epoch ends, so there is no test accuracy to parse
             script += ["--batch_size", "16"]
-            run_opts += ["--max-iters", "3", "--num-workers", "0"]
+            options.update(max_iters=3, num_workers=0)
         elif epochs is not None:
             script += ["--num_epochs", str(epochs - 1)]  # it runs epochs 0..num_epochs
     elif method == "elr_plus":
         cwd = clone / "ELR_plus"
-        config = json.loads((cwd / "config_cifar10.json").read_text())
-        if cifar_root is None:
-            raise InputError("ELR+ needs the CIFAR-10 folder")
-        config["data_loader"]["args"]["data_dir"] = str(_cifar_folder(Path(cifar_root)).parent)
-        config["trainer"]["save_dir"] = str(cell_dir / "elr-out")
-        config["seed"] = _SEED_BASE[method] + seed
-        if epochs is not None:
-            config["trainer"]["epochs"] = epochs
-        if smoke:
-            config["data_loader"]["args"].update(batch_size=16, batch_size2=16, num_workers=0, pin_memory=False)
-            run_opts += ["--max-iters", "4", "--max-eval-batches", "1", "--num-workers", "0"]
-        cell_dir.mkdir(parents=True, exist_ok=True)
-        (cell_dir / "config.json").write_text(json.dumps(config, indent=2))
-        script = ["train.py", "-c", str(cell_dir / "config.json"), "--percent", rate]
-        run_opts = ["--skip-md5", *run_opts]
+        script = _elr_plus_script(cwd, cell, protocol, cell_dir, cifar_root)
+        options = {"skip_md5": True, **({"max_iters": 4, **quick} if smoke else {})}
     else:
         raise InputError(f"no upstream {method!r} (known: {', '.join(FOLDERS)})")
     if purified is not None:
         script += ["--dmlp", str(purified), "--dmlp-record", str(cell_dir / "dmlp-record.json")]
-    return ["run", method, *run_opts, "--cwd", str(cwd), "--", "python", *script], cwd
+    return UpstreamCommand(method, cwd, script, options)
 
 
-def run_process(argv: list[str], log_path: Path, time_limit: float | None) -> tuple[int, bool, float]:
-    """Run ``python -m dmlp_plugin ARGV`` with its output in ``log_path``; ``(exit status,
-    stopped by the time limit, seconds)``. At the limit the whole process group is ended."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
+def _elr_plus_script(cwd: Path, cell: UpstreamCell, protocol: UpstreamProtocol, cell_dir: Path,
+                     cifar_root: Path | None) -> list[str]:
+    """ELR+ reads a JSON config: the cell's copy of the clone's, written to ``cell_dir``."""
+    config = json.loads((cwd / "config_cifar10.json").read_text())
+    if cifar_root is None:
+        raise InputError("ELR+ needs the CIFAR-10 folder")
+    config["data_loader"]["args"]["data_dir"] = str(_cifar_folder(Path(cifar_root)).parent)
+    config["trainer"]["save_dir"] = str(cell_dir / "elr-out")
+    config["seed"] = _SEED_BASE["elr_plus"] + cell.seed
+    if protocol.epochs is not None:
+        config["trainer"]["epochs"] = protocol.epochs
+    if protocol.smoke:
+        config["data_loader"]["args"].update(batch_size=16, batch_size2=16, num_workers=0, pin_memory=False)
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    (cell_dir / "config.json").write_text(json.dumps(config, indent=2))
+    return ["train.py", "-c", str(cell_dir / "config.json"), "--percent", f"{cell.rate:g}"]
+
+
+def run_process(command: UpstreamCommand, log_path: Path, time_limit: float | None) -> tuple[int, bool, float]:
+    """Run ``command`` with its output in ``log_path``; ``(exit status, stopped by the time
+    limit, seconds)``. At the limit the whole process group is ended.
+
+    The run is a process of its own, not a call: it is someone else's training script,
+    which patches torch for the CPU, may call ``sys.exit`` or crash the interpreter, and must
+    be stoppable at the time limit together with the workers it starts.
+    """
+    argv, env = command.launch()
     start = time.perf_counter()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dmlp_plugin", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(argv, cwd=command.cwd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
         try:
             rc = proc.wait(timeout=time_limit)
             stopped = False
@@ -501,11 +586,11 @@ def run_upstream_cell(cell: UpstreamCell, protocol: UpstreamProtocol, clone: Pat
     if cell_dir.exists():
         shutil.rmtree(cell_dir)  # an earlier, unfinished attempt
     cell_dir.mkdir(parents=True)
-    argv, cwd = build_command(cell, protocol, clone, cell_dir, purified=purified[0] if purified else None,
-                              dividemix_data=dividemix_data, cifar_root=cifar_root)
+    command = upstream_command(cell, protocol, clone, cell_dir, purified=purified[0] if purified else None,
+                               dividemix_data=dividemix_data, cifar_root=cifar_root)
     log_path = cell_dir / "log.txt"
     started = time.perf_counter()
-    rc, stopped, seconds = run_process(argv, log_path, protocol.time_limit)
+    rc, stopped, seconds = run_process(command, log_path, protocol.time_limit)
     text = log_path.read_text(errors="replace")
     if rc != 0 and not stopped:
         tail = [line for line in text.splitlines() if line.strip()][-1:] or ["(no output)"]
@@ -537,8 +622,8 @@ def run_upstream_cell(cell: UpstreamCell, protocol: UpstreamProtocol, clone: Pat
         "settings": cell.settings(protocol),
         "seed": cell.seed,
         "code": code or {},
-        "command": ["dmlp", *argv],
-        "cwd": str(cwd),
+        "command": ["dmlp", *command.dmlp_argv()],
+        "cwd": str(command.cwd),
         "returncode": rc,
         "stopped": "time-limit" if stopped else ("max-iters" if "(--max-iters)" in text else None),
         "metrics": metrics,
