@@ -10,10 +10,11 @@ from typing import Any, Callable
 import numpy as np
 
 from .accuracy_estimate import DEFAULT_FOLDS, AccuracyEstimate, estimate_label_accuracy, trusted_folds
-from .config import PurifyConfig
+from .config import AnyConfig, PaperConfig, PurifyConfig
 from .device import choose_device, native_bfloat16
 from .errors import ConfigError, InputError
 from .io import array_checksum
+from .progress import Reporter, reporting
 from .result import PurifyResult
 from .streaming import plan_memory
 from .threads import torch_threads
@@ -86,7 +87,8 @@ def purify_dataset(
     seed : int
         Seeds every random choice; the same inputs and seed give identical labels on CPU.
     progress : bool
-        Show a rich progress bar over epochs (on stderr).
+        Report progress on stderr: a bar per stage on a terminal (the paper's epochs, each
+        candidate family of the default), plain lines in a log file.
     clean_labels : array-like of shape (N,), optional
         True labels, used *only* to report label accuracy per epoch in ``history``.
     features_view2, val_features_view2 : array-like, optional
@@ -193,7 +195,7 @@ def purify_dataset(
     # (its device: the local GPU, or the CPU); a single process gets a session of one.
     session = distributed.init(device) if distributed.is_distributed() else None
     dev = session.device if session is not None else choose_device(device)
-    if config.precision == "bfloat16" and not native_bfloat16(dev):
+    if getattr(config, "precision", None) == "bfloat16" and not native_bfloat16(dev):
         warnings.warn(f"precision='bfloat16' on {dev}, which has no native bfloat16 matrix "
                       "products: expect it to be slower than float32", RuntimeWarning, stacklevel=2)
     engine = _Engine(inputs, config, dev, seed, session)
@@ -205,15 +207,14 @@ def purify_dataset(
     observers = [on_epoch] if on_epoch is not None else []
     if pm.hook.dmlp_purify_epoch.get_hookimpls():
         observers.append(lambda epoch, record: pm.hook.dmlp_purify_epoch(epoch=epoch, record=record))
-    with torch_threads(thread_count), _EpochProgress(progress, config, inputs.clean is not None,
-                                                    observers) as watch:
+    with torch_threads(thread_count), reporting(progress) as report:
         out = engine.run(inputs.train_rows, inputs.val_features, inputs.val_features_view2,
                          inputs.val_labels, inputs.val_given, report=True,
-                         on_epoch=watch.on_epoch, on_stage=watch.on_stage)
+                         **_callbacks(config, report, observers))
         estimate, timings = None, {}
         if estimate_accuracy:
             t_estimate = time.perf_counter()
-            estimate = _cross_fitted_estimate(engine, folds=estimate_folds, seed=seed, progress=progress)
+            estimate = _cross_fitted_estimate(engine, folds=estimate_folds, seed=seed, progress=report)
             timings["accuracy_estimate"] = time.perf_counter() - t_estimate
     timings = {"setup": t_setup - t0, **out.timings, **timings}
     timings["total"] = time.perf_counter() - t0
@@ -265,18 +266,18 @@ class _Engine:
         """``report``: the main run, which measures label accuracy when clean labels are known."""
         import torch
 
-        from .engine import purify_tensors
+        from . import engine
 
         x = self.inputs
         init = torch.nn.functional.one_hot(self.tensor(x.given[rows]), x.num_classes).float()
         clean = x.clean[rows] if report and x.clean is not None else None
-        return purify_tensors(
+        problem = engine.Problem.build(
             self.training_rows(x.features, rows), init, self.tensor(v_feats), self.tensor(v_labels),
-            config=self.config, generator=torch.Generator().manual_seed(self.seed),
-            features_view2=self.training_rows(x.features_view2, rows),
-            val_features_view2=self.tensor(v_feats2), val_given=self.tensor(v_given),
-            clean_labels=self.tensor(clean), spill_dir=tempfile.gettempdir() if self.memory.spill else None,
-            **kwargs)
+            features_view2=self.training_rows(x.features_view2, rows), val_features_view2=self.tensor(v_feats2),
+            val_given=self.tensor(v_given), clean_labels=self.tensor(clean))
+        if isinstance(self.config, PaperConfig) and self.memory.spill:
+            kwargs["spill_dir"] = tempfile.gettempdir()
+        return engine.run(problem, self.config, torch.Generator().manual_seed(self.seed), **kwargs)
 
 
 def _share(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -319,9 +320,10 @@ def _result(inputs: PurifyInputs, out: Any, config: PurifyConfig, class_names: l
         "seed": int(seed), "two_view": x.features_view2 is not None, "threads": threads,
         "memory": memory,
     }
-    if out.selected is not None:
+    if out.candidates:
         metadata["selected"] = out.selected
         metadata["candidate_nll"] = out.candidate_nll
+        metadata["candidates"] = [c.to_dict() for c in out.candidates]
     if out.transition_weight is not None:
         metadata["transition_weight"] = round(out.transition_weight, 4)
     if out.transition is not None:
@@ -337,7 +339,7 @@ def _result(inputs: PurifyInputs, out: Any, config: PurifyConfig, class_names: l
     return result
 
 
-def _cross_fitted_estimate(engine: _Engine, *, folds: int, seed: int, progress: bool) -> AccuracyEstimate:
+def _cross_fitted_estimate(engine: _Engine, *, folds: int, seed: int, progress: Reporter) -> AccuracyEstimate:
     """The accuracy estimate: one engine run per fold of the trusted set, that fold's rows
     purified as ordinary rows with their given labels, the other folds trusted."""
     x = engine.inputs
@@ -359,64 +361,50 @@ def _cross_fitted_estimate(engine: _Engine, *, folds: int, seed: int, progress: 
             on_fold=None if advance is None else lambda k: advance(1, status=f"fold {k + 1}/{folds}"))
 
 
-def _as_config(config: Any) -> PurifyConfig:
+def _as_config(config: Any) -> AnyConfig:
     """``None`` → defaults; a dict → :meth:`PurifyConfig.from_dict`; else it must be a config."""
     if config is None:
         return PurifyConfig()
     if isinstance(config, dict):
         return PurifyConfig.from_dict(config)
-    if not isinstance(config, PurifyConfig):
-        raise ConfigError(f"config must be a PurifyConfig or a dict of its fields, got {type(config).__name__}")
+    if not isinstance(config, (PurifyConfig, PaperConfig)):
+        raise ConfigError("config must be a PurifyConfig, a PaperConfig (PurifyConfig.paper()) or a dict of "
+                          f"their fields, got {type(config).__name__}")
     return config
 
 
-class _EpochProgress:
-    """The progress bar and the per-epoch observers, as the engine's callbacks.
+def _callbacks(config: AnyConfig, report: Reporter, observers: list[Callable]) -> dict[str, Any]:
+    """The engine's callbacks: progress on ``report``, and each history record (an epoch of
+    the paper's loop, a least-squares round of the default) to the observers (``on_epoch``,
+    the ``dmlp_purify_epoch`` hook)."""
+    if isinstance(config, PaperConfig):
+        stage = "purifying (the paper's loop)"
+        if not (report.enabled or observers):
+            return {}
 
-    The bar shows each epoch's figure (label accuracy with clean labels, else the fraction
-    of labels changed) and names the stage after the epochs. Observers get
-    ``(epoch, record)`` with the record that lands in the history. Reading an epoch's
-    metrics synchronises the device, so it is done only when a bar or observer wants them.
-    """
+        def on_epoch(epoch: int, metrics: Any) -> None:
+            from .engine.paper_loop import epoch_record
 
-    def __init__(self, enabled: bool, config: PurifyConfig, has_clean: bool, observers: list[Callable]) -> None:
-        self.enabled, self.epochs, self.has_clean, self.observers = enabled, config.epochs, has_clean, observers
-        self.bar = self.task = None
+            record = epoch_record(epoch, metrics.tolist())  # reading the metrics synchronises the device
+            report(stage, epoch + 1, config.epochs, unit="epochs", detail=_figure(record))
+            for observer in observers:
+                observer(epoch + 1, record)
 
-    def __enter__(self) -> "_EpochProgress":
-        if self.enabled:
-            from .progress import make_progress
+        return {"on_epoch": on_epoch}
 
-            self.bar = make_progress()
-            # One step per epoch and one for the final stage, which can take a while.
-            self.task = self.bar.add_task("purifying", total=self.epochs + 1, status="")
-            self.bar.start()
-        return self
+    def on_round(k: int, record: dict[str, float]) -> None:
+        for observer in observers:
+            observer(k, record)
 
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        if self.bar is not None:
-            if exc_type is None:
-                self.bar.update(self.task, completed=self.epochs + 1, status="done")
-            self.bar.stop()
+    def on_progress(stage: str, done: int, total: int) -> None:
+        report(stage, done, total, unit="candidates")
 
-    @property
-    def on_epoch(self) -> Callable | None:
-        return self._on_epoch if self.bar is not None or self.observers else None
+    return {"on_round": on_round, "on_progress": on_progress}
 
-    @property
-    def on_stage(self) -> Callable | None:
-        return self._on_stage if self.bar is not None else None
 
-    def _on_epoch(self, epoch: int, metrics: Any) -> None:
-        from .engine.purifier import epoch_record
-
-        record = epoch_record(epoch, metrics.tolist())
-        if self.bar is not None:
-            figure = (f"label acc. {record['label_accuracy']:.2%}" if "label_accuracy" in record
-                      else f"changed {record['changed']:.2%}" if "changed" in record else "")
-            self.bar.update(self.task, advance=1, status=f"epoch {epoch + 1}/{self.epochs}  {figure}")
-        for observer in self.observers:
-            observer(epoch + 1, record)
-
-    def _on_stage(self, name: str) -> None:
-        self.bar.update(self.task, status=name)
+def _figure(record: dict[str, float]) -> str:
+    """An epoch's figure for the progress line: label accuracy with clean labels, else the
+    fraction of labels changed."""
+    if "label_accuracy" in record:
+        return f"label acc. {record['label_accuracy']:.2%}"
+    return f"changed {record['changed']:.2%}" if "changed" in record else ""

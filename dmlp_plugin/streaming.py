@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import PurifyConfig
+from .config import AnyConfig, PaperConfig, PurifyConfig
 from .argument_names import shown
 from .errors import InputError
 from .sizes import format_bytes, parse_memory
@@ -51,23 +51,23 @@ class MemoryPlan:
                 "estimated_bytes": self.streamed_bytes if self.streamed else self.in_memory_bytes}
 
 
-def _per_row_state(num_classes: int, config: PurifyConfig) -> int:
+def _per_row_state(num_classes: int, config: AnyConfig) -> int:
     """Bytes per training row of the state that stays whole: labels and their copies, the
     least-squares head's fold chains with their scores and targets (5 folds), and the
     logistic candidates' scores and posteriors, all float32."""
-    decays = len(config.logistic_weight_decays) if config.logistic_candidate else 0
+    decays = len(config.logistic_weight_decays) if isinstance(config, PurifyConfig) and config.logistic_candidate else 0
     vectors = 12 + 3 * 5 + 3 * decays
     return 4 * num_classes * vectors
 
 
-def _per_chunk_row(dim: int, num_classes: int, source_itemsize: int, config: PurifyConfig) -> int:
+def _per_chunk_row(dim: int, num_classes: int, source_itemsize: int, config: AnyConfig) -> int:
     """Bytes per row of a chunk: the rows as read and in float32, the logistic fits'
     score buffers (every head, twice: a full chunk and a short last one) and a scores row."""
-    heads = len(config.logistic_weight_decays) * 6 if config.logistic_candidate else 0
+    heads = len(config.logistic_weight_decays) * 6 if isinstance(config, PurifyConfig) and config.logistic_candidate else 0
     return dim * (source_itemsize + 4) + 2 * 2 * heads * num_classes * 4 + 5 * num_classes * 4
 
 
-def plan_memory(n: int, dim: int, num_classes: int, config: PurifyConfig, *,
+def plan_memory(n: int, dim: int, num_classes: int, config: AnyConfig, *,
                 source_dtype: np.dtype = np.dtype(np.float32), views: int = 1,
                 held_rows: int | None = None) -> MemoryPlan:
     """Read the features whole when they fit ``config.max_memory`` (or there is none), else
@@ -89,9 +89,9 @@ def plan_memory(n: int, dim: int, num_classes: int, config: PurifyConfig, *,
     budget = parse_memory(config.max_memory)
     state = n * _per_row_state(num_classes, config)
     held = n if held_rows is None else held_rows
-    ipc = config.ipc or (config.eac and config.eac_head == "linear")
+    ipc = isinstance(config, PaperConfig)  # its batches exist when IPC is off too (the head's rows)
     # IPC keeps each batch's features and solver beside the features: twice their size again.
-    storage = 2 if config.precision == "bfloat16" else 4
+    storage = 2 if ipc and config.precision == "bfloat16" else 4
     batched = 2 * held * dim * storage if ipc else 0
     # Whole: the float32 features (and their copy while being made) plus the per-row state
     # and the logistic fits' buffers over all rows.

@@ -126,6 +126,12 @@ def trusted_folds(size: int, folds: int, generator: torch.Generator | None,
     return [fold_of == k for k in range(int(fold_of.max()) + 1)]
 
 
+#: The temperature grid of :func:`fit_temperature`: 10^-2 to 10^3 in 64 log steps, then
+#: 33 finer ones around the best. Scores of every head here put the best scale inside it.
+TEMPERATURE_GRID = (-2.0, 3.0, 64)
+TEMPERATURE_REFINE = 33
+
+
 def fit_temperature(val_scores: torch.Tensor, val_labels: torch.Tensor,
                     log_prior: torch.Tensor | float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale ``a`` minimising ``NLL(softmax(a·s + log_prior), y)`` on the trusted set.
@@ -141,11 +147,12 @@ def fit_temperature(val_scores: torch.Tensor, val_labels: torch.Tensor,
             logits.transpose(1, 2), val_labels.unsqueeze(0).expand(len(grid), -1),
             reduction="none").mean(1)
 
-    log_grid = torch.linspace(-2, 3, 64, device=val_scores.device, dtype=val_scores.dtype)
+    low, high, steps = TEMPERATURE_GRID
+    log_grid = torch.linspace(low, high, steps, device=val_scores.device, dtype=val_scores.dtype)
     step = log_grid[1] - log_grid[0]
     # take(), not [argmin]: indexing by a 0-d tensor reads it on the host (.item()).
     best = log_grid.take(nll_for(10 ** log_grid).argmin())
-    fine = best + torch.linspace(-1, 1, 33, device=val_scores.device, dtype=val_scores.dtype) * step
+    fine = best + torch.linspace(-1, 1, TEMPERATURE_REFINE, device=val_scores.device, dtype=val_scores.dtype) * step
     fine_nll = nll_for(10 ** fine)
     k = fine_nll.argmin()
     return 10 ** fine.take(k), fine_nll.take(k)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import PurifyConfig
+from ..config import AnyConfig, PaperConfig, PurifyConfig
 from ..data._safe_pickle import load_pickle
 from ..errors import CorruptFileError, MissingFileError, ShapeError
 
@@ -176,10 +176,11 @@ def probe_accuracy(inputs: Inputs, labels: np.ndarray, iters: int, *, device: st
     return clf.score(inputs.test, inputs.test_labels)
 
 
-def with_epochs(config: PurifyConfig, epochs: int | None) -> PurifyConfig:
-    """``config`` shortened to ``epochs`` (EAC period and head lr decay scaled alike), so a
-    short run still mixes as many times as a full one."""
-    if epochs is None or epochs == config.epochs:
+def with_epochs(config: AnyConfig, epochs: int | None) -> AnyConfig:
+    """The paper's loop shortened to ``epochs`` (EAC period and head lr decay scaled alike),
+    so a short run still mixes as many times as a full one. The default pipeline has no
+    epochs: it is returned as it is."""
+    if not isinstance(config, PaperConfig) or epochs is None or epochs == config.epochs:
         return config
     scale = epochs / config.epochs
     return config.replace(epochs=epochs, eac_period=max(1, round(config.eac_period * scale)),
