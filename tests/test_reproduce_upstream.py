@@ -23,7 +23,7 @@ from dmlp_plugin.errors import InputError
 from dmlp_plugin.reproduce import paper as P
 from dmlp_plugin.reproduce.logs import parse_cdr_results, parse_log
 from dmlp_plugin.reproduce.upstream import (ITERS_PER_EPOCH, UPSTREAM_TABLES, UpstreamCell, UpstreamProtocol,
-                                            build_command, upstream_rows)
+                                            build_command, upstream_command, upstream_rows)
 
 ROOT_ENV = "DMLP_UPSTREAM_ROOT"
 
@@ -180,6 +180,48 @@ def test_commands_shorten_by_whole_epochs_and_add_dmlp_only_with_a_purified_file
     assert config["data_loader"]["args"]["data_dir"] == str(tmp_path / "cifar")
     smoke_argv, _ = build_command(cell, UpstreamProtocol(smoke=True), clone, tmp_path / "c5", purified=None)
     assert "--num_iter_per_epoch" in smoke_argv and smoke_argv[smoke_argv.index("--max-iters") + 1] == "2"
+
+
+@pytest.mark.parametrize("method", ["coteaching", "cdr", "elr_plus"])
+def test_a_run_launches_what_dmlp_run_would_without_running_the_cli(tmp_path, monkeypatch, method):
+    # The library starts the launcher itself; `dmlp run` with the recorded command must set up
+    # the very same process: same script and arguments, same DMLP_RUN_* environment.
+    from dmlp_plugin.cli import main
+    from dmlp_plugin.cli import run as run_cli
+
+    clone = tmp_path / "clone"
+    (clone / "ELR_plus").mkdir(parents=True)
+    (clone / "ELR_plus" / "config_cifar10.json").write_text(json.dumps(
+        {"seed": 123, "data_loader": {"args": {"data_dir": "x"}}, "trainer": {"epochs": 200, "save_dir": "y"}}))
+    for script in ("main.py", "ELR_plus/train.py"):
+        (clone / script).write_text("")
+    (clone / ".dmlp-integration.json").write_text(json.dumps({"method": method}))
+    cell = UpstreamCell("table4", method, 0.8, True, 0)
+    command = upstream_command(cell, UpstreamProtocol(smoke=True), clone, tmp_path / "cell", purified=tmp_path / "p.npz",
+                               cifar_root=tmp_path / "cifar")
+    argv, env = command.launch()
+    assert argv[:3] == [sys.executable, "-m", "dmlp_integrations.launch"] and "--dmlp" in argv
+    captured = {}
+    monkeypatch.setattr(run_cli.subprocess, "call",
+                        lambda a, cwd, env: captured.update(argv=a, cwd=cwd, env=env) or 0)
+    monkeypatch.setattr(run_cli, "_check_integrated", lambda method, cwd: None)  # the marker is a stand-in
+    assert main(command.dmlp_argv()) == 0
+    assert captured["argv"] == argv and Path(captured["cwd"]) == command.cwd
+    ours = {k: v for k, v in env.items() if k.startswith("DMLP_RUN_")}
+    theirs = {k: v for k, v in captured["env"].items() if k.startswith("DMLP_RUN_")}
+    assert ours == theirs and ours["DMLP_RUN_MAX_ITERS"] == {"coteaching": "2", "cdr": "1", "elr_plus": "4"}[method]
+    assert ("DMLP_RUN_SKIP_MD5" in ours) == (method != "cdr")
+
+
+def test_the_library_never_runs_its_own_cli():
+    import dmlp_plugin
+
+    root = Path(dmlp_plugin.__file__).parent
+    shells_out = r"[\"']-m[\"'],\s*[\"']dmlp_plugin[\"']"
+    imports = r"dmlp_plugin\.cli|from \.+cli\b"
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py") if p.parent.name != "cli"
+                 and p.name != "__main__.py" and re.search(f"{shells_out}|{imports}", p.read_text())]
+    assert offenders == []
 
 
 def test_rows_average_seeds_and_show_the_injection():
