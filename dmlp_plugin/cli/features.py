@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         arrays[name] = result[0]
         if len(result) > 1:
             arrays[f"{name}_hflip"] = result[1]
-    written = [args.output] if direct else save_features(args.output, arrays)
+    written = [args.output] if direct else save_features(args.output, arrays, progress=True)
     from .console import console
 
     if distributed.world_size() > 1:
