@@ -124,7 +124,6 @@ def run_paper(problem: Problem, config: PaperConfig, generator: torch.Generator,
     prior = _class_prior(p, config)
     weights = IPCLossWeights(ce=config.ce_weight, mse=config.mse_weight, prior=config.prior_weight)
     index = partition(n, config.batch_size, generator=generator, device=device)
-    problem.draw_unused_folds(generator)
     views = [_View(f, vf, p.init, index, config, prior, generator, spill_dir) for f, vf in p.views]
     t_factor = clock(device)
 

@@ -39,7 +39,6 @@ def run_default(problem: Problem, config: PurifyConfig, generator: torch.Generat
     lands in the history); ``on_progress`` as each candidate is done.
     """
     p = problem
-    torch.randperm(p.num_rows, generator=generator)  # the unused IPC partition of old (kept for the pins)
     folds = trusted_folds(len(p.val_labels), config.trusted_folds, generator, p.device)
     calibrator = Calibrator(p, config, folds)
     selection = _Selection(p)

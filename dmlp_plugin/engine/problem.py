@@ -66,10 +66,6 @@ class Problem:
             return None
         return transition_from_pairs(self.val_labels, self.val_given, self.num_classes).to(self.dtype)
 
-    def draw_unused_folds(self, generator: torch.Generator) -> None:
-        """The draw of trusted folds the paper's loop made and never used (kept for the pins)."""
-        torch.randperm(len(self.val_labels), generator=generator)
-
 
 def _tensor_unless_streamed(features: torch.Tensor | FeatureRows) -> torch.Tensor | FeatureRows:
     if isinstance(features, FeatureRows) and not features.streamed:
