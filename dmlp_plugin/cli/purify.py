@@ -16,13 +16,14 @@ Purify noisy labels with DMLP. The trusted set is either indices into the traini
 with their clean labels (--val-indices/--val-labels, the CIFAR protocol) or a separate set
 (--val-features/--val-labels, the Clothing1M protocol).
 
-What --mode default runs: DMLP's EAC with a noise-transition posterior. A head fitted in
-closed form on the labels and trusted rows (or a forward-corrected logistic candidate)
-is calibrated and corrected by the noise transition counted on the trusted set; the
-candidate with the lowest cross-fitted trusted-set log-loss gives the labels. IPC is off
-by default: on the benchmark's features its updates lowered label accuracy once EAC used
-the posterior (--set ipc=true turns it on). --mode paper is the paper's method, IPC+EAC
-with the official hyperparameters, for reproduction. Evidence: docs/engine.md."""
+What --mode default runs (docs/engine.md has the map): candidates, each a classifier of
+the true label fitted on the given labels and the trusted rows: five least-squares rounds
+(DMLP's EAC with a closed-form head), a forward-corrected logistic head at three weight
+decays, and, with --set mlp_candidate=true, a forward-corrected network. Each is turned
+into a posterior through the noise transition counted on the trusted set (refined by EM
+over the training rows, weighted and offset by fits on the trusted rows); the candidate
+with the lowest cross-fitted trusted log-loss gives the labels. --mode paper is the
+paper's method, IPC + EAC with the official hyperparameters, for reproduction. Evidence: docs/engine.md."""
 
 #: How `dmlp purify`'s messages call the arguments of purify_dataset: by the flags.
 FLAG_NAMES = {
@@ -88,7 +89,7 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("default", "paper"), default="default",
                    help="default: the benchmark's best settings; paper: the paper's method "
                    "with the official hyperparameters")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="--mode paper: the loop's epochs (default 100)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any PurifyConfig field, e.g. --set eac_eta=0.3 (repeatable)")
     p.add_argument("--threads", type=_threads, default="auto", metavar="N|auto",
@@ -115,6 +116,9 @@ def config_from_args(args: argparse.Namespace):
     overrides: dict[str, Any] = {}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+        if args.mode != "paper":
+            raise ConfigError("--epochs is a setting of --mode paper; the default pipeline has no epochs "
+                              "(its least-squares rounds: --set rounds=K)")
     if getattr(args, "max_memory", None) is not None:
         overrides["max_memory"] = args.max_memory
     for item in args.set:
