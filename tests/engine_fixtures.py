@@ -95,7 +95,7 @@ def assert_on_simplex(rows, atol: float = 1e-5) -> None:
 
 
 def engine_inputs(data: Planted) -> dict:
-    """Tensors for :func:`dmlp_plugin.engine.purify_tensors` in the CIFAR protocol
+    """Tensors for :meth:`dmlp_plugin.engine.Problem.build` in the CIFAR protocol
     (trusted rows removed from the training rows), as ``purify_dataset`` prepares them."""
     train = np.setdiff1d(np.arange(len(data.clean)), data.trusted)
     c = data.num_classes
@@ -107,3 +107,12 @@ def engine_inputs(data: Planted) -> dict:
         val_given=torch.from_numpy(data.given[data.trusted]),
         clean_labels=torch.from_numpy(data.clean[train]),
     )
+
+
+def run_engine(inputs: dict, config, generator: torch.Generator | None = None, **callbacks):
+    """:func:`dmlp_plugin.engine.run` on :func:`engine_inputs`-style tensors (seed 0 unless
+    ``generator``), as ``purify_dataset`` calls it: ``callbacks`` are the pipeline's own
+    (``on_epoch`` for the paper's loop; ``on_round``, ``on_progress`` for the default)."""
+    from dmlp_plugin import engine
+
+    return engine.run(engine.Problem.build(**inputs), config, generator or gen(0), **callbacks)

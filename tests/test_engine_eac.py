@@ -1,4 +1,6 @@
-"""EAC: when the head's predictions are mixed into the labels, and how much."""
+"""EAC: when predictions are mixed into the labels, and how much, in both pipelines: the
+paper's loop (the linear head's softmax, every ``T`` epochs) and the default pipeline's
+least-squares rounds (the head's posterior through ``T``, once per round)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,14 @@ import pytest
 import torch
 
 from dmlp_plugin import PurifyConfig
-from dmlp_plugin.engine import purifier
-from dmlp_plugin.engine.purifier import METRICS, purify_tensors
-from engine_fixtures import assert_on_simplex, engine_inputs, one_torch_thread, planted_clusters  # noqa: F401
+from dmlp_plugin.engine import paper_loop
+from dmlp_plugin.engine.calibrate import Calibrator
+from dmlp_plugin.engine.ls_head import LeastSquaresHead
+from dmlp_plugin.engine.paper_loop import METRICS
+from engine_fixtures import (assert_on_simplex, engine_inputs, one_torch_thread, planted_clusters,  # noqa: F401
+                             run_engine)
 
 MIXED = METRICS.index("eac_mixed")
-HEADS = ["least-squares", "linear"]
 
 
 @pytest.fixture(scope="module")
@@ -19,28 +23,29 @@ def inputs():
     return engine_inputs(planted_clusters(n=600, dim=8, num_trusted=100, seed=11))
 
 
-class Recorder:
-    """Snapshots every view's labels (original order) after each epoch, through ``on_epoch``,
-    and the targets each mixing step computed."""
+class PaperRecorder:
+    """Snapshots every view's labels (original order) after each epoch of the paper's loop,
+    through ``on_epoch``, and the targets each mixing step computed (each view's head's
+    softmax, in view order, before the two views swap them)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.views: list = []
         self.labels: list[list[torch.Tensor]] = []  # [epoch][view] -> (N, C)
         self.mixed_flags: list[bool] = []
-        self.targets: dict[int, list[torch.Tensor]] = {}  # epoch -> per-view targets
-        init, mix_targets = purifier._View.__init__, purifier._mix_targets
+        self.targets: dict[int, list[torch.Tensor]] = {}  # 0-based epoch -> per-view targets
+        init, predictions = paper_loop._View.__init__, paper_loop._View.head_predictions
 
         def recording_init(view, *args, **kwargs):
             init(view, *args, **kwargs)
             self.views.append(view)
 
-        def recording_targets(*args, **kwargs):
-            out = mix_targets(*args, **kwargs)
-            self.targets[len(self.labels)] = [target.clone() for target, _ in out[0]]
+        def recording_predictions(view):
+            out = predictions(view)
+            self.targets.setdefault(len(self.labels), []).append(out[0].clone())
             return out
 
-        monkeypatch.setattr(purifier._View, "__init__", recording_init)
-        monkeypatch.setattr(purifier, "_mix_targets", recording_targets)
+        monkeypatch.setattr(paper_loop._View, "__init__", recording_init)
+        monkeypatch.setattr(paper_loop._View, "head_predictions", recording_predictions)
 
     def __call__(self, epoch: int, metrics: torch.Tensor) -> None:
         assert epoch == len(self.labels)
@@ -57,33 +62,65 @@ class Recorder:
         return out
 
 
-def run(inputs, config: PurifyConfig, recorder: Recorder | None = None, *, seed: int = 0, **extra):
-    return purify_tensors(**inputs, **extra, config=config, generator=torch.Generator().manual_seed(seed),
-                          on_epoch=recorder)
+class RoundRecorder:
+    """The default pipeline's least-squares rounds: the labels each round's head is fitted
+    on (the labels after the rounds before it) and the posterior each round mixes in, per
+    view (``[round][view]``, 0-based rounds)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, views: int = 1) -> None:
+        self.n_views = views
+        self.fitted_on: list[torch.Tensor] = []
+        self.mixed_in: list[torch.Tensor] = []
+        fit, round_target = LeastSquaresHead.fit, Calibrator.round_target
+
+        def recording_fit(head, labels):
+            self.fitted_on.append(labels.clone())
+            return fit(head, labels)
+
+        def recording_target(calibrator, *args, **kwargs):
+            out = round_target(calibrator, *args, **kwargs)
+            self.mixed_in.append(out[0].clone())
+            return out
+
+        monkeypatch.setattr(LeastSquaresHead, "fit", recording_fit)
+        monkeypatch.setattr(Calibrator, "round_target", recording_target)
+
+    def labels(self, k: int) -> list[torch.Tensor]:
+        """Each view's labels after ``k`` rounds (seen when round ``k + 1`` fits on them)."""
+        return self.fitted_on[k * self.n_views:(k + 1) * self.n_views]
+
+    def target(self, k: int) -> list[torch.Tensor]:
+        """Each view's posterior of round ``k + 1``."""
+        return self.mixed_in[k * self.n_views:(k + 1) * self.n_views]
+
+
+def rounds_only(**changes) -> PurifyConfig:
+    """The least-squares rounds alone: the other candidates do not touch the labels mixed."""
+    return PurifyConfig(logistic_candidate=False, mlp_candidate=False, **changes)
+
+
+def eac_only(**changes) -> PurifyConfig:
+    """The paper's loop without IPC: the linear head's mixing is all that moves the labels."""
+    base = dict(ipc=False, epochs=7, eac_period=3, eac_steps=2, eac_batch_size=128)
+    return PurifyConfig.paper(**{**base, **changes})
 
 
 def mixed_epochs(history: list[dict]) -> list[int]:
     return [rec["epoch"] for rec in history if rec["eac_mixed"]]
 
 
-def eac_only(head: str, **changes) -> PurifyConfig:
-    base = dict(ipc=False, epochs=7, eac_period=3, eac_final=False, eac_target="head", eac_head=head,
-                eac_steps=2, eac_batch_size=128)
-    return PurifyConfig(**{**base, **changes})
+# -- the paper's loop -----------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("head", HEADS)
-@pytest.mark.parametrize("final,expected", [(False, [3, 6]), (True, [3, 6, 7])])
-def test_labels_change_exactly_at_mixing_epochs(inputs, monkeypatch, head, final, expected):
-    rec = Recorder(monkeypatch)
-    out = run(inputs, eac_only(head, eac_final=final), rec)
+def test_labels_change_exactly_at_mixing_epochs(inputs, monkeypatch):
+    rec = PaperRecorder(monkeypatch)
+    out = run_engine(inputs, eac_only(), on_epoch=rec)
     assert len(out.history) == 7
-    assert mixed_epochs(out.history) == expected
-    assert [e for e, flag in enumerate(rec.mixed_flags, 1) if flag] == expected
-    assert rec.changed_after([inputs["init_labels"]]) == expected
+    assert mixed_epochs(out.history) == [3, 6]
+    assert [e for e, flag in enumerate(rec.mixed_flags, 1) if flag] == [3, 6]
+    assert rec.changed_after([inputs["init_labels"]]) == [3, 6]
     # label accuracy moves only when labels do
     acc = [rec_["label_accuracy"] for rec_ in out.history]
-    assert all(acc[e - 1] == acc[e - 2] for e in range(2, 8) if e not in expected)
+    assert all(acc[e - 1] == acc[e - 2] for e in range(2, 8) if e not in (3, 6))
     # EAC-only labels are mixtures of distributions: still on the simplex
     assert_on_simplex(rec.labels[-1][0])
 
@@ -91,9 +128,9 @@ def test_labels_change_exactly_at_mixing_epochs(inputs, monkeypatch, head, final
 @pytest.mark.parametrize("epochs,expected", [(40, [20, 40]), (45, [20, 40]), (19, [])])
 def test_paper_config_mixes_at_multiples_of_twenty(inputs, monkeypatch, epochs, expected):
     """The official script's guard never fires; here Eq. 11 runs every T=20 epochs."""
-    rec = Recorder(monkeypatch)
+    rec = PaperRecorder(monkeypatch)
     config = PurifyConfig.paper(epochs=epochs, eac_steps=1, eac_batch_size=64, batch_size=250)
-    out = run(inputs, config, rec)
+    out = run_engine(inputs, config, on_epoch=rec)
     assert mixed_epochs(out.history) == expected
     assert sorted(rec.targets) == [e - 1 for e in expected]
     # paper: η = 1, so right after a mix (before the next IPC step) labels are the head's output
@@ -102,39 +139,36 @@ def test_paper_config_mixes_at_multiples_of_twenty(inputs, monkeypatch, epochs, 
 
 
 def test_paper_config_runs_ipc_every_epoch(inputs, monkeypatch):
-    """The paper's method is IPC + EAC, whatever the package default for ``ipc`` is."""
+    """The paper's method is IPC + EAC."""
     config = PurifyConfig.paper(epochs=3, eac_steps=1, eac_batch_size=64, batch_size=250)
     assert config.ipc
-    rec = Recorder(monkeypatch)
-    out = run(inputs, config, rec)
+    rec = PaperRecorder(monkeypatch)
+    out = run_engine(inputs, config, on_epoch=rec)
     assert all(record["ipc_loss"] > 0 for record in out.history)
     assert rec.changed_after([inputs["init_labels"]]) == [1, 2, 3]
 
 
-@pytest.mark.parametrize("head", HEADS)
-def test_eta_zero_leaves_labels_unchanged_by_eac(inputs, monkeypatch, head):
-    rec = Recorder(monkeypatch)
-    out = run(inputs, eac_only(head, eac_eta=0.0), rec)
+def test_eta_zero_leaves_labels_unchanged_by_the_head(inputs, monkeypatch):
+    rec = PaperRecorder(monkeypatch)
+    out = run_engine(inputs, eac_only(eac_eta=0.0), on_epoch=rec)
     assert mixed_epochs(out.history) == [3, 6]  # it mixes, with weight zero
     assert rec.changed_after([inputs["init_labels"]]) == []
 
 
 def test_eta_zero_with_ipc_equals_no_eac(inputs):
-    common = dict(ipc=True, epochs=7, eac_period=3, eac_target="head", batch_size=200)
-    with_eac = run(inputs, PurifyConfig(eac_eta=0.0, **common))
-    without = run(inputs, PurifyConfig(eac=False, **common))
+    common = dict(epochs=7, eac_period=3, batch_size=200)
+    with_eac = run_engine(inputs, PurifyConfig.paper(eac_eta=0.0, **common))
+    without = run_engine(inputs, PurifyConfig.paper(eac=False, **common))
     assert mixed_epochs(without.history) == []
     assert not torch.equal(without.soft_labels, inputs["init_labels"])  # IPC did move the labels
     assert torch.equal(with_eac.soft_labels, without.soft_labels)
 
 
-@pytest.mark.parametrize("head", HEADS)
-@pytest.mark.parametrize("target", ["head", "posterior"])
-def test_eta_one_sets_labels_to_the_target_before_the_next_ipc_step(inputs, monkeypatch, head, target):
-    rec = Recorder(monkeypatch)
-    config = PurifyConfig(ipc=True, epochs=4, eac_period=2, eac_eta=1.0, eac_head=head, eac_target=target,
-                          batch_size=200, eac_steps=2, eac_batch_size=128)
-    run(inputs, config, rec)
+def test_eta_one_sets_labels_to_the_heads_softmax_before_the_next_ipc_step(inputs, monkeypatch):
+    rec = PaperRecorder(monkeypatch)
+    config = PurifyConfig.paper(epochs=4, eac_period=2, eac_eta=1.0, batch_size=200, eac_steps=2,
+                                eac_batch_size=128)
+    run_engine(inputs, config, on_epoch=rec)
     assert sorted(rec.targets) == [1, 3]
     for epoch, targets in rec.targets.items():
         assert_on_simplex(targets[0])
@@ -143,25 +177,79 @@ def test_eta_one_sets_labels_to_the_target_before_the_next_ipc_step(inputs, monk
     assert not torch.equal(rec.labels[2][0], rec.targets[1][0])
 
 
-def test_eta_mixes_convexly(inputs, monkeypatch):
-    rec = Recorder(monkeypatch)
-    run(inputs, eac_only("least-squares", eac_eta=0.25, epochs=3, eac_final=False), rec)
+def test_paper_eta_mixes_convexly(inputs, monkeypatch):
+    rec = PaperRecorder(monkeypatch)
+    run_engine(inputs, eac_only(eac_eta=0.25, epochs=3), on_epoch=rec)
     before, after, target = rec.labels[1][0], rec.labels[2][0], rec.targets[2][0]
     torch.testing.assert_close(after, 0.75 * before + 0.25 * target)
 
 
-def test_two_views_take_each_others_target(inputs, monkeypatch):
-    rec = Recorder(monkeypatch)
-    # A second view the least-squares head cannot map onto the first: a column permutation
-    # or scaling would give bit-identical fits.
+def test_paper_two_views_take_each_others_softmax(inputs, monkeypatch):
+    rec = PaperRecorder(monkeypatch)
     view2 = dict(features_view2=torch.tanh(inputs["features"]), val_features_view2=torch.tanh(inputs["val_features"]))
-    run(inputs, eac_only("least-squares", eac_eta=1.0, epochs=3, eac_final=False), rec, **view2)
+    run_engine({**inputs, **view2}, eac_only(eac_eta=1.0, epochs=3), on_epoch=rec)
     assert len(rec.views) == 2
     first, second = rec.targets[2]
     assert not torch.equal(first, second)
     torch.testing.assert_close(rec.labels[2][0], second)
     torch.testing.assert_close(rec.labels[2][1], first)
 
+
+# -- the default pipeline's least-squares rounds ----------------------------------------------
+
+def test_every_round_mixes_once_and_is_one_history_record(inputs, monkeypatch):
+    rec = RoundRecorder(monkeypatch)
+    out = run_engine(inputs, rounds_only(rounds=4))
+    assert [r["round"] for r in out.history] == [1, 2, 3, 4]
+    assert [c.name for c in out.candidates] == ["round 1", "round 2", "round 3", "round 4"]
+    assert len(rec.fitted_on) == len(rec.mixed_in) == 4
+    assert torch.equal(rec.labels(0)[0], inputs["init_labels"])  # round 1 fits on the given labels
+    for k in range(1, 4):
+        assert not torch.equal(rec.labels(k)[0], rec.labels(k - 1)[0])  # each round moved them
+        assert_on_simplex(rec.labels(k)[0])
+        assert_on_simplex(rec.target(k)[0])
+
+
+def test_round_eta_zero_leaves_labels_unchanged(inputs, monkeypatch):
+    rec = RoundRecorder(monkeypatch)
+    out = run_engine(inputs, rounds_only(rounds=3, round_eta=0.0))
+    assert len(out.history) == 3  # it mixes, with weight zero
+    assert all(torch.equal(labels, inputs["init_labels"]) for labels in rec.fitted_on)
+    # every round then fits the same head: the same posterior, the same score
+    assert len({r["trusted_nll"] for r in out.history}) == 1
+
+
+def test_round_eta_one_sets_labels_to_the_posterior(inputs, monkeypatch):
+    rec = RoundRecorder(monkeypatch)
+    run_engine(inputs, rounds_only(rounds=3, round_eta=1.0))
+    for k in range(2):
+        torch.testing.assert_close(rec.labels(k + 1)[0], rec.target(k)[0], rtol=0, atol=0)
+    assert not torch.equal(rec.target(1)[0], rec.target(0)[0])  # and the next round's posterior moved
+
+
+def test_round_eta_mixes_convexly(inputs, monkeypatch):
+    rec = RoundRecorder(monkeypatch)
+    run_engine(inputs, rounds_only(rounds=3, round_eta=0.25))
+    before, after, target = rec.labels(1)[0], rec.labels(2)[0], rec.target(1)[0]
+    torch.testing.assert_close(after, 0.75 * before + 0.25 * target)
+
+
+def test_rounds_with_two_views_take_each_others_posterior(inputs, monkeypatch):
+    rec = RoundRecorder(monkeypatch, views=2)
+    # A second view the least-squares head cannot map onto the first: a column permutation
+    # or scaling would give bit-identical fits.
+    view2 = dict(features_view2=torch.tanh(inputs["features"]), val_features_view2=torch.tanh(inputs["val_features"]))
+    out = run_engine({**inputs, **view2}, rounds_only(rounds=2, round_eta=1.0))
+    first, second = rec.target(0)
+    assert not torch.equal(first, second)
+    torch.testing.assert_close(rec.labels(1)[0], second)
+    torch.testing.assert_close(rec.labels(1)[1], first)
+    # a round's candidate is the mean of the two views' posteriors
+    k = int(out.selected.removeprefix("round ")) - 1
+    torch.testing.assert_close(out.soft_labels, (rec.target(k)[0] + rec.target(k)[1]) / 2)
+
+
+# -- the linear head ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("conf_weight, balance_weight", [(0.0, 0.0), (0.4, 0.0), (0.0, 1.0), (0.4, 2.0)])
 def test_head_gradient_matches_autograd(conf_weight, balance_weight):
@@ -223,9 +311,9 @@ def test_paper_head_steps_through_every_ipc_batch_once_per_epoch(inputs, monkeyp
         return train(head, features, targets, slices)
 
     monkeypatch.setattr(EACHead, "train_slices", recording)
-    rec = Recorder(monkeypatch)
+    rec = PaperRecorder(monkeypatch)
     config = PurifyConfig.paper(epochs=2, batch_size=250, eac_batch_size=64, eac_steps=8)
-    run(inputs, config, rec)
+    run_engine(inputs, config, on_epoch=rec)
     batches = rec.views[0].batches
     width = batches.index.shape[1]
     assert len(seen) == 2 and seen[0] == seen[1]
