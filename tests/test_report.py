@@ -51,11 +51,16 @@ def test_plot_history_of_a_result_draws_label_accuracy(tmp_path):
     x = (rng.normal(size=(3, 8)) * 3)[clean] + rng.normal(size=(300, 8))
     noisy = np.where(rng.random(300) < 0.3, rng.integers(0, 3, 300), clean)
     result = purify_dataset(x.astype(np.float32), noisy, val_indices=np.arange(30), val_labels=clean[:30],
-                            clean_labels=clean, device="cpu", config={"epochs": 5, "eac_period": 2})
+                            clean_labels=clean, device="cpu", config={"mlp_candidate": False})
     plot = plot_history(result, tmp_path / "h.png")
-    assert plot.series[0] == "label accuracy (%) per epoch"
+    assert plot.series[0] == "label accuracy (%) per mixing round"
     assert _line(plot, "labels written").get_ydata()[-1] == pytest.approx(
         100 * result.metadata["label_accuracy_after"])
+    candidates = result.metadata["candidates"]
+    assert list(_line(plot, "candidates scored after the loop").get_ydata()) == pytest.approx(
+        [100 * c["label_accuracy"] for c in candidates])
+    (chosen,) = [c for c in candidates if c["selected"]]
+    assert _line(plot, f"chosen: {chosen['name']}").get_ydata()[0] == pytest.approx(100 * chosen["label_accuracy"])
     decodes(plot.path)
 
 

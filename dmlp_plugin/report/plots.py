@@ -249,9 +249,10 @@ def _draw_after_the_loop(ax, run: _Run, xs: list[int], last_y: float) -> list[st
         ax.plot([after] * len(known), [100 * float(c["label_accuracy"]) for c in known], linestyle="none",
                 marker="o", markersize=5, markerfacecolor="none", color="C1",
                 label="candidates scored after the loop")
-        for c in known:
-            ax.annotate(str(c.get("name", "")), (after, 100 * float(c["label_accuracy"])), xytext=(6, 0),
-                        textcoords="offset points", fontsize=6, va="center")
+        if not any(c.get("trusted_nll") is not None for c in known):  # else the selection panel names them
+            for c in known:
+                ax.annotate(str(c.get("name", "")), (after, 100 * float(c["label_accuracy"])), xytext=(6, 0),
+                            textcoords="offset points", fontsize=6, va="center")
     best = _chosen(run.candidates)
     if best is not None and best.get("label_accuracy") is not None:
         ax.plot([after], [100 * float(best["label_accuracy"])], linestyle="none", marker="*", markersize=11,
@@ -272,7 +273,7 @@ def _draw_after_the_loop(ax, run: _Run, xs: list[int], last_y: float) -> list[st
                      "the labels written follow the last epoch")
     # The step after the loop is not an epoch: its tick says what it is.
     ticks = [t for t in ax.get_xticks() if xs[0] <= t <= last]
-    ax.set_xticks(ticks + [after], [f"{t:g}" for t in ticks] + ["after"])
+    ax.set_xticks(ticks + [after], [f"{t:g}" for t in ticks] + ["chosen"])
     ax.set_xlim(right=after + 0.8)
     return notes
 
