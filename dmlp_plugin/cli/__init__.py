@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
+        # Outputs are written whole or not at all; a command that keeps finished parts says so,
+        # and `dmlp run`'s command (someone else's script) writes what it writes.
+        default = "interrupted" if getattr(args, "takes_command", False) else "interrupted; nothing written"
+        print(getattr(args, "interrupted", default), file=sys.stderr)
         return 130
     except Exception as exc:  # one line, not a traceback, unless DMLP_DEBUG=1 asks for it
         from rich.markup import escape
