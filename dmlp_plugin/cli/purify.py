@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "purify", help="purify noisy labels from features and a trusted set",
         formatter_class=argparse.RawDescriptionHelpFormatter, description=DESCRIPTION)
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--features", metavar="FILE", help="(N, d) training features: .npy, .npz or .pt")
+    source.add_argument("--features", metavar="FILE",
+                        help="(N, d) training features: .npy, .npz or .pt (text files are refused: save them as .npy)")
     source.add_argument("--dataset", metavar="NAME",
                         help="a dataset on disk instead (cifar10, cifar100, clothing1m, imagefolder): "
                         "its images are turned into features with --backbone (cached)")
@@ -194,6 +195,15 @@ def summary_table(result, *, title: str = "DMLP purification", output: Path | No
     return table
 
 
+def _check_features_file(path: Path) -> None:
+    """Only the formats --help names: a text or JSON file of floats would be parsed slowly and
+    silently, so it is refused with what to do instead."""
+    if path.suffix.lower() not in (".npy", ".npz", ".pt", ".pth") and not path.is_dir():
+        raise InputError(f"--features {path.name}: features must be .npy, .npz or .pt (or a folder of shards "
+                         "written under torchrun); convert a text file once with "
+                         "numpy.save('features.npy', numpy.loadtxt('features.txt', dtype='float32'))")
+
+
 def _default_export_path(output: Path, fmt: str) -> Path:
     stem = output.with_suffix("")
     return stem.with_name(stem.name + (".json" if fmt == "dividemix" else ".labels.npy"))
@@ -213,6 +223,8 @@ def _run(args: argparse.Namespace) -> int:
     from .console import console
 
     exactly_one(val_indices=args.val_indices, val_features=args.val_features)
+    if args.features is not None:
+        _check_features_file(Path(args.features))
     if args.estimate_accuracy and args.val_indices is None:
         raise InputError("--estimate-accuracy needs --val-indices (trusted rows inside the training set, "
                          "with given labels to purify); a separate trusted set (--val-features) has none")
