@@ -46,6 +46,7 @@ def purify_dataset(
     estimate_accuracy: bool = False,
     estimate_folds: int = DEFAULT_FOLDS,
     threads: int | str | None = "auto",
+    feature_check: bool = True,
 ) -> PurifyResult:
     """Purify noisy labels with DMLP, from frozen features and a small trusted set.
 
@@ -122,6 +123,12 @@ def purify_dataset(
         threads on two busy cores made a run 3-4x slower than one thread. ``$DMLP_THREADS``
         or ``OMP_NUM_THREADS``, when set, win over ``"auto"``; ``None`` leaves torch as it is.
         Small inputs and CUDA runs are left alone.
+
+    feature_check : bool
+        Before the work, measure how well the features separate the classes on the trusted
+        rows (a cross-fitted linear probe, :func:`dmlp_plugin.preflight.check_trusted_features`,
+        cheap next to the run); stored as ``result.metadata["feature_check"]``, with a
+        ``RuntimeWarning`` naming what to do when the features are weak.
 
     Under ``torchrun`` every process calls this with the same inputs; the training rows are
     divided between them (collectives over the default process group) and every process
@@ -208,6 +215,9 @@ def purify_dataset(
     if pm.hook.dmlp_purify_epoch.get_hookimpls():
         observers.append(lambda epoch, record: pm.hook.dmlp_purify_epoch(epoch=epoch, record=record))
     with torch_threads(thread_count), reporting(progress) as report:
+        check = _feature_check(inputs, seed, dev) if feature_check else None
+        if check is not None and check.weak:
+            warnings.warn(check.advice, RuntimeWarning, stacklevel=2)
         out = engine.run(inputs.train_rows, inputs.val_features, inputs.val_features_view2,
                          inputs.val_labels, inputs.val_given, report=True,
                          **_callbacks(config, report, observers))
@@ -216,11 +226,15 @@ def purify_dataset(
             t_estimate = time.perf_counter()
             estimate = _cross_fitted_estimate(engine, folds=estimate_folds, seed=seed, progress=report)
             timings["accuracy_estimate"] = time.perf_counter() - t_estimate
+    if check is not None:
+        timings["feature_check"] = check.seconds
     timings = {"setup": t_setup - t0, **out.timings, **timings}
     timings["total"] = time.perf_counter() - t0
     result = _result(inputs, out, config, class_names, timings, estimate,
                      device=dev, seed=seed, threads=thread_count,
                      memory={**engine.memory.describe(), "processes": engine.world})
+    if check is not None:
+        result.metadata["feature_check"] = check.to_dict()
     if estimate is not None and estimate.worse_than_given:
         warnings.warn(estimate.warning_text(), RuntimeWarning, stacklevel=2)
     pm.hook.dmlp_purify_end(result=result)
@@ -371,6 +385,17 @@ def _as_config(config: Any) -> AnyConfig:
         raise ConfigError("config must be a PurifyConfig, a PaperConfig (PurifyConfig.paper()) or a dict of "
                           f"their fields, got {type(config).__name__}")
     return config
+
+
+def _feature_check(inputs: PurifyInputs, seed: int, device: Any) -> Any:
+    """The pre-flight check of the features on the trusted rows (:mod:`dmlp_plugin.preflight`),
+    or None where it cannot be made (a class with fewer than two trusted rows)."""
+    from .preflight import check_trusted_features
+
+    if np.bincount(inputs.val_labels, minlength=inputs.num_classes).min() < 2:
+        return None
+    return check_trusted_features(inputs.val_features, inputs.val_labels, num_classes=inputs.num_classes,
+                                  seed=seed, device=device)
 
 
 def _callbacks(config: AnyConfig, report: Reporter, observers: list[Callable]) -> dict[str, Any]:

@@ -61,8 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clean-labels", metavar="FILE",
                    help="(N,) true labels, only to report label accuracy before/after")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="result file (.npz)")
-    p.add_argument("--export", choices=("dividemix", "npy", "soft-npy"),
-                   help="also write the labels in an upstream format beside the result")
+    p.add_argument("--export", choices=("dividemix", "npy", "soft-npy", "datalab"),
+                   help="also write the labels in an upstream format beside the result (datalab: a CSV with "
+                   "cleanlab Datalab's label-issue columns, for cleanlab and FiftyOne reviewers)")
     p.add_argument("--export-path", metavar="FILE",
                    help="where --export writes (default: OUT with .json or .labels.npy)")
     p.add_argument("--plot", metavar="OUT.png",
@@ -159,6 +160,11 @@ def summary_table(result, *, title: str = "DMLP purification", output: Path | No
     table.add_row("samples", f"{len(result):,}  ({meta.get('num_trusted', 0):,} trusted)")
     table.add_row("classes", str(result.num_classes))
     table.add_row("labels changed", f"{result.num_changed:,}  ({result.num_changed / len(result):.1%})")
+    check = meta.get("feature_check")
+    if check:
+        colour = "red" if check.get("weak") else "green"
+        table.add_row("feature check", f"[{colour}]linear probe {check['accuracy']:.1%} held out on the trusted rows "
+                      f"(skill {check['skill']:.2f}{', weak' if check.get('weak') else ''})[/]")
     if "label_accuracy_before" in meta:
         before, after = meta["label_accuracy_before"], meta["label_accuracy_after"]
         colour = "green" if after >= before else "red"
@@ -206,7 +212,8 @@ def _check_features_file(path: Path) -> None:
 
 def _default_export_path(output: Path, fmt: str) -> Path:
     stem = output.with_suffix("")
-    return stem.with_name(stem.name + (".json" if fmt == "dividemix" else ".labels.npy"))
+    suffix = {"dividemix": ".json", "datalab": ".datalab.csv"}.get(fmt, ".labels.npy")
+    return stem.with_name(stem.name + suffix)
 
 
 def run(args: argparse.Namespace) -> int:
