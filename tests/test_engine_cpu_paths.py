@@ -29,17 +29,17 @@ def test_inputs_are_not_modified():
 def test_purify_flushes_subnormals_only_while_it_runs():
     """The engine turns flush-to-zero on for speed and must leave the process as it was."""
     from dmlp_plugin import PurifyConfig
-    from dmlp_plugin.engine import purify_tensors
-    from engine_fixtures import engine_inputs, planted_clusters
+    from engine_fixtures import engine_inputs, planted_clusters, run_engine
 
     subnormal = torch.tensor([1e-40])
     assert float(subnormal * 1.0) != 0.0
-    seen = []
     inputs = engine_inputs(planted_clusters(n=400, dim=6, num_trusted=60, seed=3))
-    purify_tensors(**inputs, config=PurifyConfig(epochs=2, eac_period=1), generator=gen(0),
-                   on_epoch=lambda epoch, _: seen.append(float(subnormal * 1.0)))
-    assert seen and all(value == 0.0 for value in seen)  # flushed during the run
-    assert float(subnormal * 1.0) != 0.0  # and restored afterwards
+    for config, callback in ((PurifyConfig(rounds=2, mlp_candidate=False), "on_round"),
+                             (PurifyConfig.paper(epochs=2, batch_size=100), "on_epoch")):
+        seen = []
+        run_engine(inputs, config, **{callback: lambda k, _: seen.append(float(subnormal * 1.0))})
+        assert len(seen) == 2 and all(value == 0.0 for value in seen), config.mode  # flushed during the run
+        assert float(subnormal * 1.0) != 0.0  # and restored afterwards
 
 
 def test_subnormals_are_flushed_on_every_pool_thread_too():

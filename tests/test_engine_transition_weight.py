@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from dmlp_plugin import PurifyConfig, purify_dataset
 from dmlp_plugin.engine.posterior import (TRANSITION_WEIGHTS, fit_posterior_offsets, fit_transition_weight,
                                          transition_from_pairs)
+from dmlp_plugin.noise import make_noisy_labels
 from engine_fixtures import planted_clusters
 
 
@@ -116,7 +117,7 @@ def test_offsets_leave_the_plain_posterior_where_it_is_exact():
 
 # -- through purify_dataset ------------------------------------------------------------------------
 
-QUICK = PurifyConfig(mlp_candidate=False, epochs=20, eac_period=5)
+QUICK = PurifyConfig(mlp_candidate=False, rounds=4)
 
 
 def ambiguity_noise(data, seed: int) -> np.ndarray:
@@ -167,18 +168,31 @@ def test_class_dependent_noise_keeps_a_weight_near_one_and_the_labels():
 
 
 def test_offsets_wait_for_enough_trusted_rows_of_every_class():
-    from dmlp_plugin.engine.posterior import OFFSETS_MIN_ROWS_PER_CLASS, offsets_identified
+    from dmlp_plugin.engine.posterior import offsets_identified
 
-    labels = torch.arange(3).repeat_interleave(OFFSETS_MIN_ROWS_PER_CLASS)
-    assert offsets_identified(labels, 3)
-    assert not offsets_identified(labels[1:], 3)  # class 0 one row short
-    assert not offsets_identified(labels, 4)  # class 3 has none
-    # Through purify_dataset: with 5 trusted rows per class the offsets are not fitted, and the
-    # labels are exactly the weight-only ones.
-    data = planted_clusters(n=3000, num_classes=5, rate=0.3, num_trusted=25, seed=4)
-    assert np.bincount(data.clean[data.trusted], minlength=5).min() < OFFSETS_MIN_ROWS_PER_CLASS
+    least = QUICK.offsets_min_rows_per_class
+    assert least == 10  # CIFAR-10's 1,000 trusted rows hold about 100 of each class
+    labels = torch.arange(3).repeat_interleave(least)
+    assert offsets_identified(labels, 3, least)
+    assert not offsets_identified(labels[1:], 3, least)  # class 0 one row short
+    assert not offsets_identified(labels, 4, least)  # class 3 has none
+    assert offsets_identified(labels[1:], 3, least - 1)  # the minimum is the config's
+    # Through purify_dataset, on pair-flip noise where a logistic candidate (whose posterior
+    # the offsets act on) is selected: with 7 trusted rows in some class the offsets are not
+    # fitted, and the labels are exactly the weight-only ones. Lowering the minimum to what
+    # there is fits them, and on so few rows they cost accuracy.
+    data = planted_clusters(n=3000, num_classes=5, dim=16, separation=2.0, rate=0.0, num_trusted=40, seed=4)
+    given = make_noisy_labels(data.clean, kind="pairflip", rate=0.4, num_classes=5, seed=1).noisy_labels
+    fewest = np.bincount(data.clean[data.trusted], minlength=5).min()
+    assert 0 < fewest < least
     kwargs = dict(val_indices=data.trusted, val_labels=data.clean[data.trusted], num_classes=5, seed=0,
                   progress=False, device="cpu")
-    on = purify_dataset(data.features, data.given, config=QUICK, **kwargs)
-    off = purify_dataset(data.features, data.given, config=QUICK.replace(fit_posterior_offsets=False), **kwargs)
+    on = purify_dataset(data.features, given, config=QUICK, **kwargs)
+    off = purify_dataset(data.features, given, config=QUICK.replace(fit_posterior_offsets=False), **kwargs)
+    assert on.metadata["selected"].startswith("logistic")
     np.testing.assert_array_equal(on.soft_labels, off.soft_labels)
+    lowered = purify_dataset(data.features, given, config=QUICK.replace(offsets_min_rows_per_class=int(fewest)),
+                             **kwargs)
+    assert lowered.metadata["selected"].startswith("logistic")
+    assert not np.array_equal(lowered.soft_labels, off.soft_labels)
+    assert lowered.accuracy(data.clean) < off.accuracy(data.clean)

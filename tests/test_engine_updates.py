@@ -1,4 +1,5 @@
-"""Label updates (Adam/SGD, simplex projection), temperature fitting and the noise posterior."""
+"""Label updates (Adam/SGD, simplex projection), temperature fitting and the noise posterior
+(through the default pipeline's one calibrator, ``engine/calibrate.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import torch
 
 from dmlp_plugin.engine.label_update import LabelOptimizer, project_simplex
 from dmlp_plugin.engine.ls_head import fit_temperature
-from dmlp_plugin.engine.posterior import label_posterior, transition_from_pairs
+from dmlp_plugin import PurifyConfig
+from dmlp_plugin.engine import Problem
+from dmlp_plugin.engine.calibrate import Calibrator
+from dmlp_plugin.engine.ls_head import trusted_folds
+from dmlp_plugin.engine.posterior import transition_from_pairs
 from engine_fixtures import assert_on_simplex, gen, one_torch_thread  # noqa: F401  (autouse)
 
 
@@ -163,20 +168,53 @@ def test_transition_row_of_unseen_class_is_uniform_with_smoothing():
     torch.testing.assert_close(t[2], torch.full((3,), 1 / 3))
 
 
+#: The plain posterior p(y | x, ỹ) ∝ p(y | x)·T[y, ỹ]: T as counted, no weight, no offsets.
+PLAIN = PurifyConfig(transition_em_steps=0, fit_transition_weight=False, fit_posterior_offsets=False)
+
+
+def calibrated(scores: torch.Tensor, given: torch.Tensor, val_scores: torch.Tensor, val_labels: torch.Tensor,
+               val_given: torch.Tensor) -> tuple[torch.Tensor, Calibrator]:
+    """The posterior the default pipeline's calibrator gives rows with classifier scores
+    ``scores`` and given labels ``given``, calibrated on trusted rows with held-out scores
+    ``val_scores`` (the features only fix the device and dtype)."""
+    c = scores.shape[1]
+    problem = Problem.build(torch.zeros(len(given), 1), torch.nn.functional.one_hot(given, c).float(),
+                            torch.zeros(len(val_labels), 1), val_labels, val_given=val_given)
+    folds = trusted_folds(len(val_labels), PLAIN.trusted_folds, gen(9), torch.device("cpu"))
+    calibrator = Calibrator(problem, PLAIN, folds)
+    return calibrator.posterior("candidate", [(scores, val_scores)]).posterior, calibrator
+
+
 def test_posterior_keeps_the_given_label_when_the_classifier_is_uniform():
-    t = torch.tensor([[0.6, 0.2, 0.2], [0.3, 0.5, 0.2], [0.1, 0.1, 0.8]])
+    val_labels = torch.tensor([0] * 10 + [1] * 10 + [2] * 10)
+    val_given = val_labels.clone()
+    val_given[[0, 1, 10, 11, 12, 20]] = torch.tensor([1, 2, 0, 0, 2, 1])  # some noise, T diagonal-heavy
     given = torch.tensor([0, 1, 2, 1, 0])
-    post = label_posterior(torch.full((5, 3), 1 / 3), given, t)
+    post, calibrator = calibrated(torch.zeros(5, 3), given, torch.zeros(30, 3), val_labels, val_given)
+    t = calibrator.transition
+    torch.testing.assert_close(t, transition_from_pairs(val_labels, val_given, 3))  # T counted on the trusted pairs
     assert torch.equal(post.argmax(1), given)
     expected = t[:, given].T / t[:, given].T.sum(1, keepdim=True)  # ∝ T[y, ỹ] over y
     torch.testing.assert_close(post, expected)
     assert_on_simplex(post)
 
 
+def noisy_trusted_rows(flip: float, *, n: int = 20000, seed: int = 0):
+    """Trusted rows whose true label is drawn from a calibrated two-class classifier
+    (``s = log p(y | x)``) and whose given label is flipped with probability ``flip``: the
+    fitted temperature is then about 1, so the posterior is ``p(y | x)·T[y, ỹ]``."""
+    g = gen(seed)
+    scores = 2.5 * torch.randn(n, 2, generator=g)
+    clean = torch.multinomial(scores.softmax(1), 1, generator=g).squeeze(1)
+    given = torch.where(torch.rand(n, generator=g) < flip, 1 - clean, clean)
+    return scores, clean, given
+
+
 def test_posterior_flips_on_strong_evidence_only_when_labels_are_noisy():
     given = torch.tensor([0])
-    probs = torch.tensor([[0.2, 0.8]])
-    reliable = torch.tensor([[0.95, 0.05], [0.05, 0.95]])
-    noisy = torch.tensor([[0.55, 0.45], [0.45, 0.55]])
-    assert int(label_posterior(probs, given, reliable).argmax()) == 0
-    assert int(label_posterior(probs, given, noisy).argmax()) == 1
+    scores = torch.tensor([[0.2, 0.8]]).log()
+    flips = {}
+    for name, rate in (("reliable", 0.05), ("noisy", 0.45)):
+        post, _ = calibrated(scores, given, *noisy_trusted_rows(rate))
+        flips[name] = int(post.argmax())
+    assert flips == {"reliable": 0, "noisy": 1}
