@@ -1,5 +1,6 @@
-"""Engine hygiene: what the epoch loop reads on the host, the flush-to-zero state a run
-leaves behind (and its fallback), and the stage timings a result reports."""
+"""Engine hygiene: what each pipeline reads on the host (the paper's epochs nothing, the
+default's rounds only the selection's record), the flush-to-zero state a run leaves behind
+(and its fallback), and the stage timings a result reports."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import pytest
 import torch
 
 from dmlp_plugin import PurifyConfig, purify_dataset
-from dmlp_plugin.engine import purifier, purify_tensors, subnormals
-from engine_fixtures import engine_inputs, gen, one_torch_thread, planted_clusters  # noqa: F401
+from dmlp_plugin.engine import subnormals
+from dmlp_plugin.engine.candidates import LogisticPath, Network
+from dmlp_plugin.engine.rounds import LeastSquaresRounds
+from engine_fixtures import engine_inputs, one_torch_thread, planted_clusters, run_engine  # noqa: F401
 
 # -- host reads in the epoch loop ------------------------------------------------------
 
@@ -77,64 +80,78 @@ def _engine_line() -> str:
     return f"{frame.f_code.co_filename.rsplit('dmlp_plugin/', 1)[-1]}:{frame.f_lineno}"
 
 
-def _reads_per_epoch(monkeypatch, config: PurifyConfig, *, two_views: bool = False,
-                     on_epoch=None) -> tuple[list[int], HostReads]:
-    """Host reads in each epoch after the first (epochs 2..E, 1-based), and the counter.
-
-    Counting starts when epoch 1's callback returns and each later callback closes its
-    epoch, so every line of the loop body is covered from the second epoch on."""
+def _two_view_inputs(two_views: bool) -> dict:
     inputs = engine_inputs(planted_clusters(n=600, dim=8, num_trusted=80, seed=5))
     if two_views:
         inputs.update(features_view2=inputs["features"].flip(1),
                       val_features_view2=inputs["val_features"].flip(1))
+    return inputs
+
+
+def _reads_per_step(monkeypatch, config, *, two_views: bool = False,
+                    on_step=None) -> tuple[list[int], HostReads]:
+    """Host reads in each step after the first (paper mode: epochs 2..E; the default: rounds
+    2..R, 1-based), and the counter.
+
+    Counting starts when step 1's callback returns and each later callback closes its
+    step, so every line of the loop body is covered from the second step on."""
+    inputs = _two_view_inputs(two_views)
     reads = HostReads(monkeypatch)
     counts: list[int] = []
+    paper = config.mode == "paper"
+    steps = config.epochs if paper else config.rounds
+    first = 0 if paper else 1  # on_epoch counts from 0, on_round from 1
 
-    def callback(epoch: int, metrics: torch.Tensor) -> None:
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
+    def callback(step: int, record) -> None:
+        if on_step is not None:
+            on_step(step, record)
         if reads.on:
             counts.append(reads.total - sum(counts))
-        reads.on = epoch < config.epochs - 1
+        reads.on = step - first < steps - 1
 
-    purify_tensors(**inputs, config=config, generator=gen(0), on_epoch=callback)
-    assert len(counts) == config.epochs - 1
+    run_engine(inputs, config, **{"on_epoch" if paper else "on_round": callback})
+    assert len(counts) == steps - 1
     return counts, reads
 
 
 def test_the_counter_sees_a_read(monkeypatch):
     """The control: an ``on_epoch`` that reads its metrics is one read per epoch."""
-    counts, _ = _reads_per_epoch(monkeypatch, PurifyConfig.paper(epochs=4, eac_period=2),
-                                 on_epoch=lambda epoch, metrics: metrics.tolist())
+    counts, _ = _reads_per_step(monkeypatch, PurifyConfig.paper(epochs=4, eac_period=2),
+                                on_step=lambda epoch, metrics: metrics.tolist())
     assert counts == [1, 1, 1]
 
 
 @pytest.mark.parametrize("two_views", [False, True])
 @pytest.mark.parametrize("overrides", [
     {},  # IPC + the linear head mixing its own softmax
-    {"eac_final": True, "project_simplex": True, "label_optimizer": "sgd", "prior": "trusted"},
+    {"project_simplex": True, "label_optimizer": "sgd", "prior": "trusted"},
 ], ids=["paper", "paper-variants"])
 def test_paper_mode_epochs_read_nothing_on_host(monkeypatch, overrides, two_views):
     """docs/engine.md: paper mode's epochs never wait for the device."""
     config = PurifyConfig.paper(epochs=5, eac_period=2, **overrides)
-    counts, reads = _reads_per_epoch(monkeypatch, config, two_views=two_views)
+    counts, reads = _reads_per_step(monkeypatch, config, two_views=two_views)
     assert counts == [0] * 4, dict(reads.sites)
 
 
 def test_reshuffled_partitions_read_only_in_their_epoch(monkeypatch):
     config = PurifyConfig.paper(epochs=7, eac_period=3, reshuffle_every=3)
-    counts, reads = _reads_per_epoch(monkeypatch, config)
+    counts, reads = _reads_per_step(monkeypatch, config)
     # 1-based epochs 2..7; the partition is re-drawn at the start of epochs 4 and 7.
     assert [n > 0 for n in counts] == [False, False, True, False, False, True], dict(reads.sites)
 
 
 @pytest.mark.parametrize("two_views", [False, True])
-def test_default_epochs_read_nothing_on_host(monkeypatch, two_views):
-    """docs/engine.md: the default config's epochs, mixing rounds included, never wait for the
-    device (fold rows are found once; temperatures are picked with take(), not [argmin])."""
-    config = PurifyConfig(epochs=6, eac_period=2)
-    counts, reads = _reads_per_epoch(monkeypatch, config, two_views=two_views)
-    assert counts == [0] * 5, dict(reads.sites)
+def test_default_rounds_read_only_the_selections_record(monkeypatch, two_views):
+    """The default pipeline's rounds wait for the device only to record each candidate, by
+    design (the selection compares scores on the host): its trusted log-loss, the fraction of
+    labels changed, the label accuracy (clean labels are given here) and the comparison with
+    the best so far, four reads a round whatever the number of views. The round itself (the
+    least-squares fits, cross-fitting, calibration, mixing) reads nothing: fold rows are found
+    once, temperatures are picked with take(), not [argmin]."""
+    config = PurifyConfig(rounds=4, logistic_candidate=False, mlp_candidate=False)
+    counts, reads = _reads_per_step(monkeypatch, config, two_views=two_views)
+    assert counts == [4] * 3, dict(reads.sites)
+    assert all(site.split(" at ")[1].startswith("engine/pipeline.py") for site in reads.sites), dict(reads.sites)
 
 
 # -- flush-to-zero state ------------------------------------------------------------
@@ -175,10 +192,9 @@ def user_flushes():
     torch.set_flush_denormal(False)
 
 
-def _small_run(config: PurifyConfig | None = None, on_epoch=None) -> torch.Tensor:
+def _small_run(config: PurifyConfig | None = None, on_round=None) -> torch.Tensor:
     inputs = engine_inputs(planted_clusters(n=400, dim=6, num_trusted=60, seed=3))
-    out = purify_tensors(**inputs, config=config or PurifyConfig(epochs=4, eac_period=2),
-                         generator=gen(0), on_epoch=on_epoch)
+    out = run_engine(inputs, config or PurifyConfig(rounds=2, mlp_candidate=False), on_round=on_round)
     return out.soft_labels
 
 
@@ -273,7 +289,7 @@ def test_without_the_runtime_trick_only_the_caller_flushes(monkeypatch, caplog, 
     seen = []
     caplog.set_level(logging.DEBUG, logger=subnormals.__name__)
     for _ in range(2):  # the reason is logged once per process, not per run
-        soft = _small_run(on_epoch=lambda epoch, _: seen.append(subnormals._flushing_here()))
+        soft = _small_run(on_round=lambda k, _: seen.append(subnormals._flushing_here()))
     assert subnormals._gomp_parallel() is None or force is _call_fails
     assert torch.equal(soft.argmax(1), expected.argmax(1))
     torch.testing.assert_close(soft, expected)
@@ -287,12 +303,19 @@ def test_without_the_runtime_trick_only_the_caller_flushes(monkeypatch, caplog, 
 # -- stage timings -------------------------------------------------------------------
 
 def test_timings_have_the_stages_a_result_reports():
-    """``PurifyResult.timings`` is ``setup`` plus the engine's stages plus ``total``."""
+    """``PurifyResult.timings`` is ``setup``, the pipeline's stages, the feature check and
+    ``total``: the default's candidate families (each candidate's ``seconds`` is its
+    family's), paper mode's factoring, epochs and finish."""
     data = planted_clusters(n=400, dim=6, num_trusted=60, seed=3)
-    result = purify_dataset(data.features, data.given, **data.purify_kwargs(), device="cpu",
-                            config=PurifyConfig(epochs=4, eac_period=2))
-    assert list(result.timings) == ["setup", *purifier.TIMINGS, "total"]
-    stages = [result.timings[key] for key in ("setup", *purifier.TIMINGS)]
-    assert all(seconds >= 0 for seconds in stages)
-    assert sum(stages) <= result.timings["total"]
-    assert np.isfinite(result.timings["total"])
+    families = [LeastSquaresRounds.family, LogisticPath.family, Network.family]
+    for config, stages in ((PurifyConfig(rounds=2, mlp_hidden=32, mlp_epochs=2), families),
+                           (PurifyConfig.paper(epochs=4, eac_period=2, batch_size=100), ["factor", "epochs", "finish"])):
+        result = purify_dataset(data.features, data.given, **data.purify_kwargs(), device="cpu", config=config)
+        assert list(result.timings) == ["setup", *stages, "feature_check", "total"]
+        seconds = [result.timings[key] for key in ("setup", *stages, "feature_check")]
+        assert all(s >= 0 for s in seconds)
+        assert sum(seconds) <= result.timings["total"]
+        assert np.isfinite(result.timings["total"])
+        for candidate in result.metadata.get("candidates", []):
+            assert candidate["seconds"] == result.timings[candidate["family"]]
+    assert {c["family"] for c in result.metadata.get("candidates", [])} == set()  # paper mode has none
