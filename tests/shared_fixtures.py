@@ -13,6 +13,13 @@ from pathlib import Path
 import pytest
 
 
+def needs_shared(what: str) -> str:
+    """A skip reason for a test that reads the developers' shared folder: what it needs, and
+    that a user without that folder loses nothing (it is not distributed with the package)."""
+    return (f"needs {what} from the developers' shared folder ($DMLP_SHARED or ../shared), which is not "
+            "distributed with dmlp-plugin; set DMLP_SHARED if you have a copy")
+
+
 def shared_dir() -> Path | None:
     """``$DMLP_SHARED`` or ``../shared`` beside the repository, if it holds the CIFAR-10 labels."""
     path = Path(os.environ.get("DMLP_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
@@ -27,7 +34,9 @@ def real_cifar10_root(tmp_path_factory) -> Path:
         return cached
     shared = shared_dir()
     if shared is None:
-        pytest.skip("no CIFAR-10 build in ~/.cache/dmlp and no ../shared to build one from")
+        pytest.skip("needs CIFAR-10 in ~/.cache/dmlp/cifar10: extract the python version from "
+                    "https://www.cs.toronto.edu/~kriz/cifar.html there, or build it from image files with "
+                    "`dmlp data cifar10 --from-folder IMAGES ~/.cache/dmlp/cifar10`")
     out = tmp_path_factory.mktemp("cifar10")
     subprocess.run([sys.executable, str(shared / "tools" / "build_cifar10.py"), str(out)], check=True)
     return out

@@ -23,7 +23,7 @@ from dmlp_plugin.reproduce import (FULL, SMOKE, TABLES, Inputs, Protocol, Result
 from dmlp_plugin.reproduce import paper as P
 from dmlp_plugin.reproduce.store import make_cell_id, settings_hash
 
-from shared_fixtures import real_cifar10_root, shared_dir  # noqa: F401 (a fixture)
+from shared_fixtures import needs_shared, real_cifar10_root, shared_dir  # noqa: F401 (a fixture)
 
 SHARED = shared_dir()
 TINY = Protocol(epochs=2, mlp_epochs=1, mlp_repeats=1, probe_iters=3, trusted_scale=0.1, min_trusted=40)
@@ -51,7 +51,7 @@ def _paper_rows(text: str, table: str) -> list[list[str]]:
 def test_embedded_paper_figures_match_the_shared_tables():
     path = SHARED / "paper" / "tables.md" if SHARED else None
     if path is None or not path.is_file():
-        pytest.skip("../shared/paper/tables.md is absent")
+        pytest.skip(needs_shared("the paper's tables (paper/tables.md)"))
     text = path.read_text()
     rows = _paper_rows(text, "1")
     for method in ("Cross-Entropy", "DMLP-Naive"):
@@ -228,7 +228,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["reproduce", "table5", "--smoke", "--shared", str(tmp_path), "--results-dir",
                  str(tmp_path / "r"), "--no-progress"]) == 2
     err = _err(capsys)
-    assert "missing shared input" in err and "Traceback" not in err
+    assert f"--shared {tmp_path} lacks" in err and "Traceback" not in err
 
 
 def test_cli_list_names_every_cell(capsys):
@@ -250,7 +250,7 @@ def _smoke(table: str, tmp_path: Path, cifar_root: Path, capsys) -> tuple[list[d
 
 @pytest.mark.shared
 @pytest.mark.skipif(SHARED is None or not (SHARED / "features" / "cifar10_kmeans_pca512.npz").is_file(),
-                    reason="../shared features are absent")
+                    reason=needs_shared("the precomputed CIFAR-10 features"))  # test_without_shared.py: without them
 def test_smoke_table5(tmp_path, real_cifar10_root, capsys):  # noqa: F811
     records, out = _smoke("table5", tmp_path, real_cifar10_root, capsys)
     assert len(records) == 24 and all(r["smoke"] and r["num_train"] == SMOKE.train_rows for r in records)
@@ -264,7 +264,7 @@ def test_smoke_table5(tmp_path, real_cifar10_root, capsys):  # noqa: F811
 
 @pytest.mark.shared
 @pytest.mark.skipif(SHARED is None or not (SHARED / "features" / "cifar10_kmeans_pca512.npz").is_file(),
-                    reason="../shared features are absent")
+                    reason=needs_shared("the precomputed CIFAR-10 features"))  # test_without_shared.py: without them
 def test_smoke_table7(tmp_path, real_cifar10_root, capsys):  # noqa: F811
     records, out = _smoke("table7", tmp_path, real_cifar10_root, capsys)
     assert len(records) == 24

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shared_fixtures import real_cifar10_root, shared_dir  # noqa: F401
+from shared_fixtures import needs_shared, real_cifar10_root, shared_dir  # noqa: F401
 
 from dmlp_plugin.errors import InputError
 from dmlp_plugin.reproduce import paper as P
@@ -112,7 +112,7 @@ def test_parsers_read_what_the_upstream_code_prints():
 def test_paper_figures_match_the_shared_tables():
     shared = shared_dir()
     if shared is None:
-        pytest.skip("../shared is absent")
+        pytest.skip(needs_shared("the paper's tables (paper/tables.md)"))
     text = (shared / "paper" / "tables.md").read_text()
 
     def row(name: str, which: str) -> list[float]:
@@ -253,7 +253,7 @@ def test_table4_smoke_stores_parsed_accuracies_and_the_injection(real_cifar10_ro
     if not root:
         pytest.skip(f"{ROOT_ENV} is not set (a folder holding DivideMix/, ELR/, CDR/, Co-teaching/)")
     if shared_dir() is None:
-        pytest.skip("../shared is absent: no features to purify")
+        pytest.skip(needs_shared("the precomputed CIFAR-10 features"))
     before = {p: p.stat().st_mtime for p in Path(root, "Co-teaching").rglob("*") if p.is_file()}
     results = tmp_path / "results"
     args = ["reproduce", "table4", "--smoke", "--upstream-root", root, "--data", str(real_cifar10_root),
@@ -296,7 +296,7 @@ def test_table4_smoke_stores_parsed_accuracies_and_the_injection(real_cifar10_ro
 def test_table8_runs_a_features_file_source_beside_kmeans(real_cifar10_root, tmp_path):
     shared = shared_dir()
     if shared is None:
-        pytest.skip("../shared is absent")
+        pytest.skip(needs_shared("the precomputed CIFAR-10 features"))
     with np.load(shared / "features" / "cifar10_kmeans_pca512.npz") as z:
         # a different "source": the k-means features with their leading components dropped
         np.savez(tmp_path / "other.npz", train=z["train"][:, 64:], test=z["test"][:, 64:])
