@@ -149,7 +149,7 @@ class PurifyConfig(_Fields):
     logistic_trusted_weight: float = 2.0
     logistic_max_iter: int = 20
     # Network candidate
-    mlp_candidate: bool = True
+    mlp_candidate: bool = False
     mlp_hidden: int = 1024
     mlp_layers: int = 2
     mlp_epochs: int = 12
