@@ -1,0 +1,138 @@
+"""The benchmark suite: every method on cells spanning feature strength, trusted-set size,
+noise type and rows; resumable, cached, and one command to write its RESULTS.md section.
+
+    python benchmarks/suite.py run --draws bench --jobs 2            # fill the cache (resumable)
+    python benchmarks/suite.py report --draws bench --write-results  # the RESULTS.md section
+    python benchmarks/suite.py run --draws tune --methods dmlp:nonet --rows 10000   # a variant
+
+A cell is (feature set, rows, noise, trusted rows per class, draw) (``suite_data.py``); a
+method is one of ``suite_methods.METHODS``. Every (method, cell) result is a JSON file in
+``.bench-cache/suite/`` under a key of its cell and of the code that made it, so an engine
+change reruns the dmlp methods only. ``run`` takes cells in draw-major order, so an
+interrupted run leaves whole tables over fewer draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import suite_data as data  # noqa: E402
+import suite_methods as methods  # noqa: E402
+
+RUNS = data.CACHE / "suite" / "runs"
+
+
+def cells_of(args: argparse.Namespace) -> list[data.Cell]:
+    """The cells asked for, draw-major (a whole table per draw), cheapest rows first."""
+    draws = _draws(args.draws)
+    out = []
+    for draw, rows, fs, noise, trusted in itertools.product(draws, args.rows, args.features, args.noises,
+                                                            args.trusted):
+        out.append(data.Cell(fs, rows, noise, trusted, draw))
+    return out
+
+
+def _draws(text: str) -> tuple[int, ...]:
+    named = {"tune": data.TUNING_DRAWS, "bench": data.BENCHMARK_DRAWS}
+    if text in named:
+        return named[text]
+    return tuple(int(d) for d in text.split(","))
+
+
+def result_path(method: str, cell: data.Cell, digest: str) -> Path:
+    return RUNS / method.replace(":", "_") / f"{cell.key}-{digest}.json"
+
+
+def load(method: str, cell: data.Cell, digest: str) -> dict | None:
+    path = result_path(method, cell, digest)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _job(job: tuple[str, data.Cell, str]) -> tuple[str, data.Cell, dict]:
+    method, cell, digest = job
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("SUITE_THREADS", "1")))
+    out = methods.run_method(method, cell)
+    out.update(method=method, cell=cell.key)
+    path = result_path(method, cell, digest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(out))
+    os.replace(tmp, path)
+    return method, cell, out
+
+
+def run(args: argparse.Namespace) -> int:
+    digests = {m: methods.method_digest(m) for m in args.methods}
+    todo = [(m, c, digests[m]) for c in cells_of(args) for m in args.methods if load(m, c, digests[m]) is None]
+    todo = [(m, c, d) for m, c, d in todo if not _skipped(m, c, args)]
+    print(f"{len(todo)} runs to do ({args.jobs} at a time)", flush=True)
+    start = time.time()
+    if args.jobs <= 1:
+        results = map(_job, todo)
+    else:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=20)
+        results = pool.imap_unordered(_job, todo)
+    for i, (method, cell, out) in enumerate(results, 1):
+        print(f"[{i}/{len(todo)} {time.time() - start:6.0f}s] {cell.key:45s} {method:14s} "
+              f"{100 * out['label_acc']:6.2f}  {out['seconds']:7.1f} s", flush=True)
+    return 0
+
+
+def _skipped(method: str, cell: data.Cell, args: argparse.Namespace) -> bool:
+    """The network candidate runs on the 10,000-row cells only unless asked (it is the
+    costliest candidate: minutes a cell on CPU at 50,000 rows)."""
+    return method == "dmlp" and cell.rows > args.network_rows
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=("run", "report"))
+    p.add_argument("--draws", default="bench", help="tune (100-102), bench (0-1) or a list")
+    p.add_argument("--features", default=",".join(data.FEATURE_SETS))
+    p.add_argument("--rows", default=",".join(str(r) for r in data.ROWS))
+    p.add_argument("--noises", default=",".join(data.NOISES))
+    p.add_argument("--trusted", default=",".join(str(t) for t in data.TRUSTED_PER_CLASS))
+    p.add_argument("--methods", default=",".join(methods.METHODS))
+    p.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each (SUITE_THREADS)")
+    p.add_argument("--network-rows", type=int, default=10000,
+                   help="run the network candidate (method dmlp) on cells of at most this many rows")
+    p.add_argument("--write-results", action="store_true", help="report: rewrite RESULTS.md's suite section")
+    args = p.parse_args(argv)
+    args.features = [f for f in args.features.split(",") if f]
+    args.rows = [int(r) for r in args.rows.split(",") if r]
+    args.noises = [n for n in args.noises.split(",") if n]
+    args.trusted = [int(t) for t in args.trusted.split(",") if t]
+    args.methods = [m for m in args.methods.split(",") if m]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command == "run":
+        return run(args)
+    from suite_report import report
+
+    return report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

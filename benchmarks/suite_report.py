@@ -1,0 +1,179 @@
+"""The suite's tables, from the cached runs: per feature set and overall, each method's mean
+label accuracy, mean rank, mean gap to the best peer and worst gap to the given labels;
+per setting; costs; and what each candidate family adds (``python benchmarks/suite.py report``)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+import suite_data as data
+import suite_methods as methods
+from suite import cells_of, load
+
+START, END = "<!-- suite:start -->", "<!-- suite:end -->"
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+#: How the report names the methods.
+TITLES = {"given": "given labels", "dmlp-nonet": "default", "dmlp": "default + network", "paper": "paper mode",
+          "fc-logistic": "fc-logistic", "cleanlab": "cleanlab", "knn": "kNN vote"}
+
+
+def collect(args: argparse.Namespace) -> tuple[list[data.Cell], dict]:
+    """``{cell key: {method: accuracy}}`` for the cells where every asked method has a result."""
+    digests = {m: methods.method_digest(m) for m in args.methods}
+    table, runs = {}, {}
+    for cell in cells_of(args):
+        row = {}
+        for m in args.methods:
+            out = load(m, cell, digests[m])
+            if out is not None:
+                row[m] = out["label_acc"]
+                runs[(m, cell.key)] = out
+        if row:
+            row["given"] = _given_accuracy(cell)
+            table[cell.key] = row
+    cells = [c for c in cells_of(args) if c.key in table]
+    return cells, {"acc": table, "runs": runs}
+
+
+def _given_accuracy(cell: data.Cell) -> float:
+    _, noisy, trusted, clean = data.cell_inputs(cell)
+    keep = np.ones(len(clean), bool)
+    keep[trusted] = False
+    return float((noisy[keep] == clean[keep]).mean())
+
+
+def summary(cells: list[data.Cell], acc: dict, names: list[str]) -> list[list[str]]:
+    """Rows: method, mean accuracy, mean rank, mean gap to the best peer, worst gap to the given labels."""
+    rows = []
+    complete = [c for c in cells if all(m in acc[c.key] for m in names)]
+    if not complete:
+        return rows
+    ranks = defaultdict(list)
+    for c in complete:
+        values = {m: acc[c.key][m] for m in names}
+        order = sorted(values, key=lambda m: -values[m])
+        for m in names:  # ties share the better rank
+            ranks[m].append(1 + sum(values[o] > values[m] + 1e-12 for o in order))
+    for m in names:
+        accs = np.array([acc[c.key][m] for c in complete])
+        peers = [p for p in methods.PEERS if p in names and p != m]
+        gap = (np.mean([acc[c.key][m] - max(acc[c.key][p] for p in peers) for c in complete])
+               if peers else float("nan"))
+        worst = min(acc[c.key][m] - acc[c.key]["given"] for c in complete)
+        rows.append([TITLES.get(m, m), f"{100 * accs.mean():.2f}", f"{np.mean(ranks[m]):.2f}",
+                     f"{100 * gap:+.2f}" if gap == gap else "", f"{100 * worst:+.2f}"])
+    return rows
+
+
+def markdown(headers: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def setting_table(cells: list[data.Cell], acc: dict, names: list[str], feature_set: str) -> list[list[str]]:
+    """Per (noise, rows, trusted): each method's accuracy, averaged over the draws."""
+    groups = defaultdict(list)
+    for c in cells:
+        if c.features == feature_set:
+            groups[(c.noise, c.rows, c.trusted)].append(c)
+    rows = []
+    for (noise, n, t), group in sorted(groups.items(), key=lambda kv: (list(data.NOISES).index(kv[0][0]), kv[0][1],
+                                                                        kv[0][2])):
+        cols = [data.NOISES[noise][0], f"{n // 1000}k", str(t)]
+        for m in names:
+            vals = [acc[c.key][m] for c in group if m in acc[c.key]]
+            cols.append(f"{100 * np.mean(vals):.1f}" if vals else "")
+        rows.append(cols)
+    return rows
+
+
+def cost_table(cells: list[data.Cell], runs: dict, names: list[str]) -> list[list[str]]:
+    """Median seconds of each method per (feature set, rows), one thread."""
+    rows = []
+    for fs in dict.fromkeys(c.features for c in cells):
+        for n in sorted({c.rows for c in cells if c.features == fs}):
+            cols = [fs, f"{n:,}"]
+            for m in names:
+                secs = [runs[(m, c.key)]["seconds"] for c in cells
+                        if c.features == fs and c.rows == n and (m, c.key) in runs]
+                cols.append(f"{np.median(secs):.1f}" if secs else "")
+            rows.append(cols)
+    return rows
+
+
+def family_table(cells: list[data.Cell], runs: dict, method: str) -> list[list[str]]:
+    """What each candidate family of ``method``'s runs adds: the mean accuracy of the
+    selection with every family against without that one, and its share of the time."""
+    records = [runs[(method, c.key)] for c in cells if (method, c.key) in runs
+               and runs[(method, c.key)].get("candidates")]
+    if not records:
+        return []
+    families = list(dict.fromkeys(c["family"] for r in records for c in r["candidates"]))
+    rows = []
+    for family in families:
+        gains, ratios, chosen = [], [], 0
+        for r in records:
+            cands = r["candidates"]
+            full = methods.select(cands)
+            rest = methods.select(cands, tuple(f for f in families if f != family))
+            if rest is None:
+                continue
+            gains.append(full["label_accuracy"] - rest["label_accuracy"])
+            chosen += full["family"] == family
+            timings = r["timings"]
+            own = timings.get(family, 0.0)
+            ratios.append(own / max(1e-9, timings["total"] - own))
+        if gains:
+            rows.append([family, f"{100 * np.mean(gains):+.2f}", f"{100 * min(gains):+.2f}",
+                         f"{100 * max(gains):+.2f}", f"{chosen}/{len(gains)}", f"{np.median(ratios):.2f}×"])
+    return rows
+
+
+def report(args: argparse.Namespace) -> int:
+    cells, found = collect(args)
+    acc, runs = found["acc"], found["runs"]
+    names = [m for m in args.methods if any(m in acc[c.key] for c in cells)] + ["given"]
+    if not cells:
+        print("no results yet: python benchmarks/suite.py run ...")
+        return 1
+    parts = [START, "## Benchmark suite", "",
+             f"Generated {datetime.datetime.now():%Y-%m-%d %H:%M} at `{data.git_revision()}` by "
+             f"`python benchmarks/suite.py report --draws {args.draws} --write-results` from "
+             f"{len(cells)} cells (draws {args.draws}). Label accuracy (%) on the non-trusted rows. "
+             "Rank: 1 is the best method of a cell. Gap to best peer: the method minus the best of "
+             "fc-logistic, cleanlab and kNN, averaged over cells. Worst vs given: the method minus the given "
+             "labels in its worst cell.", ""]
+    summary_names = [m for m in names if m != "dmlp"]
+    for title, subset in [("All cells", cells)] + [(data.FEATURE_SETS[fs].title, [c for c in cells if c.features == fs])
+                                                    for fs in dict.fromkeys(c.features for c in cells)]:
+        parts += [f"### {title}", "", markdown(["method", "mean acc.", "mean rank", "gap to best peer",
+                                                "worst vs given"], summary(subset, acc, summary_names)), ""]
+    for fs in dict.fromkeys(c.features for c in cells):
+        parts += [f"### Per setting: {data.FEATURE_SETS[fs].title}", "",
+                  markdown(["noise", "rows", "trusted/class"] + [TITLES.get(m, m) for m in names],
+                           setting_table(cells, acc, names, fs)), ""]
+    for method in ("dmlp", "dmlp-nonet"):
+        rows = family_table(cells, runs, method)
+        if rows:
+            parts += [f"### What each candidate family adds ({TITLES[method]})", "",
+                      "Gain: label accuracy of the selection among every family minus the selection without this "
+                      "one (mean, worst and best cell). Cost: the family's time over the rest of the run's "
+                      "(median).", "",
+                      markdown(["family", "mean gain", "worst", "best", "chosen", "cost"], rows), ""]
+    parts += ["### Wall time (median seconds, one thread)", "",
+              markdown(["features", "rows"] + [TITLES.get(m, m) for m in names if m != "given"],
+                       cost_table(cells, runs, [m for m in names if m != "given"])), "", END]
+    text = "\n".join(parts)
+    print(text)
+    if args.write_results:
+        from results_file import write_section
+
+        write_section(RESULTS, text, START, END)
+    return 0
