@@ -197,8 +197,8 @@ def test_a_run_launches_what_dmlp_run_would_without_running_the_cli(tmp_path, mo
         (clone / script).write_text("")
     (clone / ".dmlp-integration.json").write_text(json.dumps({"method": method}))
     cell = UpstreamCell("table4", method, 0.8, True, 0)
-    command = upstream_command(cell, UpstreamProtocol(smoke=True), clone, tmp_path / "cell", purified=tmp_path / "p.npz",
-                               cifar_root=tmp_path / "cifar")
+    command = upstream_command(cell, UpstreamProtocol(smoke=True), clone, tmp_path / "cell",
+                               purified=tmp_path / "p.npz", cifar_root=tmp_path / "cifar")
     argv, env = command.launch()
     assert argv[:3] == [sys.executable, "-m", "dmlp_integrations.launch"] and "--dmlp" in argv
     captured = {}

@@ -44,7 +44,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--train-order", type=Path, metavar="LABELS.npy",
                    help="with --from-folder: the class of each training position (e.g. the original training "
                    "labels, which rebuild the original order when image k of class c is its k-th in that order)")
-    p.add_argument("--test-order", type=Path, metavar="LABELS.npy", help="with --from-folder: the same for the test set")
+    p.add_argument("--test-order", type=Path, metavar="LABELS.npy",
+                   help="with --from-folder: the same for the test set")
     p.set_defaults(func=_run)
 
 

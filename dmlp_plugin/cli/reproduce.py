@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from .purify import _threads
 
     p = subparsers.add_parser(
-        "reproduce", help="run the paper's tables (1, 5, 7 on features; 4, 1-DivideMix, 8 with upstreams/GPU), resumably",
+        "reproduce",
+        help="run the paper's tables (1, 5, 7 on features; 4, 1-DivideMix, 8 with upstreams/GPU), resumably",
         description="Run a table of the DMLP paper on CIFAR-10 features and print it beside the paper's numbers. "
         "The features are --features FILE, or k-means features computed from the CIFAR-10 images in --cifar-root "
         "(once, then cached; a --smoke run computes small ones of its rows in seconds). Each cell (one setting "

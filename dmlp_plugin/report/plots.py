@@ -20,8 +20,8 @@ import numpy as np
 from ..errors import InputError, MissingExtraError
 
 __all__ = [
-    "MissingExtraError", "require_matplotlib", "Plot", "plot_history", "plot_label_accuracy", "plot_confusion", "plot_methods",
-    "plot_trusted_size", "plot_downstream", "history_metric",
+    "MissingExtraError", "require_matplotlib", "Plot", "plot_history", "plot_label_accuracy", "plot_confusion",
+    "plot_methods", "plot_trusted_size", "plot_downstream", "history_metric",
 ]
 
 PLOT_EXTRA_HINT = "pip install 'dmlp-plugin[plot]'"

@@ -50,8 +50,8 @@ from .store import ResultStore, make_cell_id, record_header
 from .tables import RATES
 
 __all__ = ["UpstreamRunError", "UpstreamProtocol", "UpstreamCell", "UpstreamTable", "UPSTREAM_TABLES",
-           "FOLDERS", "DISPLAY", "ITERS_PER_EPOCH", "UpstreamInputs", "UpstreamRun", "UpstreamCommand", "run_upstream_table",
-           "upstream_rows"]
+           "FOLDERS", "DISPLAY", "ITERS_PER_EPOCH", "UpstreamInputs", "UpstreamRun", "UpstreamCommand",
+           "run_upstream_table", "upstream_rows"]
 
 #: The folder each upstream's clone has under ``--upstream-root``.
 FOLDERS = {"dividemix": "DivideMix", "elr_plus": "ELR", "cdr": "CDR", "coteaching": "Co-teaching"}
