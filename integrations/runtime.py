@@ -19,6 +19,11 @@ An integrated training script gains three calls:
     Registers a dataset whose training batches are checked: the first batches each
     loader yields must carry the purified labels at their sample indices.
 
+Any check that fails stops the run before it trains: one line (``[dmlp-plugin] error: ...``
+or ``SCRIPT: error: --dmlp: ...``) and exit status 2, with the traceback too under
+``DMLP_DEBUG=1``. The file itself must be a result ``dmlp purify`` wrote: labels in
+``[0, C)``, soft labels that are distributions (:mod:`dmlp_integrations.result_checks`).
+
 Without ``--dmlp`` every call returns its input untouched, so the clone behaves as before.
 What was injected and checked is written to an alignment record (``--dmlp-record``,
 default ``dmlp-record.json`` in the working folder), with the index arrays of every
