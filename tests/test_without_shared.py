@@ -4,8 +4,8 @@ computes its k-means features from that folder, `dmlp report` needs only the res
 inputs are one line that says what to pass, and no message names the shared folder.
 
 Everything runs on a tiny CIFAR-like tree of PNGs built here (10 classes, 40 training and 10 test
-images each), never on ../shared: the module points the package's lookup of a checkout's shared
-folder at an empty place."""
+images each), never on ../shared ($DMLP_SHARED is unset for them, and nothing else makes the
+package look for it)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from dmlp_plugin.cli import main
 from dmlp_plugin.data import CIFAR10
 from dmlp_plugin.data._safe_pickle import load_pickle
 from dmlp_plugin.errors import MissingFileError, ShapeError
-from dmlp_plugin.reproduce import local_inputs
 from dmlp_plugin.reproduce.local_inputs import plan_inputs
 from dmlp_plugin.reproduce.tables import TABLES
 
@@ -61,7 +60,6 @@ def cifar_root(image_tree, tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def no_shared(monkeypatch, tmp_path):
-    monkeypatch.setattr(local_inputs, "_CHECKOUT_SHARED", tmp_path / "no-shared-here")
     monkeypatch.delenv("DMLP_SHARED", raising=False)
     monkeypatch.setenv("DMLP_CACHE_DIR", str(tmp_path / "cache"))
 

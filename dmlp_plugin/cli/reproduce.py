@@ -164,7 +164,7 @@ class _Inputs:
 
         def load():
             if plan.kind != "missing" and not plan.loaded:
-                console.print(plan.line, highlight=False, markup=False)
+                console.print(plan.line, highlight=False, markup=False, soft_wrap=True)  # one line, in logs too
             return plan.load()
 
         return load

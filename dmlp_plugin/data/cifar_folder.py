@@ -152,6 +152,7 @@ def _read_split(files: dict[str, list[Path]], order: np.ndarray | None, report: 
     per_class = list(files.values())
     positions = _positions([len(f) for f in per_class], order, stage.split()[1])
     data = np.empty((len(positions), 3 * _SIDE ** 2), dtype=np.uint8)
+    report(stage, 0, len(positions), unit="images")
     labels, names = [], []
     for i, (c, k) in enumerate(positions):
         path = per_class[c][k]

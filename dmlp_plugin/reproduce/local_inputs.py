@@ -5,9 +5,9 @@ In order of preference:
 1. ``--features FILE``: an ``.npz`` with arrays ``train`` (50000, d) and ``test``
    (10000, d) in CIFAR-10 order (``dmlp features --split train,test`` writes one); the
    labels come from the CIFAR-10 folder.
-2. A folder of precomputed k-means features (``--shared DIR`` or ``$DMLP_SHARED``; a
-   development checkout may keep one beside the repository): the features the numbers in
-   ``benchmarks/RESULTS.md`` were measured on.
+2. A folder of precomputed k-means features, when named (``--shared DIR`` or
+   ``$DMLP_SHARED``): the features the numbers in ``benchmarks/RESULTS.md`` were measured on.
+   It is never looked for, so a run does what it would do on a user's machine.
 3. The CIFAR-10 folder itself (``--cifar-root``, a ``cifar-10-batches-py`` folder): its
    images are turned into single-layer k-means features with the package's own tooling
    (:func:`~dmlp_plugin.features.kmeans_features`, the recipe of the precomputed ones),
@@ -36,8 +36,6 @@ __all__ = ["DEFAULT_CIFAR_ROOT", "InputsPlan", "plan_inputs", "with_features", "
 
 DEFAULT_CIFAR_ROOT = Path.home() / ".cache" / "dmlp" / "cifar10"
 ENV_SHARED = "DMLP_SHARED"
-# A development checkout may keep the precomputed features beside the repository.
-_CHECKOUT_SHARED = Path(__file__).resolve().parents[3] / "shared"
 _SHARED_FEATURES = Path("features") / "cifar10_kmeans_pca512.npz"
 _SHARED_LABELS = Path("data") / "cifar10" / "train_labels_original_order.npy"
 
@@ -90,7 +88,8 @@ def plan_inputs(*, cifar_root: str | os.PathLike | None = None, features: str | 
     features : path, optional
         A features ``.npz`` (``--features``).
     shared : path, optional
-        A folder of precomputed features (``--shared``); ``$DMLP_SHARED`` by default.
+        A folder of precomputed features (``--shared``); ``$DMLP_SHARED`` by default, and
+        none when that is unset.
     protocol : Protocol, optional
         A smoke protocol computes features with :data:`KMEANS_SMOKE` (else
         :data:`KMEANS_FULL`), and only for the rows of its subset, unless ``all_rows``.
@@ -145,7 +144,7 @@ def with_features(protocol: Any, plan: InputsPlan) -> Any:
 
 def _precomputed(explicit: str | os.PathLike | None) -> Path | None:
     """The folder of precomputed features: ``explicit`` (it must hold them), else
-    ``$DMLP_SHARED`` (likewise), else a development checkout's, when it holds them."""
+    ``$DMLP_SHARED`` (likewise), else none."""
     given = explicit if explicit is not None else os.environ.get(ENV_SHARED) or None
     if given is not None:
         folder = Path(given).expanduser()
@@ -155,8 +154,6 @@ def _precomputed(explicit: str | os.PathLike | None) -> Path | None:
             raise MissingFileError(f"{flag} {folder} lacks {', '.join(missing)}; leave it out to compute k-means "
                                    "features from --cifar-root, or pass --features FILE")
         return folder
-    if (_CHECKOUT_SHARED / _SHARED_FEATURES).is_file() and (_CHECKOUT_SHARED / _SHARED_LABELS).is_file():
-        return _CHECKOUT_SHARED
     return None
 
 
