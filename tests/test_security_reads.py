@@ -69,9 +69,9 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path, monkeypatch, no_r
 
 def test_an_array_that_fits_still_loads(tmp_path, monkeypatch):
     path = tmp_path / "labels.npz"
-    np.savez_compressed(path, labels=np.arange(2_000_000))
-    monkeypatch.setattr(dmlp_io, "available_memory", lambda: 32_000_000)
-    np.testing.assert_array_equal(load_array(path, what="labels"), np.arange(2_000_000))
+    np.savez_compressed(path, labels=np.arange(500_000))  # 4 MB
+    monkeypatch.setattr(dmlp_io, "available_memory", lambda: 8_000_000)
+    np.testing.assert_array_equal(load_array(path, what="labels"), np.arange(500_000))
 
 
 def patch_sizes(path: Path, file_size: int) -> None:
