@@ -135,10 +135,17 @@ def test_kmeans_features_report_clustering_and_each_split(tmp_path):
     lines = stream.getvalue().splitlines()
     started = [line.split(": started")[0] for line in lines if ": started" in line]
     assert started == ["k-means clustering (3 passes over 500 patches)", "k-means: encoding training images",
+                       "k-means: PCA covariance", "k-means: PCA components", "k-means: projecting training images",
                        "k-means: encoding set 2 images"]
+    # every stage that starts also ends, before the next one starts: no bar left finished-looking
+    # while another stage works, none left open
+    events = [line.split(": ")[-1].split(",")[0].split(" ")[0] for line in lines]
+    assert events == ["started", "done"] * len(started)
     assert "k-means clustering (3 passes over 500 patches): done, 1,500 patches in" in stream.getvalue()
     assert "k-means: encoding training images: done, 30 images" in stream.getvalue()
     assert "k-means: encoding set 2 images: done, 10 images" in stream.getvalue()
+    assert "k-means: PCA covariance: done, 30 rows" in stream.getvalue()
+    assert "k-means: PCA components: done, 7 steps" in stream.getvalue()
 
 
 def test_feature_extraction_reports_images_and_the_writing(tmp_path):

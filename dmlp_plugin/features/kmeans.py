@@ -173,7 +173,11 @@ class KMeansFeatures:
         """
         code = self._fit(images, progress=progress, name=name)
         if code is not None:
-            return self._reduce(code).cpu().numpy()
+            stage = _Counter(progress, f"k-means: projecting {name + ' ' if name else ''}images", 1, unit="GEMM")
+            out = self._reduce(code).cpu().numpy()
+            stage.add(1)
+            stage.end()
+            return out
         return self.transform(images, progress=progress, name=name)
 
     def transform(self, images: np.ndarray, *, progress: Reporter | None = None,
@@ -272,7 +276,7 @@ class KMeansFeatures:
             stage = _Counter(progress, f"k-means: encoding {name + ' ' if name else ''}images", len(images))
             code = self._power(self._encode(images, stage))
         stage.end()
-        self._fit_pca(code)
+        self._fit_pca(code, progress)
         return code if len(images) <= self.pca_images else None
 
     def _sample_patches(self, images: np.ndarray, gen: torch.Generator) -> torch.Tensor:
@@ -307,13 +311,17 @@ class KMeansFeatures:
         return torch.addmm(self.whitening.mean @ self.whitening.matrix, patches, self.whitening.matrix,
                            beta=-1)
 
-    def _fit_pca(self, code: torch.Tensor) -> None:
+    def _fit_pca(self, code: torch.Tensor, progress: Reporter | None = None) -> None:
         """PCA of the powered code, left unchanged (blocks are centred as they go)."""
         mean = code.mean(0)
         cov = torch.zeros(code.shape[1], code.shape[1], dtype=torch.float64, device=code.device)
+        # (rows x 4K)ᵀ(rows x 4K): a minute or more for CIFAR-10 on a CPU, so it is a stage of its own
+        stage = _Counter(progress, "k-means: PCA covariance", len(code), unit="rows")
         for block in code.split(8192):
             block = block - mean
             cov += (block.T @ block).double()
+            stage.add(len(block))
+        stage.end()
         cov /= max(len(code) - 1, 1)
         self.pooled_mean = mean
         if self.output_dim is None:
@@ -322,7 +330,9 @@ class KMeansFeatures:
             self.explained_variance_ratio = 1.0
             return
         dim = min(self.output_dim, cov.shape[0], len(code))
-        evals, evecs = _top_eigenpairs(cov, dim, torch.Generator().manual_seed(self.seed))
+        stage = _Counter(progress, "k-means: PCA components", 7, unit="steps")
+        evals, evecs = _top_eigenpairs(cov, dim, torch.Generator().manual_seed(self.seed), report=stage.add)
+        stage.end()
         # scaling each component by 1/sqrt(eigenvalue) standardises the output dimensions
         self.projection = (evecs * evals.clamp_min(1e-12).rsqrt()).float()
         self.scale = None
@@ -567,24 +577,29 @@ def _quadrant_pooling(h: int, w: int, device: torch.device) -> torch.Tensor:
     return F.one_hot(quadrant, 4).T.float().contiguous()
 
 
-def _top_eigenpairs(sym: torch.Tensor, k: int, gen: torch.Generator, *, iters: int = 6
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def _top_eigenpairs(sym: torch.Tensor, k: int, gen: torch.Generator, *, iters: int = 6,
+                    report: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` largest eigenvalues (descending) and eigenvectors of a PSD matrix.
 
     A full ``eigh`` of a 6400x6400 covariance takes minutes on two cores; block subspace
     iteration with some oversampling, finished by Rayleigh–Ritz, needs a handful of
-    GEMMs and converges fast because pooled-code spectra decay steeply.
+    GEMMs and converges fast because pooled-code spectra decay steeply. ``report(n)`` hears
+    each of the ``iters + 1`` steps (the iterations, then Rayleigh–Ritz) as it is done.
     """
+    report = report or (lambda n: None)
     n = sym.shape[0]
     if n <= 2 * k or n <= 1024:
         evals, evecs = torch.linalg.eigh(sym)
+        report(iters + 1)
         return evals.flip(0)[:k], evecs.flip(1)[:, :k]
     width = min(n, k + max(64, k // 4))
     basis = torch.randn(n, width, generator=gen, dtype=sym.dtype).to(sym.device)
     for _ in range(iters):
         basis, _ = torch.linalg.qr(sym @ basis)
+        report(1)
     evals, small = torch.linalg.eigh(basis.T @ sym @ basis)
     evals, small = evals.flip(0)[:k], small.flip(1)[:, :k]
+    report(1)
     return evals, basis @ small
 
 
