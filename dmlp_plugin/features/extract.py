@@ -322,6 +322,7 @@ def _infer(model: nn.Module, dataset: ImageDataset, transform: Callable, views: 
     with reporting(progress) as report, \
             torch.inference_mode(), \
             torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        report(stage, 0, len(source), unit="images")  # shown before the first batch, which may be slow
         for images, position in loader:
             x = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             feats = [forward_features(model, x if v == "none" else x.flip(3)).float().cpu().numpy()
