@@ -9,6 +9,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from dmlp_integrations.recipe import Insert, Recipe, Replace
 
 TRAIN = """import argparse
@@ -63,3 +65,26 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int, int, int]]:
         elif p.is_file():
             out[str(p.relative_to(root))] = (p.read_bytes(), stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
     return out
+
+
+@pytest.fixture
+def world(tmp_path) -> tuple[Path, Path]:
+    """``(clone, outside)``: a clone made by :func:`make_clone`, and a folder beside it that
+    nothing may touch."""
+    clone = make_clone(tmp_path / "clone")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    return clone, outside
+
+
+def fail_rename(monkeypatch, name: str, error: int) -> None:
+    """``os.rename`` onto a file called ``name`` fails with ``error``; other renames work."""
+    real_rename = os.rename
+
+    def rename(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
+        if dst == name:
+            raise OSError(error, os.strerror(error), dst)
+        return real_rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+
+    monkeypatch.setattr(os, "rename", rename)

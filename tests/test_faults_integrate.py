@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
-from clone_fixtures import DATA, RECIPE, TRAIN, make_clone, snapshot
+from clone_fixtures import DATA, RECIPE, TRAIN, fail_rename, snapshot, world  # noqa: F401
 
 from dmlp_integrations import apply
 from dmlp_integrations.recipe import IntegrationError
@@ -53,16 +53,6 @@ def killed_at(step: str, nth: int, action) -> int:
 
 def temp_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*dmlp-tmp*"))
-
-
-@pytest.fixture
-def world(tmp_path):
-    """A clone and a folder beside it that nothing may touch."""
-    clone = make_clone(tmp_path / "clone")
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "keep.txt").write_text("mine")
-    return clone, outside
 
 
 @pytest.mark.parametrize("step,nth", INTEGRATE_STEPS)
@@ -155,14 +145,7 @@ def test_a_full_disk_while_writing_changes_nothing(world, monkeypatch):
 def test_a_rename_that_fails_leaves_a_clone_revert_restores(world, monkeypatch):
     clone, _ = world
     before = snapshot(clone)
-    real_rename = os.rename
-
-    def fake_rename(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
-        if dst == "data.py":
-            raise OSError(errno.EACCES, os.strerror(errno.EACCES), dst)
-        return real_rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
-
-    monkeypatch.setattr(os, "rename", fake_rename)
+    fail_rename(monkeypatch, "data.py", errno.EACCES)
     with pytest.raises(IntegrationError, match="cannot put pkg/data.py in place: permission denied; .* --revert"):
         apply.integrate(RECIPE, clone)
     monkeypatch.undo()

@@ -13,18 +13,9 @@ import textwrap
 
 import numpy as np
 import pytest
-from test_integrate_runtime import C, N, make_result, start
+from test_integrate_runtime import C, N, make_result, no_active_run, start  # noqa: F401 (autouse fixture)
 
-from dmlp_integrations import batches, runtime, state
-
-
-@pytest.fixture(autouse=True)
-def no_active_run():
-    state.set_active(None)
-    batches._verified.clear()
-    yield
-    state.set_active(None)
-    batches._verified.clear()
+from dmlp_integrations import runtime
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from clone_fixtures import RECIPE, TRAIN, make_clone, snapshot
+from clone_fixtures import RECIPE, TRAIN, fail_rename, make_clone, snapshot, world  # noqa: F401
 
 from dmlp_integrations import apply
 from dmlp_integrations.marker import MARKER
@@ -28,15 +28,6 @@ from dmlp_plugin.cli import integrate as integrate_cli
 from dmlp_plugin.cli import main
 
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-@pytest.fixture
-def world(tmp_path):
-    clone = make_clone(tmp_path / "clone")
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "keep.txt").write_text("mine")
-    return clone, outside
 
 
 @pytest.fixture
@@ -239,36 +230,30 @@ def test_owner_and_group_are_kept_through_integrate_and_revert(world):
     assert snapshot(clone) == before
 
 
-@pytest.mark.skipif(not AS_ROOT, reason="only root can give files to another uid")
-def test_a_file_not_owned_by_the_clone_owner_is_refused(world, cli):
+REFUSALS = {
+    "a file of another owner": (lambda clone: os.chown(clone / "pkg" / "data.py", 1234, 1234),
+                                "pkg/data.py is owned by uid 1234, the clone by uid 0"),
+    "a read-only file": (lambda clone: os.chmod(clone / "train.py", 0o444), "train.py is read-only (mode 444)"),
+    "a read-only folder": (lambda clone: os.chmod(clone / "pkg", 0o555), "the folder of pkg/data.py is read-only"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_files_the_owner_could_not_edit_are_refused_unless_asked(world, cli, case):
+    # By policy, from the mode bits and owners: as root, a write would succeed regardless.
     clone, _ = world
-    os.chown(clone / "pkg" / "data.py", 1234, 1234)
+    if case == "a file of another owner" and not AS_ROOT:
+        pytest.skip("only root can give files to another uid")
+    make, message = REFUSALS[case]
+    make(clone)
     before = snapshot(clone)
     code, err = cli(str(clone))
-    assert code == 2 and "pkg/data.py is owned by uid 1234, the clone by uid 0" in err and "--ignore-permissions" in err
-    assert snapshot(clone) == before
+    assert code == 2 and message in err and "--ignore-permissions" in err, err
+    assert snapshot(clone) == before  # nothing written, no marker
     assert cli(str(clone), "--ignore-permissions")[0] == 0
-    assert (clone / "pkg" / "data.py").stat().st_uid == 1234
-
-
-def test_a_read_only_file_is_refused_unless_asked(world, cli):
-    clone, _ = world
-    os.chmod(clone / "train.py", 0o444)
-    before = snapshot(clone)
-    code, err = cli(str(clone))
-    assert code == 2 and "train.py is read-only (mode 444)" in err
-    assert snapshot(clone) == before
-    assert cli(str(clone), "--ignore-permissions")[0] == 0
-    assert stat.S_IMODE((clone / "train.py").stat().st_mode) == 0o444 and "ours" in (clone / "train.py").read_text()
-
-
-def test_a_read_only_folder_is_refused_before_anything_is_written(world, cli):
-    clone, _ = world
-    os.chmod(clone / "pkg", 0o555)
-    before = snapshot(clone)
-    code, err = cli(str(clone))
-    assert code == 2 and "the folder of pkg/data.py is read-only" in err
-    assert snapshot(clone) == before and not (clone / MARKER).exists()
+    after = snapshot(clone)
+    assert "ours" in (clone / "train.py").read_text()
+    assert all(after[path][1:] == before[path][1:] for path in before)  # modes and owners kept
 
 
 def test_setuid_and_sticky_bits_are_never_written(world):
@@ -288,14 +273,7 @@ def test_a_fifo_in_place_of_a_recipe_file_does_not_hang(world):
 
 def test_a_write_error_in_the_cli_is_one_line_saying_what_to_do(world, cli, monkeypatch):
     clone, _ = world
-    real_rename = os.rename
-
-    def failing_rename(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
-        if dst == "train.py":
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), dst)
-        return real_rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
-
-    monkeypatch.setattr(os, "rename", failing_rename)
+    fail_rename(monkeypatch, "train.py", errno.EROFS)
     code, err = cli(str(clone))
     assert code == 2 and err == ("error: cannot put train.py in place: read-only file system; the clone is partly "
                                  "changed: --check reports it as interrupted, and --revert restores it")
