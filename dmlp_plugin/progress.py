@@ -88,8 +88,9 @@ class _Stage:
         self.started = self.last_line = now
 
     def rate(self, now: float) -> float | None:
+        """Units a second since the stage started (None before two are done: one is no rate)."""
         elapsed = now - self.started
-        return (self.done - self.first_done) / elapsed if elapsed > 0 and self.done > self.first_done else None
+        return (self.done - self.first_done) / elapsed if elapsed > 0 and self.done > self.first_done + 1 else None
 
     def left(self, now: float) -> float | None:
         rate = self.rate(now)

@@ -157,7 +157,7 @@ def test_feature_extraction_reports_images_and_the_writing(tmp_path):
     report.close()
     text = stream.getvalue()
     assert "features (Sequential): done, 10 images" in text
-    assert "writing f.npy: started (1 MiB)" in text and "writing f.npy: done" in text
+    assert "writing f.npy: started (1 MiB)" in text and "writing f.npy: done, 1 MiB in" in text
     assert np.array_equal(np.load(tmp_path / "f.npy"), feats)
 
 

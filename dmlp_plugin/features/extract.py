@@ -240,6 +240,7 @@ class _Written:
         self.report(self.stage, min(self.done >> 20, self.total), self.total, unit="MiB")
 
     def end(self) -> None:
+        self.report(self.stage, self.total, self.total, unit="MiB")  # the last part of a MiB counts
         self.report.end(self.stage)
 
 
