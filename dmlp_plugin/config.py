@@ -89,6 +89,12 @@ class PurifyConfig(_Fields):
     ridge : float
         Ridge added to ``XᵀX``, relative to its mean diagonal.
 
+    Given labels (``engine/candidates.py``)
+    ---------------------------------------
+    given_candidate : bool
+        The given labels as a candidate (``p(y | ỹ)`` through ``T``, no features): the labels
+        stay as given where no classifier beats them on held-out trusted log-loss.
+
     Logistic candidate (``engine/logistic_head.py``)
     ------------------------------------------------
     logistic_candidate : bool
@@ -143,6 +149,8 @@ class PurifyConfig(_Fields):
     round_eta: float = 0.5
     trusted_weight: float = 7.0
     ridge: float = 1e-3
+    # Given labels
+    given_candidate: bool = True
     # Logistic candidate
     logistic_candidate: bool = True
     logistic_weight_decay: float | tuple[float, ...] = (2e-2, 5e-3, 1e-3)

@@ -21,7 +21,27 @@ from .logistic_head import fit_forward_logistic_path
 from .mlp_head import fit_forward_mlp
 from .problem import Problem
 
-__all__ = ["LogisticPath", "Network", "network_fits"]
+__all__ = ["GivenLabels", "LogisticPath", "Network", "network_fits"]
+
+
+class GivenLabels:
+    """The given labels themselves as a candidate: a classifier that knows nothing of the
+    features (every score 0), so its posterior is ``p(y | ỹ)`` through ``T`` alone and its
+    selection score the trusted rows' log-loss of keeping their given labels. It is the
+    floor: where no classifier of the features beats it on held-out log-loss (weak features,
+    a small trusted set, little noise), the labels stay as given."""
+
+    family = "given labels"
+
+    def count(self, problem: Problem) -> int:
+        return 1
+
+    def fit(self, problem: Problem, calibrator: Calibrator,
+            on_candidate: Callable[[], None] | None = None) -> Iterator[Calibrated]:
+        c, device, dtype = problem.num_classes, problem.device, problem.dtype
+        blank = [(torch.zeros(problem.num_rows, c, device=device, dtype=dtype),
+                  torch.zeros(len(problem.val_labels), c, device=device, dtype=dtype)) for _ in problem.views]
+        yield calibrator.posterior("given labels", blank)
 
 
 class LogisticPath:

@@ -18,7 +18,7 @@ import torch
 
 from ..config import PurifyConfig
 from .calibrate import Calibrated, Calibrator
-from .candidates import LogisticPath, Network, network_fits
+from .candidates import GivenLabels, LogisticPath, Network, network_fits
 from .ls_head import trusted_folds
 from .output import CandidateRecord, EngineOutput, to_simplex
 from .problem import Problem, clock
@@ -43,6 +43,8 @@ def run_default(problem: Problem, config: PurifyConfig, generator: torch.Generat
     calibrator = Calibrator(p, config, folds)
     selection = _Selection(p)
     families = [LeastSquaresRounds(config, folds)]
+    if config.given_candidate:
+        families.append(GivenLabels())
     if config.logistic_candidate:
         families.append(LogisticPath(config, folds))
     if config.mlp_candidate:
