@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dmlp_plugin import PurifyConfig, purify_dataset
-from dmlp_plugin.engine.logistic_head import fit_forward_logistic, loss_and_grad
+from dmlp_plugin.engine.logistic_head import fit_forward_logistic_path, loss_and_grad
 from dmlp_plugin.engine.ls_head import LeastSquaresHead, trusted_folds
 from dmlp_plugin.engine.posterior import refine_transition, transition_from_pairs
 from dmlp_plugin.noise import make_noisy_labels
@@ -62,8 +62,9 @@ def test_forward_correction_undoes_a_known_class_flip():
     args = (x, torch.from_numpy(given), None, x[trusted], torch.from_numpy(data.clean[trusted]), folds)
 
     def accuracy(t: torch.Tensor) -> float:
-        scores, _ = fit_forward_logistic(*args[:2], t, *args[3:], trusted_weight=0.0)
-        return float((scores.argmax(1).numpy() == data.clean).mean())
+        scores, _ = fit_forward_logistic_path(*args[:2], t, *args[3:], trusted_weight=0.0, weight_decays=(5e-3,),
+                                              max_iter=50)
+        return float((scores[0].argmax(1).numpy() == data.clean).mean())
 
     corrected, naive = accuracy(transition), accuracy(torch.eye(4))
     assert corrected > 0.95  # separation 4: the clean Bayes accuracy is about 0.97
@@ -97,25 +98,42 @@ def test_each_fold_chain_never_sees_its_fold():
         assert not torch.allclose(a[folds[1]], b[folds[1]])  # the other folds did see fold 0
 
 
-# The network runs in these tests but is not what they are about: one hidden layer, a third
-# of the default's time on these sets (the default's two are tested in test_engine_mlp.py).
+# The network (off by default) competes in the selection tests but is not what they are
+# about: one hidden layer of 64 units, one deal (two layers are tested in test_engine_mlp.py).
+SMALL_NETWORK = dict(mlp_candidate=True, mlp_layers=1, mlp_hidden=64, mlp_repeats=1)
 
 
 def test_selection_returns_the_candidate_with_the_lowest_trusted_log_loss():
     data = planted_clusters(n=3000, num_classes=5, dim=24, rate=0.5, seed=3)
-    result = purify_dataset(data.features, data.given, **data.purify_kwargs(),
-                            config=PurifyConfig(epochs=40, eac_period=10, mlp_layers=1))
+    result = purify_dataset(data.features, data.given, **data.purify_kwargs(), clean_labels=data.clean,
+                            config=PurifyConfig(rounds=4, **SMALL_NETWORK))
     nll = result.metadata["candidate_nll"]
-    logistic = {f"logistic (weight decay {d:g})" for d in PurifyConfig().logistic_weight_decays}
-    assert set(nll) == {"round 1", "round 2", "round 3", "round 4", "mlp", "mlp + logistic"} | logistic
+    logistic = [f"logistic (weight decay {d:g})" for d in PurifyConfig().logistic_weight_decays]
+    assert list(nll) == ["round 1", "round 2", "round 3", "round 4", "given labels", *logistic, "mlp", "mlp + logistic"]
     assert result.metadata["selected"] == min(nll, key=nll.get)
+    # metadata["candidates"]: every candidate in the order fitted, exactly one selected, the lowest.
+    candidates = result.metadata["candidates"]
+    assert [c["name"] for c in candidates] == list(nll)
+    assert [c["trusted_nll"] for c in candidates] == list(nll.values())
+    assert [c["family"] for c in candidates] == (["least-squares rounds"] * 4 + ["given labels"]
+                                                 + ["logistic candidate"] * 3 + ["network candidate"] * 2)
+    chosen = [c for c in candidates if c["selected"]]
+    assert len(chosen) == 1 and chosen[0]["name"] == result.metadata["selected"]
+    assert chosen[0]["trusted_nll"] == min(c["trusted_nll"] for c in candidates)
+    # Its label accuracy and changed fraction are those of the returned labels (on the purified rows).
+    rest = np.setdiff1d(np.arange(3000), data.trusted)
+    assert chosen[0]["label_accuracy"] == pytest.approx(result.metadata["label_accuracy_after"], abs=1e-6)
+    assert chosen[0]["changed"] == pytest.approx(float((result.labels[rest] != data.given[rest]).mean()), abs=1e-6)
+    assert all(0 <= c["label_accuracy"] <= 1 and 0 <= c["changed"] <= 1 and c["seconds"] > 0 for c in candidates)
+    assert len({c["label_accuracy"] for c in candidates}) > 1  # each measured on its own labels
     without = purify_dataset(data.features, data.given, **data.purify_kwargs(),
-                             config=PurifyConfig(epochs=40, eac_period=10, logistic_candidate=False,
+                             config=PurifyConfig(rounds=4, given_candidate=False, logistic_candidate=False,
                                                  mlp_candidate=False))
-    assert not logistic & set(without.metadata["candidate_nll"])
+    assert not set(logistic) & set(without.metadata["candidate_nll"])
     rounds = {k: v for k, v in nll.items() if k.startswith("round")}
     assert without.metadata["selected"] == min(rounds, key=rounds.get)
     assert without.metadata["candidate_nll"] == pytest.approx(rounds)
+    assert all(c["label_accuracy"] is None for c in without.metadata["candidates"])  # no clean labels given
 
 
 def test_forward_logistic_candidate_wins_on_class_dependent_noise():
@@ -125,9 +143,9 @@ def test_forward_logistic_candidate_wins_on_class_dependent_noise():
     data = planted_clusters(n=4000, num_classes=5, dim=16, separation=2.0, rate=0.0, seed=9)
     given = make_noisy_labels(data.clean, kind="pairflip", rate=0.4, num_classes=5, seed=1).noisy_labels
     kwargs = dict(**data.purify_kwargs(), num_classes=5)
-    both = purify_dataset(data.features, given, **kwargs, config=PurifyConfig(epochs=60, mlp_layers=1))
+    both = purify_dataset(data.features, given, **kwargs, config=PurifyConfig(rounds=3, **SMALL_NETWORK))
     rounds = purify_dataset(data.features, given, **kwargs,
-                            config=PurifyConfig(epochs=60, logistic_candidate=False, mlp_candidate=False))
+                            config=PurifyConfig(rounds=3, logistic_candidate=False, mlp_candidate=False))
     assert both.metadata["selected"].startswith("logistic")
     assert both.accuracy(data.clean) > rounds.accuracy(data.clean) + 0.01
     assert both.accuracy(data.clean) > (given == data.clean).mean() + 0.2
@@ -207,19 +225,8 @@ def test_a_rows_transition_is_counted_without_its_fold():
 def test_a_weight_decay_path_competes_value_by_value():
     data = planted_clusters(n=3000, num_classes=5, dim=24, rate=0.3, seed=3)
     result = purify_dataset(data.features, data.given, **data.purify_kwargs(),
-                            config=PurifyConfig(epochs=20, eac_period=10, logistic_weight_decay=(1e-2, 1e-4),
-                                                mlp_layers=1))
+                            config=PurifyConfig(rounds=2, logistic_weight_decay=(1e-2, 1e-4), mlp_candidate=False))
     nll = result.metadata["candidate_nll"]
     assert {"logistic (weight decay 0.01)", "logistic (weight decay 0.0001)"} <= set(nll)
     assert nll["logistic (weight decay 0.01)"] != nll["logistic (weight decay 0.0001)"]
     assert result.metadata["selected"] == min(nll, key=nll.get)
-
-
-def test_results_saved_before_fair_selection_still_load():
-    from dmlp_plugin.errors import ConfigError
-
-    old = {**PurifyConfig().to_dict(), "logistic_refit_iter": 5}
-    assert PurifyConfig.from_dict(old) == PurifyConfig()
-    with pytest.raises(ConfigError, match="logistic_weight_decay must be"):
-        PurifyConfig(logistic_weight_decay=())
-    assert PurifyConfig.from_dict({"logistic_weight_decay": [1e-3, 1e-4]}).logistic_weight_decays == (1e-3, 1e-4)

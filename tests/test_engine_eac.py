@@ -96,7 +96,7 @@ class RoundRecorder:
 
 def rounds_only(**changes) -> PurifyConfig:
     """The least-squares rounds alone: the other candidates do not touch the labels mixed."""
-    return PurifyConfig(logistic_candidate=False, mlp_candidate=False, **changes)
+    return PurifyConfig(given_candidate=False, logistic_candidate=False, mlp_candidate=False, **changes)
 
 
 def eac_only(**changes) -> PurifyConfig:

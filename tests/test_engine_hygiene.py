@@ -18,7 +18,7 @@ import torch
 
 from dmlp_plugin import PurifyConfig, purify_dataset
 from dmlp_plugin.engine import subnormals
-from dmlp_plugin.engine.candidates import LogisticPath, Network
+from dmlp_plugin.engine.candidates import GivenLabels, LogisticPath, Network
 from dmlp_plugin.engine.rounds import LeastSquaresRounds
 from engine_fixtures import engine_inputs, one_torch_thread, planted_clusters, run_engine  # noqa: F401
 
@@ -148,7 +148,7 @@ def test_default_rounds_read_only_the_selections_record(monkeypatch, two_views):
     the best so far, four reads a round whatever the number of views. The round itself (the
     least-squares fits, cross-fitting, calibration, mixing) reads nothing: fold rows are found
     once, temperatures are picked with take(), not [argmin]."""
-    config = PurifyConfig(rounds=4, logistic_candidate=False, mlp_candidate=False)
+    config = PurifyConfig(rounds=4, given_candidate=False, logistic_candidate=False, mlp_candidate=False)
     counts, reads = _reads_per_step(monkeypatch, config, two_views=two_views)
     assert counts == [4] * 3, dict(reads.sites)
     assert all(site.split(" at ")[1].startswith("engine/pipeline.py") for site in reads.sites), dict(reads.sites)
@@ -307,8 +307,8 @@ def test_timings_have_the_stages_a_result_reports():
     ``total``: the default's candidate families (each candidate's ``seconds`` is its
     family's), paper mode's factoring, epochs and finish."""
     data = planted_clusters(n=400, dim=6, num_trusted=60, seed=3)
-    families = [LeastSquaresRounds.family, LogisticPath.family, Network.family]
-    for config, stages in ((PurifyConfig(rounds=2, mlp_hidden=32, mlp_epochs=2), families),
+    families = [LeastSquaresRounds.family, GivenLabels.family, LogisticPath.family, Network.family]
+    for config, stages in ((PurifyConfig(rounds=2, mlp_candidate=True, mlp_hidden=32, mlp_epochs=2), families),
                            (PurifyConfig.paper(epochs=4, eac_period=2, batch_size=100), ["factor", "epochs", "finish"])):
         result = purify_dataset(data.features, data.given, **data.purify_kwargs(), device="cpu", config=config)
         assert list(result.timings) == ["setup", *stages, "feature_check", "total"]

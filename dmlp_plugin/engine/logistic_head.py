@@ -27,26 +27,7 @@ from .lbfgs import minimize_lbfgs_batched
 from .rows import FeatureRows, as_rows, column_mean, mean_square, per_row_output
 from .softmax import softmax_
 
-__all__ = ["fit_forward_logistic", "fit_forward_logistic_path", "loss_and_grad"]
-
-
-def fit_forward_logistic(
-    features: torch.Tensor | FeatureRows,
-    given: torch.Tensor,
-    transition: torch.Tensor,
-    val_features: torch.Tensor,
-    val_labels: torch.Tensor,
-    fold_masks: list[torch.Tensor],
-    *,
-    trusted_weight: float = 2.0,
-    weight_decay: float = 5e-3,
-    max_iter: int = 50,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit the head at one weight decay (see :func:`fit_forward_logistic_path`)."""
-    scores, val_scores = fit_forward_logistic_path(
-        features, given, transition, val_features, val_labels, fold_masks,
-        trusted_weight=trusted_weight, weight_decays=(weight_decay,), max_iter=max_iter)
-    return scores[0], val_scores[0]
+__all__ = ["fit_forward_logistic_path", "loss_and_grad"]
 
 
 def fit_forward_logistic_path(
