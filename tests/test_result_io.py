@@ -26,7 +26,7 @@ def result() -> PurifyResult:
     history = [{"epoch": e, "ipc_loss": 1.0 / e, "eac_mixed": e % 2 == 0} for e in range(1, 5)]
     return PurifyResult.from_soft_labels(
         soft, given, trusted_indices=trusted, class_names=["a", "b", "c", "d"],
-        config=PurifyConfig(epochs=4, eac_period=2, label_betas=(0.6, 0.99), extra={"note": "x"}),
+        config=PurifyConfig.paper(epochs=4, eac_period=2, label_betas=(0.6, 0.99)),
         history=history, timings={"total": 0.5}, metadata={"seed": 3, "transition": [[0.5, 0.5]]})
 
 
@@ -46,6 +46,45 @@ def test_save_load_round_trip(result, tmp_path):
     assert loaded.metadata == result.metadata and loaded.timings == result.timings
     assert loaded.num_classes == 4 and loaded.class_names == ["a", "b", "c", "d"]
     assert len(loaded.label_issues) == result.num_changed > 0
+
+
+def test_a_default_config_round_trips_with_its_tuples(result, tmp_path):
+    result.config = PurifyConfig(rounds=3, logistic_weight_decay=(1e-2, 1e-4), max_memory="8GB")
+    loaded = PurifyResult.load(result.save(tmp_path / "labels.npz"))
+    assert type(loaded.config) is PurifyConfig and loaded.config == result.config
+
+
+def _write_old_file(path, result, config: dict) -> None:
+    """A result file as versions before the engine split wrote it: schema 1, one flat config."""
+    meta = {"schema_version": 1, "num_classes": 4, "class_names": ["a", "b", "c", "d"], "config": config,
+            "history": [{"epoch": 1, "label_accuracy": 0.5, "eac_mixed": False}], "timings": {"total": 0.5},
+            "metadata": {"seed": 3, "selected": "round 5"}}
+    np.savez(path, __meta__=np.array(json.dumps(meta)), **{name: getattr(result, name) for name in ARRAYS})
+
+
+def test_a_file_saved_with_an_old_flat_config_still_loads(result, tmp_path):
+    from test_config_compat import OLD_DEFAULT, OLD_PAPER
+
+    _write_old_file(tmp_path / "default.npz", result, {**OLD_DEFAULT, "epochs": 60, "eac_eta": 0.3})
+    loaded = PurifyResult.load(tmp_path / "default.npz")
+    assert loaded.config == PurifyConfig(rounds=3, round_eta=0.3, mlp_candidate=True)
+    assert np.array_equal(loaded.soft_labels, result.soft_labels) and loaded.history[0]["epoch"] == 1
+    assert loaded.metadata["selected"] == "round 5"
+    _write_old_file(tmp_path / "paper.npz", result, {**OLD_PAPER, "epochs": 30})
+    assert PurifyResult.load(tmp_path / "paper.npz").config == PurifyConfig.paper(epochs=30)
+    # Saved again, it is written in today's form, and reads back the same.
+    again = PurifyResult.load(loaded.save(tmp_path / "resaved.npz"))
+    assert again.config == loaded.config
+
+
+def test_a_file_whose_old_config_no_longer_exists_is_one_line_naming_it(result, tmp_path):
+    from test_config_compat import OLD_DEFAULT
+
+    _write_old_file(tmp_path / "hybrid.npz", result, {**OLD_DEFAULT, "ipc": True})  # IPC + least-squares rounds
+    with pytest.raises(CorruptFileError) as info:
+        PurifyResult.load(tmp_path / "hybrid.npz")
+    message = str(info.value)
+    assert "hybrid.npz" in message and "no longer exists" in message and "\n" not in message
 
 
 def files_in(folder) -> list[str]:
