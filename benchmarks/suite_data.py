@@ -143,7 +143,20 @@ def _pixels() -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def noisy_labels(noise: str, rows: int, draw: int) -> np.ndarray:
-    """The given labels of the first ``rows`` training images under ``noise`` and ``draw``."""
+    """The given labels of the first ``rows`` training images under ``noise`` and ``draw``
+    (cached on disk: instance noise takes a minute on the pixels)."""
+    path = CACHE / "suite" / "noise" / f"{noise}-{rows}-d{draw}.npy"
+    if path.is_file():
+        return np.load(path)
+    labels = _make_noisy_labels(noise, rows, draw)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, labels)
+    os.replace(tmp, path)
+    return labels
+
+
+def _make_noisy_labels(noise: str, rows: int, draw: int) -> np.ndarray:
     from dmlp_plugin.noise import load_cifar_n, make_noisy_labels
 
     clean = clean_labels()[:rows]
