@@ -210,5 +210,6 @@ class PurifyResult:
         if fmt == "datalab":
             from .datalab import write_datalab_csv
 
-            return write_datalab_csv(self, path)
+            return write_datalab_csv(path, labels=self.labels, given_labels=self.given_labels,
+                                     label_quality=self.label_quality)
         return export_labels(self.soft_labels if fmt == "soft-npy" else self.labels, path, fmt)
