@@ -34,8 +34,8 @@ from .clonefs import Clone, FileInfo
 from .marker import DONE, IN_PROGRESS, MARKER, Entry, Marker, build, check_files, parse, sha256
 from .recipe import IntegrationError, Recipe, carries_tag
 
-__all__ = ["MARKER", "FileChange", "Plan", "State", "Status", "plan", "status", "integrate", "revert",
-           "unified_diff", "sha256", "fault_hook"]
+__all__ = ["MARKER", "FileChange", "Plan", "State", "Status", "plan", "status", "require_integrated", "has_marker",
+           "integrate", "revert", "unified_diff", "sha256", "fault_hook"]
 
 #: Called as ``fault_hook(step, path)`` at each write step (``"planned"``, ``"marker-temp"``,
 #: ``"marker"``, ``"temp"``, ``"renamed"``, ``"done"``); the fault-injection tests kill the
@@ -301,6 +301,28 @@ def status(recipe: Recipe, clone: str | os.PathLike) -> Status:
                       f"supported: every anchor found, but {', '.join(p.untested)} differ(s) from the tested "
                       f"commit {tested}; integration should work, check the diff with --dry-run", p.untested)
     return Status(State.PRISTINE, None, f"supported: files match the tested commit {tested}")
+
+
+def has_marker(clone: str | os.PathLike) -> bool:
+    """Whether ``clone`` holds a marker (a link in its place counts: :func:`status` refuses it)."""
+    marker = Path(clone) / MARKER
+    return marker.is_file() or marker.is_symlink()
+
+
+def require_integrated(recipe: Recipe, clone: str | os.PathLike) -> Status:
+    """The status of a clone that must be cleanly integrated for ``recipe`` before upstream
+    code runs in it: the marker ``done`` and every edited file as integration left it.
+
+    Raises
+    ------
+    IntegrationError
+        One line with the state and what to do: pristine, edited since, interrupted, or
+        integrated for another method; a forged marker names its bad field.
+    """
+    st = status(recipe, clone)
+    if st.state is not State.INTEGRATED:
+        raise IntegrationError(f"{_clone_root(clone)} is not cleanly integrated for {recipe.method}: {st.message}")
+    return st
 
 
 def integrate(recipe: Recipe, clone: str | os.PathLike, *, version: str = "",

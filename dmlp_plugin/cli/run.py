@@ -94,16 +94,14 @@ def _run(args: argparse.Namespace) -> int:
 def _check_integrated(method: str, cwd: Path) -> None:
     """Refuse to run unless ``cwd`` is inside a clone cleanly integrated for ``method``: the
     marker done, and every edited file as integration left it."""
-    from dmlp_integrations.apply import MARKER, State, status
+    from dmlp_integrations.apply import MARKER, has_marker, require_integrated
 
     from .integrate import recipe_for
 
     recipe = recipe_for(method)  # a clear error for an unknown method
     for folder in (cwd, *cwd.parents):
-        if (folder / MARKER).is_file() or (folder / MARKER).is_symlink():
-            st = status(recipe, folder)
-            if st.state is not State.INTEGRATED:
-                raise InputError(f"{folder} is not cleanly integrated for {method}: {st.message}")
+        if has_marker(folder):
+            require_integrated(recipe, folder)
             return
     raise InputError(f"{cwd} is not inside an integrated clone (no {MARKER}); run "
                      f"`dmlp integrate {method} CLONE` first")

@@ -254,34 +254,57 @@ class UpstreamRun:
 # -- preparing clones, data and purified files -------------------------------------------------
 
 
+def _recipe(method: str) -> Any:
+    from ..plugins import get_adapter
+
+    recipe = get_adapter(method).integration
+    if recipe is None:
+        raise UpstreamRunError(f"adapter {method!r} has no integration recipe")
+    return recipe
+
+
 def _integrate(method: str, clone: Path) -> None:
     """What ``dmlp integrate METHOD CLONE`` does, called as a function: the recipe of the
     adapter registered as ``method``, applied (idempotently) to ``clone``."""
     from dmlp_integrations import apply
 
     from .. import __version__
-    from ..plugins import get_adapter
 
-    recipe = get_adapter(method).integration
-    if recipe is None:
-        raise UpstreamRunError(f"adapter {method!r} has no integration recipe")
     try:
-        apply.integrate(recipe, clone, version=__version__)
+        apply.integrate(_recipe(method), clone, version=__version__)
     except DmlpError as exc:
         raise UpstreamRunError(f"dmlp integrate {method} {clone} failed: {exc}") from None
 
 
+def _require_integrated(method: str, clone: Path, *, ours: bool) -> None:
+    """Refuse, in one line, a clone whose marker does not say cleanly integrated (interrupted,
+    edited since, for another method, or forged): upstream code is about to run in it.
+    ``ours``: the copy under the work folder, which a rerun remakes once it is deleted."""
+    from dmlp_integrations import apply
+
+    try:
+        apply.require_integrated(_recipe(method), clone)
+    except DmlpError as exc:
+        hint = f"; delete {clone} and rerun to copy and integrate it again" if ours else ""
+        raise UpstreamRunError(f"{exc}{hint}") from None
+
+
 def prepare_clone(method: str, inputs: UpstreamInputs, work: Path) -> Path:
     """An integrated clone of ``method`` with CIFAR-10 in its layout: a copy under ``work``
-    (made once), or the user's clone itself with ``in_place``."""
-    from dmlp_integrations.apply import MARKER
+    (made once), or the user's clone itself with ``in_place``. A clone that already has a
+    marker is used only if it is cleanly integrated."""
+    from dmlp_integrations.apply import has_marker
 
     source = inputs.upstream_root / FOLDERS[method]
     if not source.is_dir():
         raise MissingFileError(f"no {DISPLAY[method]} clone at {source} (--upstream-root must hold "
                                f"{', '.join(FOLDERS.values())})")
     clone = source if inputs.in_place else work / FOLDERS[method]
-    if not inputs.in_place and not (clone / MARKER).is_file():
+    if has_marker(clone):
+        _require_integrated(method, clone, ours=not inputs.in_place)
+    elif inputs.in_place:
+        _integrate(method, clone)
+    else:
         if clone.exists():
             shutil.rmtree(clone)  # an interrupted copy
         partial = clone.with_name(clone.name + ".partial")
@@ -289,8 +312,6 @@ def prepare_clone(method: str, inputs: UpstreamInputs, work: Path) -> Path:
         shutil.copytree(source, partial, symlinks=True)
         _integrate(method, partial)
         partial.rename(clone)
-    elif inputs.in_place and not (clone / MARKER).is_file():
-        _integrate(method, clone)
     _prepare_data(method, clone, inputs.cifar_root)
     return clone
 
