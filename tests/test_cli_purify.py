@@ -38,12 +38,14 @@ def files(tmp_path):
     return paths
 
 
-def _args(files, out, *extra):
-    # One hidden layer: these tests are about the command line, and the default's two
-    # take three times as long on small sets (they are tested in test_engine_mlp.py).
+#: One least-squares round: these tests are about the command line.
+ONE_ROUND = ("--set", "rounds=1")
+
+
+def _args(files, out, *extra, config=ONE_ROUND):
     return ["purify", "--features", str(files["features"]), "--labels", str(files["labels"]),
             "--val-indices", str(files["vi"]), "--val-labels", str(files["vl"]),
-            "-o", str(out), "--no-progress", "--epochs", "20", "--set", "mlp_layers=1", *extra]
+            "-o", str(out), "--no-progress", *config, *extra]
 
 
 def test_purify_writes_a_result_that_improves_labels_and_exports(files, tmp_path, capsys):
@@ -69,27 +71,63 @@ def test_purify_reads_a_dividemix_json_label_file(files, tmp_path):
 
 def test_purify_matches_the_python_api(files, tmp_path):
     out = tmp_path / "cli.npz"
-    assert main(_args(files, out, "--set", "eac_eta=0.3")) == 0
+    assert main(_args(files, out, "--set", "round_eta=0.3", "--set", "logistic_weight_decay=0.01")) == 0
     features, noisy, clean, trusted = files["arrays"]
     from dmlp_plugin import PurifyConfig
 
-    api = purify_dataset(features, noisy, val_indices=trusted, val_labels=clean[trusted],
-                         config=PurifyConfig(epochs=20, eac_eta=0.3, mlp_layers=1), seed=0, device="cpu")
+    config = PurifyConfig(rounds=1, round_eta=0.3, logistic_weight_decay=(0.01,))
+    api = purify_dataset(features, noisy, val_indices=trusted, val_labels=clean[trusted], config=config, seed=0,
+                         device="cpu")
     cli = PurifyResult.load(out)
-    assert cli.config.eac_eta == 0.3 and cli.config.mlp_layers == 1
+    assert cli.config == config
+    np.testing.assert_array_equal(cli.soft_labels, api.soft_labels)
+
+
+def test_paper_mode_from_the_command_line_matches_the_python_api(files, tmp_path):
+    out = tmp_path / "paper.npz"
+    paper = ("--mode", "paper", "--epochs", "4", "--set", "eac_period=2", "--set", "batch_size=300")
+    assert main(_args(files, out, config=paper)) == 0
+    features, noisy, clean, trusted = files["arrays"]
+    from dmlp_plugin import PurifyConfig
+
+    config = PurifyConfig.paper(epochs=4, eac_period=2, batch_size=300)
+    api = purify_dataset(features, noisy, val_indices=trusted, val_labels=clean[trusted], config=config, seed=0,
+                         device="cpu")
+    cli = PurifyResult.load(out)
+    assert cli.config == config and [r["epoch"] for r in cli.history] == [1, 2, 3, 4]
     np.testing.assert_array_equal(cli.soft_labels, api.soft_labels)
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--set", "eac_etaa=0.3"], "did you mean 'eac_eta'"),
-    (["--set", "eac_eta"], "FIELD=VALUE"),
-    (["--set", "epochs=many"], "epochs"),
+    (["--set", "round_etaa=0.3"], "did you mean 'round_eta'"),
+    (["--set", "round_eta"], "FIELD=VALUE"),
+    (["--set", "rounds=many"], "rounds"),
+    (["--set", "eac_eta=0.3"], "'eac_eta' (a setting of the paper pipeline, --mode paper"),
+    (["--mode", "paper", "--set", "rounds=3"], "'rounds' (a setting of the default pipeline, --mode default"),
 ])
 def test_purify_rejects_bad_config_without_writing(files, tmp_path, capsys, extra, message):
     out = tmp_path / "never.npz"
-    assert main(_args(files, out, *extra)) == 2
-    assert message in capsys.readouterr().err
+    assert main(_args(files, out, *extra, config=())) == 2
+    assert message in _one_line_error(capsys)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("mode", [[], ["--mode", "default"]], ids=["implicit", "explicit"])
+def test_epochs_outside_paper_mode_fail_with_one_line_naming_rounds(files, tmp_path, capsys, mode):
+    out = tmp_path / "never.npz"
+    assert main(_args(files, out, *mode, "--epochs", "5", config=())) == 2
+    err = _one_line_error(capsys)
+    assert "--epochs is a setting of --mode paper" in err and "--set rounds=K" in err
+    assert not out.exists()
+
+
+def _one_line_error(capsys) -> str:
+    """The error's one line (rich wraps it at the console's width), with no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 1
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines[0].startswith("error:")
+    return " ".join(" ".join(lines).split())
 
 
 def test_purify_bad_labels_exit_2_and_leave_no_file(files, tmp_path, capsys):
@@ -162,7 +200,7 @@ def test_cli_purify_dataset_from_an_imagefolder(tmp_path):
     code = main(["purify", "--dataset", "imagefolder", "--root", str(tmp_path / "imgs"),
                  "--backbone", "kmeans", "--labels", str(tmp_path / "noisy.npy"),
                  "--val-indices", str(tmp_path / "vi.npy"), "--val-labels", str(tmp_path / "vl.npy"),
-                 "-o", str(out), "--no-progress", "--epochs", "20"])
+                 "-o", str(out), "--no-progress", *ONE_ROUND])
     assert code == 0
     result = PurifyResult.load(out)
     assert result.accuracy(clean) > (noisy == clean).mean()
@@ -205,8 +243,8 @@ def test_estimate_accuracy_flag_prints_and_saves_the_estimate(files, tmp_path, c
 
 
 def test_estimate_accuracy_flag_shows_the_warning_when_labels_get_worse(tmp_path, capsys):
-    """Weakly separated clusters with 10% noise: replacing every label by the head's
-    prediction (no candidate selection) loses about 35 points."""
+    """Weakly separated clusters with 10% noise: replacing every label by the linear head's
+    prediction (the paper's loop without IPC, η = 1: no candidate selection) loses points."""
     from engine_fixtures import planted_clusters
 
     data = planted_clusters(n=1500, num_trusted=300, rate=0.1, separation=1.5)
@@ -216,8 +254,8 @@ def test_estimate_accuracy_flag_shows_the_warning_when_labels_get_worse(tmp_path
         paths[name] = tmp_path / f"{name}.npy"
         np.save(paths[name], arr)
     out = tmp_path / "worse.npz"
-    args = _args(paths, out, "--estimate-accuracy", "--set", "eac_target=head", "--set", "eac_eta=1.0",
-                 "--set", "select_round=false", "--set", "eac_period=5")
+    args = _args(paths, out, "--estimate-accuracy", config=("--mode", "paper", "--epochs", "10", "--set", "ipc=false",
+                                                            "--set", "eac_period=5"))
     with pytest.warns(RuntimeWarning, match="look worse than the given ones"):
         assert main(args) == 0
     est = PurifyResult.load(out).accuracy_estimate
