@@ -38,7 +38,7 @@ def _args(files, out, *extra, **replace):
              "--val-labels": files["vl"], "-o": out}
     for flag, value in replace.items():
         flags["--" + flag.replace("_", "-")] = value
-    argv = ["purify", "--no-progress", "--epochs", "10"]
+    argv = ["purify", "--no-progress", "--set", "rounds=2"]
     for flag, value in flags.items():
         if value is not None:
             argv += [flag, str(value)]
@@ -136,7 +136,7 @@ def test_both_or_neither_trusted_form_is_one_message(files, tmp_path, capsys, no
 def test_an_unknown_config_field_suggests_the_close_one(files, tmp_path, capsys, no_work):
     assert main(_args(files, tmp_path / "out.npz", "--set", "eta=0.3")) == 2
     msg = _one_line_error(capsys)
-    assert "eac_eta" in msg and "extra" not in msg
+    assert "did you mean 'round_eta'" in msg and "extra" not in msg
 
 
 def test_bad_thread_counts_are_refused_by_the_parser(files, tmp_path, capsys, no_work):
