@@ -14,7 +14,7 @@ from dmlp_plugin.errors import (ConfigError, CorruptFileError, DmlpError, InputE
 from engine_fixtures import one_torch_thread  # noqa: F401  (autouse)
 
 N, D, C, V = 60, 4, 3, 30
-TINY = PurifyConfig(epochs=2, eac_period=1)
+TINY = PurifyConfig(rounds=2)
 
 
 def base() -> dict:
@@ -159,30 +159,41 @@ def test_corrupt_npy_raises_corrupt_file_error(damage, tmp_path):
         purify_dataset(**kwargs)
 
 
-@pytest.mark.parametrize("field,value,fragment", [
-    ("epochs", 0, "epochs must be a positive integer"),
-    ("epochs", 2.0, "epochs must be a positive integer"),
-    ("batch_size", True, "batch_size must be a positive integer"),
-    ("eac_period", -3, "eac_period must be a positive integer"),
-    ("reshuffle_every", -1, "reshuffle_every must be an integer >= 0"),
-    ("ridge", -1e-3, "ridge must be a number >= 0"),
-    ("label_lr", float("nan"), "label_lr must be a number >= 0"),
-    ("trusted_weight", "5", "trusted_weight must be a number >= 0"),
-    ("eac_eta", 1.5, "eac_eta must lie in [0, 1]"),
-    ("label_optimizer", "rmsprop", "label_optimizer must be one of"),
-    ("eac_head", "mlp", "eac_head must be one of"),
-    ("eac_target", "labels", "eac_target must be one of"),
-    ("prior", "zipf", "prior must be one of"),
-    ("precision", "float16", "precision must be one of"),
-    ("label_betas", (0.9, 1.0), "label_betas must be two numbers in [0, 1)"),
-    ("label_betas", (0.9,), "label_betas must be two numbers"),
+@pytest.mark.parametrize("make,field,value,fragment", [
+    (PurifyConfig, "rounds", 0, "rounds must be a positive integer"),
+    (PurifyConfig, "rounds", 2.0, "rounds must be a positive integer"),
+    (PurifyConfig, "round_eta", 1.5, "round_eta must lie in [0, 1]"),
+    (PurifyConfig, "ridge", -1e-3, "ridge must be a number >= 0"),
+    (PurifyConfig, "trusted_weight", "5", "trusted_weight must be a number >= 0"),
+    (PurifyConfig, "trusted_folds", 1, "trusted_folds must be an integer >= 2"),
+    (PurifyConfig, "transition_em_steps", -1, "transition_em_steps must be an integer >= 0"),
+    (PurifyConfig, "offsets_min_rows_per_class", 0, "offsets_min_rows_per_class must be a positive integer"),
+    (PurifyConfig, "mlp_precision", "float16", "mlp_precision must be one of"),
+    (PurifyConfig.paper, "epochs", 0, "epochs must be a positive integer"),
+    (PurifyConfig.paper, "epochs", 2.0, "epochs must be a positive integer"),
+    (PurifyConfig.paper, "batch_size", True, "batch_size must be a positive integer"),
+    (PurifyConfig.paper, "eac_period", -3, "eac_period must be a positive integer"),
+    (PurifyConfig.paper, "reshuffle_every", -1, "reshuffle_every must be an integer >= 0"),
+    (PurifyConfig.paper, "ridge", -1e-3, "ridge must be a number >= 0"),
+    (PurifyConfig.paper, "label_lr", float("nan"), "label_lr must be a number >= 0"),
+    (PurifyConfig.paper, "eac_eta", 1.5, "eac_eta must lie in [0, 1]"),
+    (PurifyConfig.paper, "label_optimizer", "rmsprop", "label_optimizer must be one of"),
+    (PurifyConfig.paper, "prior", "zipf", "prior must be one of"),
+    (PurifyConfig.paper, "precision", "float16", "precision must be one of"),
+    (PurifyConfig.paper, "label_betas", (0.9, 1.0), "label_betas must be two numbers in [0, 1)"),
+    (PurifyConfig.paper, "label_betas", (0.9,), "label_betas must be two numbers"),
 ])
-def test_bad_config_values_raise_config_error(field, value, fragment):
+def test_bad_config_values_raise_config_error(make, field, value, fragment):
     with pytest.raises(ConfigError) as info:
-        PurifyConfig(**{field: value})
+        make(**{field: value})
     assert fragment in str(info.value) and isinstance(info.value, DmlpError)
     with pytest.raises(ConfigError):
-        PurifyConfig().replace(**{field: value})
+        make().replace(**{field: value})
+
+
+def test_paper_mode_with_nothing_on_is_refused():
+    with pytest.raises(ConfigError, match="ipc and eac are both off"):
+        PurifyConfig.paper(ipc=False, eac=False)
 
 
 def test_unknown_config_field_in_a_dict_raises_config_error():
@@ -192,8 +203,8 @@ def test_unknown_config_field_in_a_dict_raises_config_error():
 
 @pytest.mark.parametrize("changes, hint", [
     ({"bogus": 1}, "'bogus'$"),
-    ({"eta": 0.3}, "'eta' \\(did you mean 'eac_eta'\\?\\)"),  # the paper's symbol names its field
-    ({"epochz": 3}, "'epochz' \\(did you mean 'epochs'\\?\\)"),
+    ({"eta": 0.3}, "'eta' \\(did you mean 'round_eta'\\?\\)"),  # the paper's symbol names its field
+    ({"roundz": 3}, "'roundz' \\(did you mean 'rounds'\\?\\)"),
 ])
 def test_replace_with_an_unknown_field_suggests_the_closest(changes, hint):
     with pytest.raises(ConfigError, match="unknown PurifyConfig field\\(s\\): " + hint):
@@ -210,10 +221,14 @@ def test_config_of_the_wrong_type_raises_config_error(config):
 
 def test_config_as_a_dict_is_read_and_validated():
     kwargs = base()
-    kwargs["config"] = {"epochs": 2, "eac_period": 1}
-    assert purify_dataset(**kwargs).config.epochs == 2
-    kwargs["config"] = {"epochs": 0}
-    with pytest.raises(ConfigError, match="epochs must be a positive integer"):
+    kwargs["config"] = {"mode": "default", "rounds": 2}
+    assert purify_dataset(**kwargs).config == PurifyConfig(rounds=2)
+    kwargs["config"] = {"mode": "paper", "epochs": 2, "batch_size": 30}
+    assert purify_dataset(**kwargs).config == PurifyConfig.paper(epochs=2, batch_size=30)
+    kwargs["config"] = {"epochs": 2, "eac_period": 1}  # a flat config of an older version
+    assert purify_dataset(**kwargs).config == PurifyConfig(rounds=2)
+    kwargs["config"] = {"mode": "default", "rounds": 0}
+    with pytest.raises(ConfigError, match="rounds must be a positive integer"):
         purify_dataset(**kwargs)
 
 
@@ -227,13 +242,13 @@ def test_cuda_on_a_cpu_only_machine_raises_input_error(device):
 def small_batch_run(ridge: float):
     kwargs = base()
     kwargs["features"] = np.random.default_rng(1).normal(size=(N, 16)).astype(np.float32)
-    kwargs["config"] = PurifyConfig(ipc=True, epochs=2, eac_period=1, batch_size=8, ridge=ridge)
+    kwargs["config"] = PurifyConfig.paper(epochs=2, eac_period=1, batch_size=8, ridge=ridge)
     return purify_dataset(**kwargs)
 
 
-def test_batch_smaller_than_feature_dimension_warns_with_the_default_ridge():
+def test_batch_smaller_than_feature_dimension_warns_with_a_larger_ridge():
     with pytest.warns(RuntimeWarning, match="smaller than the feature dimension 16"):
-        small_batch_run(PurifyConfig().ridge)
+        small_batch_run(1e-3)
 
 
 def test_batch_smaller_than_feature_dimension_warns_but_purifies():
