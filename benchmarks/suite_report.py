@@ -136,6 +136,26 @@ def family_table(cells: list[data.Cell], runs: dict, method: str) -> list[list[s
     return rows
 
 
+def trusted_size_table(cells: list[data.Cell], acc: dict, method: str) -> list[list[str]]:
+    """The default's label accuracy by trusted rows per class, per feature set (mean over
+    the noises, rows and draws that have every size), beside the given labels'."""
+    sizes = sorted({c.trusted for c in cells})
+    rows = []
+    for fs in dict.fromkeys(c.features for c in cells):
+        groups = defaultdict(dict)
+        for c in cells:
+            if c.features == fs and method in acc[c.key]:
+                groups[(c.noise, c.rows, c.draw)][c.trusted] = (acc[c.key][method], acc[c.key]["given"])
+        complete = [g for g in groups.values() if all(k in g for k in sizes)]
+        if not complete:
+            continue
+        given = np.mean([g[sizes[0]][1] for g in complete])
+        rows.append([data.FEATURE_SETS[fs].title, f"{100 * given:.1f}"]
+                    + [f"{100 * np.mean([g[k][0] for g in complete]):.1f}" for k in sizes]
+                    + [str(len(complete))])
+    return [["feature set", "given"] + [f"{k}/class" for k in sizes] + ["settings"]] + rows if rows else []
+
+
 def report(args: argparse.Namespace) -> int:
     cells, found = collect(args)
     acc, runs = found["acc"], found["runs"]
@@ -167,6 +187,12 @@ def report(args: argparse.Namespace) -> int:
                       "one (mean, worst and best cell). Cost: the family's time over the rest of the run's "
                       "(median).", "",
                       markdown(["family", "mean gain", "worst", "best", "chosen", "cost"], rows), ""]
+    sizes = trusted_size_table(cells, acc, "dmlp-nonet")
+    if sizes:
+        parts += ["### The default's labels by trusted-set size", "",
+                  "Mean label accuracy (%) over the settings (noise, rows, draw) that have every size; the "
+                  "trusted rows are drawn at random within each clean class (docs/trusted-set.md).", "",
+                  markdown(sizes[0], sizes[1:]), ""]
     parts += ["### Wall time (median seconds, one thread)", "",
               markdown(["features", "rows"] + [TITLES.get(m, m) for m in names if m != "given"],
                        cost_table(cells, runs, [m for m in names if m != "given"])), "", END]
