@@ -15,10 +15,11 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Mapping
+from typing import IO, Mapping
 
 import numpy as np
 
@@ -35,6 +36,8 @@ __all__ = [
     "check_room_for_result",
     "open_npz",
     "load_array",
+    "check_text_size",
+    "open_text",
     "array_checksum",
     "export_labels",
     "EXPORT_FORMATS",
@@ -169,11 +172,18 @@ def check_room_for_result(output: PathLike, export_path: PathLike | None, export
 _NPY_MAGIC = b"\x93NUMPY"
 
 
-def load_array(path: PathLike, *, key: str | None = None, what: str = "array") -> np.ndarray:
+def load_array(path: PathLike, *, key: str | None = None, what: str = "array", rows: int | None = None
+               ) -> np.ndarray:
     """Load a numpy array from ``.npy``, ``.npz`` (``key`` or the only array), ``.json``
     (a list, as DivideMix's noise files), ``.txt``/``.csv`` (one value per line) or ``.pt``.
 
-    Raises :class:`MissingFileError` or :class:`CorruptFileError` naming ``what`` and the path.
+    Text files are read whole, so their size is checked first (:func:`check_text_size`):
+    against the memory parsing them takes, and, with ``rows`` (the number of values the
+    file should hold, one a row, as in a label file), against what that many values can
+    take as text.
+
+    Raises :class:`MissingFileError` or :class:`CorruptFileError` naming ``what`` and the
+    path; :class:`DataFileError` for a text file too large to be what it claims or to read.
     """
     path = Path(path)
     key_name = shown(f"{what}_key", "key=")
@@ -205,10 +215,11 @@ def load_array(path: PathLike, *, key: str | None = None, what: str = "array") -
             with np.load(path, allow_pickle=False) as z:
                 return z[key]
         if suffix == ".json":
-            with open(path) as fh:
+            with open_text(path, what, rows=rows, memory_factor=JSON_MEMORY_FACTOR) as fh:
                 return np.asarray(json.load(fh))
         if suffix in (".txt", ".csv"):
-            return np.loadtxt(path, ndmin=1)
+            with open_text(path, what, rows=rows) as fh:
+                return np.loadtxt(fh, ndmin=1)
         if suffix in (".pt", ".pth"):
             # The data package's loader also admits numpy arrays (CIFAR-N files hold them).
             from .data._safe_pickle import load_torch_numpy
@@ -223,11 +234,68 @@ def load_array(path: PathLike, *, key: str | None = None, what: str = "array") -
             return obj.numpy() if hasattr(obj, "numpy") else np.asarray(obj)
     except (InputError, DataFileError):
         raise
+    except RecursionError:  # json.load of "[[[[...": nesting no label file has
+        raise CorruptFileError(f"cannot read {what} file {path}: its JSON is nested too deeply") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, RuntimeError) as exc:
         raise CorruptFileError(f"cannot read {what} file {path}: {exc}") from exc
     raise InputError(
         f"{what} file {path} has an unsupported extension {suffix!r}; "
         "use .npy, .npz, .json, .txt, .csv or .pt")
+
+
+#: The most bytes one value takes in a text file of labels or indices: a number as long as
+#: float64's longest repr (``-2.2250738585072014e-308``, 24 characters), with the separator,
+#: line end and indentation a writer may add.
+TEXT_BYTES_PER_VALUE = 64
+#: Room for what is not a value: a header line, comments, brackets.
+_TEXT_SLACK = 4096
+#: How many times its size in memory a text file can take while it is parsed. Measured peaks
+#: (tracemalloc, a million values): ``numpy.loadtxt`` 0.8x for a table of floats, 4-5x for a
+#: column of digits, 17x for one long row of digits; ``json.load`` then ``numpy.asarray``
+#: 5.5x for a list of digits, 10x of floats, 32x of empty lists. The factors leave room.
+TEXT_MEMORY_FACTOR = 20
+JSON_MEMORY_FACTOR = 40
+
+
+def check_text_size(path: PathLike, what: str, size: int, *, rows: int | None = None,
+                    memory_factor: int = TEXT_MEMORY_FACTOR) -> None:
+    """Refuse, before reading it, a text file of ``size`` bytes that is too large: larger than
+    ``rows`` values can take as text (:data:`TEXT_BYTES_PER_VALUE` each), or whose parsing
+    (``memory_factor`` times its size) would not fit in the memory available.
+
+    Raises
+    ------
+    DataFileError
+        One line naming ``what``, the file, its size and the limit it passes.
+    """
+    if rows is not None and size > rows * TEXT_BYTES_PER_VALUE + _TEXT_SLACK:
+        raise DataFileError(f"{what} file {path} is {format_bytes(size)}, more than {rows:,} values can take as "
+                            f"text (at most {format_bytes(rows * TEXT_BYTES_PER_VALUE + _TEXT_SLACK)}); it is not "
+                            f"the file for these {rows:,} rows")
+    room = available_memory()
+    if room is not None and size * memory_factor > room:
+        raise DataFileError(f"{what} file {path} is {format_bytes(size)} of text, which takes up to "
+                            f"{format_bytes(size * memory_factor)} of memory to parse, more than the "
+                            f"{format_bytes(room)} available; refusing to read it (save large arrays as .npy)")
+
+
+def open_text(path: PathLike, what: str, *, rows: int | None = None, memory_factor: int = TEXT_MEMORY_FACTOR,
+              newline: str | None = None) -> IO[str]:
+    """Open a text input (UTF-8, a byte-order mark skipped) once :func:`check_text_size`
+    passes. The size is the opened file's own, and only a regular file is read: a FIFO or a
+    device (``/dev/zero`` behind a link) has no size to check, so it is refused without
+    blocking. ``newline`` is :func:`open`'s (``""`` for :mod:`csv`)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise DataFileError(f"{what} file {path} is not a regular file (a pipe, a device or a socket)")
+        check_text_size(path, what, info.st_size, rows=rows, memory_factor=memory_factor)
+        os.set_blocking(fd, True)
+        return open(fd, encoding="utf-8-sig", newline=newline)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _check_npy_header(path: Path, what: str) -> None:

@@ -32,16 +32,16 @@ def exactly_one(**values: Any) -> str:
     return given[0]
 
 
-def _load_if_path(value: Any, what: str) -> Any:
+def _load_if_path(value: Any, what: str, rows: int | None = None) -> Any:
     import os
 
     if isinstance(value, (str, os.PathLike)):
-        return load_array(value, what=what)
+        return load_array(value, what=what, rows=rows)
     return value
 
 
-def _to_numpy(value: Any, what: str) -> np.ndarray:
-    value = _load_if_path(value, what)
+def _to_numpy(value: Any, what: str, rows: int | None = None) -> np.ndarray:
+    value = _load_if_path(value, what, rows)
     what = shown(what)
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensor, without importing torch
         value = value.detach().cpu().numpy()
@@ -93,9 +93,10 @@ def as_labels(value: Any, what: str = "labels", *, num_classes: int | None = Non
 
     The one rule for labels everywhere (the API, the CLI, adapters, noise, the probe):
     integers, or floats that are whole numbers (as ``.txt``/``.csv`` label files load);
-    an ``(N, 1)`` column is accepted as ``(N,)``; ``length``, when given, is checked.
+    an ``(N, 1)`` column is accepted as ``(N,)``; ``length``, when given, is checked (and a
+    text label file larger than ``length`` labels can take is refused before it is read).
     """
-    arr = _to_numpy(value, what)
+    arr = _to_numpy(value, what, rows=length)
     what = shown(what)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
