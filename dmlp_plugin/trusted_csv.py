@@ -17,6 +17,7 @@ pairs: the rows are drawn from every given class, so every class appears there.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,16 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import CorruptFileError, InputError, LabelError, MissingFileError
-from .io import atomic_write
+from .errors import CorruptFileError, DataFileError, InputError, LabelError, MissingFileError
+from .io import atomic_write, open_text
 
-__all__ = ["TO_LABEL_COLUMNS", "write_to_label_csv", "read_labelled_csv", "LabelledRows"]
+__all__ = ["TO_LABEL_COLUMNS", "to_label_csv", "write_to_label_csv", "read_labelled_csv", "LabelledRows"]
 
 TO_LABEL_COLUMNS = ("index", "path", "given_label", "given_class", "true_label")
+#: Memory a labelled CSV takes while read, per byte of it: every line becomes a dict of five
+#: strings. Measured (tracemalloc, 200,000 rows): 14x for typical rows, 67x for rows of an
+#: index alone.
+CSV_MEMORY_FACTOR = 128
 
 
 @dataclass(frozen=True)
@@ -42,16 +47,24 @@ class LabelledRows:
     given: np.ndarray | None = None  # (V,) int64 given labels, when every row has one
 
 
+def to_label_csv(indices: np.ndarray, given_labels: np.ndarray, class_names: Sequence[str],
+                 locations: Sequence[str]) -> str:
+    """The CSV's text: a row per index (``given_labels`` indexed by it), ``true_label`` empty."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(TO_LABEL_COLUMNS)
+    for i, where in zip(np.asarray(indices).tolist(), locations):
+        g = int(given_labels[i])
+        writer.writerow([i, where, g, class_names[g], ""])
+    return buffer.getvalue()
+
+
 def write_to_label_csv(path: str | os.PathLike, indices: np.ndarray, given_labels: np.ndarray,
                        class_names: Sequence[str], locations: Sequence[str]) -> Path:
-    """Write the rows to verify, with an empty ``true_label`` column, atomically."""
+    """Write the rows to verify (:func:`to_label_csv`), atomically."""
     path = Path(path)
     with atomic_write(path, "w") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(TO_LABEL_COLUMNS)
-        for i, where in zip(np.asarray(indices).tolist(), locations):
-            g = int(given_labels[i])
-            writer.writerow([i, where, g, class_names[g], ""])
+        fh.write(to_label_csv(indices, given_labels, class_names, locations))
     return path
 
 
@@ -71,11 +84,14 @@ def read_labelled_csv(path: str | os.PathLike) -> LabelledRows:
     if not path.is_file():
         raise MissingFileError(f"labelled CSV not found: {path}")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheets add a BOM
+        # utf-8-sig: spreadsheets add a BOM. Read whole, so the size is checked first.
+        with open_text(path, "labelled CSV", memory_factor=CSV_MEMORY_FACTOR, newline="") as fh:
             reader = csv.DictReader(fh)
             columns = [c.strip() for c in reader.fieldnames or []]
             rows = [({k.strip(): (v or "").strip() for k, v in row.items() if k is not None}, reader.line_num)
                     for row in reader]
+    except DataFileError:  # too large, or not a regular file: already one line
+        raise
     except (UnicodeDecodeError, csv.Error, OSError) as exc:
         raise CorruptFileError(f"cannot read labelled CSV {path}: {exc}") from exc
     missing = [c for c in ("index", "true_label") if c not in columns]

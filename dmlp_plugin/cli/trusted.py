@@ -61,8 +61,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..argument_names import argument_names
 
-    with argument_names({"clean_labels": "--labels", "given_labels": "--labels", "per_class": "--per-class",
-                         "size": "--size", "count": "--to-label", "output": "--output", "page": "--page"}):
+    with argument_names({"clean_labels": "--labels", "given_labels": "--labels", "labels": "--labels",
+                         "per_class": "--per-class", "size": "--size", "count": "--to-label", "output": "--output",
+                         "labels_output": "--labels-output", "page": "--page", "from_csv": "--from-csv"}):
         if args.to_label is not None:
             return _to_label(args)
         if args.from_csv is not None:
@@ -70,21 +71,27 @@ def run(args: argparse.Namespace) -> int:
         return _draw(args)
 
 
-def _index_outputs(args: argparse.Namespace) -> tuple[Path, Path]:
-    from ..io import check_output_path
+def _index_outputs(args: argparse.Namespace, inputs: dict[str, Path | None]) -> tuple[Path, Path]:
+    """The indices' and the labels' paths, checked before any work: writable, ``.npy``, and
+    neither the other nor one of ``inputs`` (through links, ``..`` and hard links)."""
+    from ..io import check_distinct_paths, check_output_path
 
     labels_out = args.labels_output or args.output.with_name(f"{args.output.stem}_labels{args.output.suffix}")
-    for flag, path in (("--output", args.output), ("--labels-output", labels_out)):
-        check_output_path(path, flag, suffixes=(".npy",))
+    for name, path in (("output", args.output), ("labels_output", labels_out)):
+        check_output_path(path, name, suffixes=(".npy",))
+    check_distinct_paths({"output": args.output, "labels_output": labels_out}, inputs)
     return args.output, labels_out
 
 
 def _write_trusted(indices: np.ndarray, labels: np.ndarray, out: Path, labels_out: Path, what: str) -> None:
     from rich.table import Table
 
-    from ..io import export_labels
+    from ..io import check_free_space, export_labels
+    from ..sizes import export_file_bytes
     from .console import console
 
+    size = export_file_bytes(len(indices), 0, "npy")
+    check_free_space({out: size, labels_out: size}, {out: "output", labels_out: "labels_output"})
     export_labels(indices, out, "npy")
     export_labels(labels, labels_out, "npy")
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -103,7 +110,7 @@ def _draw(args: argparse.Namespace) -> int:
 
     if args.images is not None:
         raise InputError("--images is for --to-label; give clean labels with --labels or --dataset/--root")
-    out, labels_out = _index_outputs(args)
+    out, labels_out = _index_outputs(args, {"labels": args.labels})
     labels, _ = _clean_labels(args)
     if labels is None:
         raise InputError("give clean labels with --labels FILE or --dataset NAME --root DIR")
@@ -114,25 +121,32 @@ def _draw(args: argparse.Namespace) -> int:
 
 
 def _to_label(args: argparse.Namespace) -> int:
-    from ..io import check_output_path, load_array
-    from ..review import build_label_page, image_location, open_images
+    from ..io import check_distinct_paths, check_free_space, check_output_path, load_array
+    from ..review import build_label_page, image_location, label_page_bytes, open_images
     from ..trusted import draw_to_label
-    from ..trusted_csv import write_to_label_csv
+    from ..trusted_csv import to_label_csv, write_to_label_csv
     from ..validation import as_labels
     from .console import console
 
     output = check_output_path(args.output, "output", suffixes=(".csv",))
     page_path = check_output_path(args.page or output.with_suffix(".html"), "page", suffixes=(".html", ".htm"))
+    check_distinct_paths({"output": output, "page": page_path}, {"labels": args.labels})
     root = args.images or args.root
     if root is None:
         raise InputError("--to-label needs the images: --images ROOT (the dataset's folder)")
     images = open_images(root, args.dataset, args.split)
-    given = images.targets if args.labels is None else load_array(args.labels, what="given_labels")
+    given = images.targets if args.labels is None else load_array(args.labels, what="given_labels",
+                                                                  rows=len(images))
     given = as_labels(given, "given_labels", num_classes=len(images.classes), length=len(images))
     rows = draw_to_label(given, args.to_label, seed=args.seed)
     names = [str(c) for c in images.classes]
-    write_to_label_csv(output, rows, given, names, [image_location(images, i) for i in rows])
+    locations = [image_location(images, i) for i in rows]
     csv_name = "labelled.csv" if output.stem == "to_label" else f"{output.stem}_labelled.csv"
+    # Before the images are read: the CSV's exact size, and a bound on the page's.
+    check_free_space({output: len(to_label_csv(rows, given, names, locations).encode()),
+                      page_path: label_page_bytes(images, rows, given, names, csv_name=csv_name)},
+                     {output: "output", page_path: "page"})
+    write_to_label_csv(output, rows, given, names, locations)
     build_label_page(images, rows, given, names, page_path, csv_name=csv_name, seed=args.seed)
     counts = np.bincount(given[rows], minlength=len(names))
     console.print(f"picked {len(rows):,} of {len(given):,} rows to verify ({counts.min()}-{counts.max()} per given "
@@ -146,7 +160,7 @@ def _from_csv(args: argparse.Namespace) -> int:
     from ..trusted_csv import read_labelled_csv
     from ..validation import check_classes_present
 
-    out, labels_out = _index_outputs(args)
+    out, labels_out = _index_outputs(args, {"from_csv": args.from_csv})
     rows = read_labelled_csv(args.from_csv)
     if rows.class_names:  # dmlp purify needs a verified row of every class: say so now, not after a run
         check_classes_present(rows.labels, len(rows.class_names))

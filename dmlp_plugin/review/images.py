@@ -23,7 +23,7 @@ from ..errors import CorruptFileError, MissingFileError
 if TYPE_CHECKING:  # ..data loads torch, which `dmlp --help` must not wait for
     from ..data import ArrayDataset, ImageDataset
 
-__all__ = ["open_images", "thumbnail_uri", "image_location", "CIFAR10_CLASSES", "THUMBNAIL_SIZE"]
+__all__ = ["open_images", "thumbnail_uri", "thumbnail_uri_bytes", "image_location", "CIFAR10_CLASSES", "THUMBNAIL_SIZE"]
 
 #: Longest side of a thumbnail, in pixels; smaller images are inlined as they are.
 THUMBNAIL_SIZE = 128
@@ -105,6 +105,16 @@ def thumbnail_uri(image: Image.Image, size: int = THUMBNAIL_SIZE) -> str:
         image.save(buffer, format="JPEG", quality=85)
         kind = "jpeg"
     return f"data:image/{kind};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+
+
+def thumbnail_uri_bytes(size: int = THUMBNAIL_SIZE) -> int:
+    """An upper bound of ``len(thumbnail_uri(image, size))`` for any image. The PNG of at most
+    ``size`` by ``size`` RGB pixels is their bytes, a filter byte a row, deflate's few bytes
+    a block and the chunks' headers; the JPEG of that many pixels is smaller (on noise, a third
+    of the PNG). Base64 makes 4 characters of every 3 bytes."""
+    raw = 3 * size * size + size
+    encoded = raw + raw // 100 + 1024
+    return len("data:image/jpeg;base64,") + 4 * -(-encoded // 3)
 
 
 def image_location(images: ImageDataset, index: int) -> str:

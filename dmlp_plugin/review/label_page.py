@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from ..io import atomic_write, check_output_path
 from .html import document, esc, script_json
-from .images import THUMBNAIL_SIZE, image_location, thumbnail_uri
+from .images import THUMBNAIL_SIZE, image_location, thumbnail_uri, thumbnail_uri_bytes
 from .review_page import Page
 
 if TYPE_CHECKING:
     from ..data import ImageDataset
 
-__all__ = ["build_label_page", "MAX_BUTTONS"]
+__all__ = ["build_label_page", "label_page_bytes", "MAX_BUTTONS"]
 
 #: Up to this many classes, each card has one button per class; beyond, typing only.
 MAX_BUTTONS = 20
@@ -125,6 +125,27 @@ def build_label_page(images: "ImageDataset", indices: Sequence[int], given_label
     """
     output = check_output_path(output, "page", suffixes=(".html", ".htm"))
     rows = np.asarray(indices, dtype=np.int64)
+    html = _render(images, rows, given_labels, class_names, csv_name, seed,
+                   lambda i: thumbnail_uri(images.load_image(i), thumbnail_size))
+    with atomic_write(output, "w") as fh:
+        fh.write(html)
+    return Page(output, len(rows))
+
+
+def label_page_bytes(images: "ImageDataset", indices: Sequence[int], given_labels: np.ndarray,
+                     class_names: Sequence[str], *, csv_name: str = "labelled.csv",
+                     thumbnail_size: int = THUMBNAIL_SIZE) -> int:
+    """An upper bound of the size in bytes of :func:`build_label_page`'s page, without reading
+    an image: the page itself, with every thumbnail as large as :func:`thumbnail_uri_bytes`
+    allows. For the free-space check before the images are read."""
+    placeholder = "x" * thumbnail_uri_bytes(thumbnail_size)
+    rows = np.asarray(indices, dtype=np.int64)
+    return len(_render(images, rows, given_labels, class_names, csv_name, 0, lambda i: placeholder).encode())
+
+
+def _render(images: "ImageDataset", rows: np.ndarray, given_labels: np.ndarray, class_names: Sequence[str],
+            csv_name: str, seed: int, uri: Callable[[int], str]) -> str:
+    """The page's HTML; ``uri(i)`` gives row ``i``'s thumbnail."""
     names = [str(n) for n in class_names]
     page_id = hashlib.sha256(rows.tobytes() + "\n".join(names).encode()).hexdigest()[:16]
     buttons = "".join(f'<button type="button" data-class="{k}">{esc(n)}</button>' for k, n in enumerate(names))
@@ -133,7 +154,7 @@ def build_label_page(images: "ImageDataset", indices: Sequence[int], given_label
         g = int(given_labels[i])
         cards.append(
             f'<figure class="card" data-index="{i}" data-given="{g}" data-path="{esc(image_location(images, i))}">'
-            f'<img class="thumb" alt="row {i}" src="{thumbnail_uri(images.load_image(i), thumbnail_size)}">'
+            f'<img class="thumb" alt="row {i}" src="{uri(i)}">'
             f'<figcaption><div class="meta"><span>#{i}</span></div><div class="given">given: {esc(names[g])}</div>'
             f'<input type="text" list="class-names" placeholder="class name or number" aria-label="true class of '
             f'row {i}">' + (f'<div class="choices">{buttons}</div>' if len(names) <= MAX_BUTTONS else "")
@@ -152,7 +173,4 @@ def build_label_page(images: "ImageDataset", indices: Sequence[int], given_label
         f'<script type="application/json" id="classes">{script_json(names)}</script>',
         '<div class="gallery" id="cards">' + "".join(cards) + "</div>"]
     html = document("Verify labels", body, _LABEL_SCRIPT)
-    html = html.replace("<body>", f'<body data-page="{page_id}" data-csv="{esc(csv_name)}">', 1)
-    with atomic_write(output, "w") as fh:
-        fh.write(html)
-    return Page(output, len(rows))
+    return html.replace("<body>", f'<body data-page="{page_id}" data-csv="{esc(csv_name)}">', 1)
