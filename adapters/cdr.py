@@ -17,7 +17,7 @@ import numpy as np
 
 from dmlp_integrations.cdr import RECIPE
 from dmlp_plugin import hookimpl
-from dmlp_plugin.adapter import Adapter, IndexMap, NpyLabelFile, SeededSplitMap, as_label_array, upstream_attribute
+from dmlp_plugin.adapter import Adapter, IndexMap, NpyLabelFile, SeededSplitMap, as_label_array
 from dmlp_plugin.testing import UpstreamStandIn
 
 __all__ = ["CDRAdapter", "cdr_split"]
@@ -45,10 +45,9 @@ class CDRAdapter(NpyLabelFile, Adapter):
     """
 
     name = "cdr"
-    upstream = RECIPE.upstream
-    upstream_commits = RECIPE.commits
     description = "CDR (Xia et al. 2021): main.py, seeded 45k/5k split; --noise_rate follows residual noise"
     integration = RECIPE
+    dataset_kind = "CDR's cifar10_dataset"
     batch_layout = (1, 2)
 
     def __init__(self, *, seed: int = 1, split_per: float = 0.9) -> None:
@@ -59,12 +58,12 @@ class CDRAdapter(NpyLabelFile, Adapter):
         return SeededSplitMap(self.seed, part=part, recipe=partial(cdr_split, split_per=self.split_per))
 
     def get_labels(self, dataset: Any) -> np.ndarray:
-        return as_label_array(np.asarray(_attr(dataset, self._attribute(dataset))).reshape(-1),
+        return as_label_array(np.asarray(self.dataset_attribute(dataset, self._attribute(dataset))).reshape(-1),
                               what=self._attribute(dataset))
 
     def set_labels(self, dataset: Any, labels: np.ndarray) -> None:
         name = self._attribute(dataset)
-        old = np.asarray(_attr(dataset, name))
+        old = np.asarray(self.dataset_attribute(dataset, name))
         setattr(dataset, name, np.asarray(labels).astype(old.dtype).reshape(old.shape))
 
     def residual_noise_settings(self, args: Any, rate: float, *, explicit: set[str] = frozenset()) -> dict[str, Any]:
@@ -91,10 +90,6 @@ class _CDRLike(UpstreamStandIn):
 
     def item(self, index: int) -> tuple[Any, int, int]:
         return self.train_data[index], int(self.train_labels[index]), index
-
-
-def _attr(dataset: Any, name: str) -> Any:
-    return upstream_attribute(dataset, name, adapter="cdr", expected="CDR's cifar10_dataset")
 
 
 @hookimpl

@@ -15,7 +15,7 @@ import numpy as np
 
 from dmlp_integrations.coteaching import RECIPE
 from dmlp_plugin import hookimpl
-from dmlp_plugin.adapter import Adapter, NpyLabelFile, as_label_array, upstream_attribute
+from dmlp_plugin.adapter import Adapter, NpyLabelFile, as_label_array
 from dmlp_plugin.testing import UpstreamStandIn
 
 __all__ = ["CoteachingAdapter"]
@@ -25,17 +25,16 @@ class CoteachingAdapter(NpyLabelFile, Adapter):
     """Purified labels for Co-teaching: ``train_noisy_labels`` and ``noise_or_not``, identity order."""
 
     name = "coteaching"
-    upstream = RECIPE.upstream
-    upstream_commits = RECIPE.commits
     description = "Co-teaching (Han et al. 2018): main.py, train_noisy_labels; forget rate follows residual noise"
     integration = RECIPE
+    dataset_kind = "Co-teaching's training CIFAR10"
     batch_layout = (1, 2)
 
     def get_labels(self, dataset: Any) -> np.ndarray:
-        return as_label_array(_attr(dataset, "train_noisy_labels"), what="train_noisy_labels")
+        return as_label_array(self.dataset_attribute(dataset, "train_noisy_labels"), what="train_noisy_labels")
 
     def set_labels(self, dataset: Any, labels: np.ndarray) -> None:
-        _attr(dataset, "train_noisy_labels")
+        self.dataset_attribute(dataset, "train_noisy_labels")
         labels = np.asarray(labels, dtype=np.int64)
         dataset.train_noisy_labels = [int(y) for y in labels]
         clean = self.clean_labels(dataset)
@@ -72,10 +71,6 @@ class _CoteachingLike(UpstreamStandIn):
 
     def item(self, index: int) -> tuple[Any, int, int]:
         return self.train_data[index], self.train_noisy_labels[index], index
-
-
-def _attr(dataset: Any, name: str) -> Any:
-    return upstream_attribute(dataset, name, adapter="coteaching", expected="Co-teaching's training CIFAR10")
 
 
 @hookimpl

@@ -17,7 +17,7 @@ import numpy as np
 
 from dmlp_integrations.dividemix import RECIPE
 from dmlp_plugin import hookimpl
-from dmlp_plugin.adapter import Adapter, IdentityMap, IndexMap, as_label_array, upstream_attribute
+from dmlp_plugin.adapter import Adapter, IdentityMap, IndexMap, as_label_array
 from dmlp_plugin.errors import AdapterError
 from dmlp_plugin.io import PathLike, export_labels, load_array
 from dmlp_plugin.testing import UpstreamStandIn
@@ -29,12 +29,11 @@ class DivideMixAdapter(Adapter):
     """Purified labels for DivideMix: a JSON list in CIFAR order, injected as ``noise_label``."""
 
     name = "dividemix"
-    upstream = RECIPE.upstream
-    upstream_commits = RECIPE.commits
     label_format = "dividemix-json"
     label_suffix = ".json"
     description = "DivideMix (Li et al. 2020): Train_cifar.py, noise_label from <data_path>/<r>_<mode>.json"
     integration = RECIPE
+    dataset_kind = "DivideMix's cifar_dataset"
     reads_given_labels = True
     batch_layout = (1, 2)
 
@@ -51,10 +50,10 @@ class DivideMixAdapter(Adapter):
         return as_label_array(load_array(path, what="DivideMix noise"), what=f"labels in {path}")
 
     def get_labels(self, dataset: Any) -> np.ndarray:
-        return as_label_array(_attr(dataset, "noise_label"), what="noise_label")
+        return as_label_array(self.dataset_attribute(dataset, "noise_label"), what="noise_label")
 
     def set_labels(self, dataset: Any, labels: np.ndarray) -> None:
-        _attr(dataset, "noise_label")
+        self.dataset_attribute(dataset, "noise_label")
         dataset.noise_label = [int(y) for y in labels]
 
     def loader_yields_labels(self, dataset: Any) -> bool:
@@ -76,10 +75,6 @@ class _AllModeDataset(UpstreamStandIn):
 
     def item(self, index: int) -> tuple[Any, int, int]:
         return self.train_data[index], self.noise_label[index], index
-
-
-def _attr(dataset: Any, name: str) -> Any:
-    return upstream_attribute(dataset, name, adapter="dividemix", expected="DivideMix's cifar_dataset")
 
 
 @hookimpl

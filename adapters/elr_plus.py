@@ -15,8 +15,7 @@ import numpy as np
 
 from dmlp_integrations.elr_plus import RECIPE
 from dmlp_plugin import hookimpl
-from dmlp_plugin.adapter import (Adapter, IdentityMap, IndexMap, NpyLabelFile, StoredIndexMap, as_label_array,
-                                 upstream_attribute)
+from dmlp_plugin.adapter import (Adapter, IdentityMap, IndexMap, NpyLabelFile, StoredIndexMap, as_label_array)
 from dmlp_plugin.errors import AdapterError
 from dmlp_plugin.testing import UpstreamStandIn
 
@@ -27,10 +26,9 @@ class ELRPlusAdapter(NpyLabelFile, Adapter):
     """Purified labels for ELR+: ``train_labels`` of each half of its unseeded split."""
 
     name = "elr_plus"
-    upstream = RECIPE.upstream
-    upstream_commits = RECIPE.commits
     description = "ELR+ (Liu et al. 2020): ELR_plus/train.py, both halves of its unseeded 45k/5k split"
     integration = RECIPE
+    dataset_kind = "ELR+'s CIFAR10_train or CIFAR10_val"
     batch_layout = (1, 2)
 
     def index_map(self, dataset: Any = None) -> IndexMap:
@@ -43,10 +41,10 @@ class ELRPlusAdapter(NpyLabelFile, Adapter):
         return StoredIndexMap(np.asarray(indices, dtype=np.int64))
 
     def get_labels(self, dataset: Any) -> np.ndarray:
-        return as_label_array(np.asarray(_attr(dataset, "train_labels")), what="train_labels")
+        return as_label_array(np.asarray(self.dataset_attribute(dataset, "train_labels")), what="train_labels")
 
     def set_labels(self, dataset: Any, labels: np.ndarray) -> None:
-        old = np.asarray(_attr(dataset, "train_labels"))
+        old = np.asarray(self.dataset_attribute(dataset, "train_labels"))
         dataset.train_labels = np.asarray(labels).astype(old.dtype)
 
     def clean_labels(self, dataset: Any) -> np.ndarray | None:
@@ -69,10 +67,6 @@ class _ELRLike(UpstreamStandIn):
 
     def item(self, index: int) -> tuple[Any, int, int, int]:
         return self.train_data[index], int(self.train_labels[index]), index, int(self.train_labels_gt[index])
-
-
-def _attr(dataset: Any, name: str) -> Any:
-    return upstream_attribute(dataset, name, adapter="elr_plus", expected="ELR+'s CIFAR10_train or CIFAR10_val")
 
 
 @hookimpl

@@ -285,7 +285,11 @@ class Adapter(abc.ABC):
         One line for listings.
     integration : Recipe or None
         The :class:`~dmlp_integrations.recipe.Recipe` that ``dmlp integrate <name>``
-        applies to a clone of the upstream, or ``None`` if there is none.
+        applies to a clone of the upstream, or ``None`` if there is none. A class that sets
+        it gets ``upstream`` and ``upstream_commits`` from the recipe unless it sets them.
+    dataset_kind : str
+        What the upstream's dataset object is (``"Co-teaching's training CIFAR10"``), for the
+        message of :meth:`dataset_attribute` when a dataset lacks an attribute.
     reads_given_labels : bool
         True when the upstream reads its noisy labels from a file the user purifies (DivideMix's
         noise JSON): then labels that differ from the purified run's input are an error.
@@ -302,11 +306,27 @@ class Adapter(abc.ABC):
     label_suffix: ClassVar[str] = ""
     description: ClassVar[str] = ""
     integration: ClassVar[Any] = None
+    dataset_kind: ClassVar[str] = "the upstream's dataset"
     reads_given_labels: ClassVar[bool] = False
     batch_layout: ClassVar[tuple[int, int] | None] = None
 
     #: Checked by :func:`validate_adapter_class` when a plugin registers the class.
     REQUIRED_ATTRIBUTES: ClassVar[tuple[str, ...]] = ("name", "upstream", "upstream_commits", "label_format")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # An adapter with a recipe is tested against the recipe's upstream and commits.
+        recipe = cls.__dict__.get("integration")
+        if recipe is not None:
+            if "upstream" not in cls.__dict__:
+                cls.upstream = recipe.upstream
+            if "upstream_commits" not in cls.__dict__:
+                cls.upstream_commits = tuple(recipe.commits)
+
+    def dataset_attribute(self, dataset: Any, name: str) -> Any:
+        """``dataset.<name>``, or an :class:`~dmlp_plugin.errors.AdapterError` naming this
+        adapter and the dataset it expected (:attr:`dataset_kind`)."""
+        return upstream_attribute(dataset, name, adapter=self.name, expected=self.dataset_kind)
 
     # -- index map -----------------------------------------------------------------------
 
