@@ -205,7 +205,7 @@ def test_a_full_disk_is_refused_before_the_work_and_a_write_that_fills_it_is_one
 ])
 def test_memory_and_permission_errors_are_one_line_and_debug_brings_the_traceback(
         tmp_path, monkeypatch, capsys, failure, status, line):
-    monkeypatch.setattr(noise_cli, "_clean_labels", lambda args: failure())
+    monkeypatch.setattr(noise_cli, "read_clean_labels", lambda args: failure())
     args = noise_args(tmp_path / "clean.npy", tmp_path / "out.npy")
     assert main(args) == status
     err = " ".join(capsys.readouterr().err.split())

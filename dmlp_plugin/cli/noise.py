@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import InputError
+from .clean_labels import add_clean_label_arguments, read_clean_labels
 
 if TYPE_CHECKING:
     from ..data import ImageDataset
@@ -32,14 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "label set, and write the noisy labels. Prints the realised noise rate next to the "
         "nominal one: they differ (symmetric 50% in the DivideMix convention leaves about 45% "
         "of labels wrong).")
-    src = p.add_argument_group("clean labels: --labels FILE, or --dataset NAME --root DIR")
-    src.add_argument("--labels", type=Path, metavar="FILE",
-                     help="clean labels (.npy, .npz, .json, .txt, .csv or .pt)")
-    src.add_argument("--dataset", metavar="NAME",
-                     help="cifar10, cifar100, clothing1m or imagefolder; with --root its labels are "
-                     "read. Also chooses the asymmetric mapping (cifar10, cifar100)")
-    src.add_argument("--root", type=Path, metavar="DIR", help="the dataset's folder")
-    src.add_argument("--split", default="train", help="dataset split (default: train)")
+    add_clean_label_arguments(
+        p.add_argument_group("clean labels: --labels FILE, or --dataset NAME --root DIR"),
+        labels_help="clean labels (.npy, .npz, .json, .txt, .csv or .pt)",
+        dataset_help="cifar10, cifar100, clothing1m or imagefolder; with --root its labels are read. Also chooses "
+        "the asymmetric mapping (cifar10, cifar100)")
     syn = p.add_argument_group("synthetic noise")
     syn.add_argument("--kind", choices=KINDS, default="symmetric", help="noise model (default: symmetric)")
     syn.add_argument("--rate", type=float, help="nominal noise rate in [0, 1]")
@@ -73,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.output, "--output")
     check_distinct_paths({"--output": args.output},
                          {"--labels": args.labels, "--cifar-n": args.cifar_n, "--features": args.features})
-    labels, dataset = _clean_labels(args)
+    labels, dataset = read_clean_labels(args)
     if args.cifar_n is not None:
         result = load_cifar_n(args.cifar_n, key=args.key, clean_labels=labels)
     else:
@@ -92,24 +90,6 @@ def run(args: argparse.Namespace) -> int:
     path = export_labels(result.noisy_labels, args.output, fmt)
     _print_summary(result, path, fmt)
     return 0
-
-
-def _clean_labels(args: argparse.Namespace) -> tuple[np.ndarray | None, ImageDataset | None]:
-    """The clean labels and, when read from one, the dataset (both None when not given)."""
-    from ..io import load_array
-
-    if args.labels is not None and args.root is not None:
-        raise InputError("give clean labels with --labels or with --dataset/--root, not both")
-    if args.labels is not None:
-        return np.asarray(load_array(args.labels, what="clean label")), None
-    if args.root is not None:
-        if args.dataset is None:
-            raise InputError("--root needs --dataset NAME (cifar10, cifar100, clothing1m, imagefolder)")
-        from ..data import load_dataset  # only here: it loads torch, which a labels file does not need
-
-        dataset = load_dataset(args.dataset, args.root, args.split)
-        return dataset.targets, dataset
-    return None, None
 
 
 def _features(args: argparse.Namespace, dataset: ImageDataset | None, n: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .clean_labels import add_clean_label_arguments
 
 __all__ = ["register"]
 
@@ -32,16 +33,12 @@ def register(subparsers: Any) -> None:
         "--to-label K picks K rows to verify, as many of every given label, at random within it, and writes "
         "a CSV and a page on which to label them; --from-csv reads the labelled CSV back.")
     src = p.add_argument_group("labels and images")
-    src.add_argument("--labels", type=Path, metavar="FILE",
-                     help="clean labels (.npy, .json, .txt, .pt); with --to-label, the given labels "
-                     "(default: the dataset's own)")
-    src.add_argument("--dataset", metavar="NAME",
-                     help="cifar10, cifar100, clothing1m, imagefolder (or cdr-npy with --images)")
-    src.add_argument("--root", type=Path, metavar="DIR", help="the dataset's folder")
+    add_clean_label_arguments(
+        src, labels_help="clean labels (.npy, .json, .txt, .pt); with --to-label, the given labels (default: the "
+        "dataset's own)", dataset_help="cifar10, cifar100, clothing1m, imagefolder (or cdr-npy with --images)")
     src.add_argument("--images", type=Path, metavar="ROOT",
                      help="with --to-label: the images (ImageFolder, CIFAR folders, CDR's layout); the form is "
                      "told from the folder unless --dataset names it")
-    src.add_argument("--split", default="train", help="dataset split (default: train)")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--per-class", type=int, metavar="N", help="N samples of every class")
     mode.add_argument("--size", type=int, metavar="N", help="N samples in all, drawn uniformly")
@@ -106,12 +103,12 @@ def _write_trusted(indices: np.ndarray, labels: np.ndarray, out: Path, labels_ou
 
 def _draw(args: argparse.Namespace) -> int:
     from ..trusted import draw_trusted_set
-    from .noise import _clean_labels
+    from .clean_labels import read_clean_labels
 
     if args.images is not None:
         raise InputError("--images is for --to-label; give clean labels with --labels or --dataset/--root")
     out, labels_out = _index_outputs(args, {"labels": args.labels})
-    labels, _ = _clean_labels(args)
+    labels, _ = read_clean_labels(args)
     if labels is None:
         raise InputError("give clean labels with --labels FILE or --dataset NAME --root DIR")
     indices = draw_trusted_set(labels, per_class=args.per_class, size=args.size, seed=args.seed)
