@@ -197,7 +197,8 @@ def render(rep: Report) -> str:
              f"{a.trusted:,} held-out rows. **Truth**: the accuracy of `result.labels` on the "
              f"{rep.num_train - a.trusted:,} non-trusted rows. Features: `shared/{FEATURES.as_posix()}` "
              f"({rep.num_train:,} samples); trusted set: {a.trusted:,} random clean samples, noise and draws as "
-             f"in `purify_cifar10.py`. Epochs: {a.epochs or PurifyConfig().epochs}. Error = estimate − truth. "
+             f"in `purify_cifar10.py`. Paper mode's epochs: {a.epochs or PurifyConfig.paper().epochs}. "
+             "Error = estimate − truth. "
              "\"Warned?\" is whether `purify_dataset` warned that the labels look worse than the given ones; "
              "it is marked wrong where that disagrees with the truth (returned labels less accurate than the "
              "given ones on the non-trusted rows). Times: a plain run (`estimate_accuracy=False`), then the "
@@ -232,7 +233,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="fold counts of the estimate, comma-separated: each is run on --seeds with every "
                         "config; --draws use the first")
     p.add_argument("--trusted", type=int, default=1000, help="size of the trusted set")
-    p.add_argument("--epochs", type=int, default=None, help="override the purifier's epochs (default 100)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="paper mode's epochs (default 100; the default pipeline has none)")
     p.add_argument("--subset", type=int, default=None, help="a random subset of the training set (development)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: the cores are shared with other jobs)")

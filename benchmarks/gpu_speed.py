@@ -69,6 +69,7 @@ def cmd_purify(args: argparse.Namespace) -> int:
     from naive_official import naive_official
 
     from dmlp_plugin import PurifyConfig, purify_dataset
+    from dmlp_plugin.config import PaperConfig
     from dmlp_plugin.reproduce.cifar_inputs import draw_trusted, noisy_labels, with_epochs
 
     with np.load(args.features) as z:
@@ -82,7 +83,7 @@ def cmd_purify(args: argparse.Namespace) -> int:
     device = args.device
     rows = []
 
-    def purify(name: str, config: PurifyConfig) -> None:
+    def purify(name: str, config: PurifyConfig | PaperConfig) -> None:
         config = with_epochs(config, args.epochs)
         kw = dict(val_indices=trusted, val_labels=clean[trusted], num_classes=NUM_CLASSES, seed=0, device=device,
                   progress=False)
@@ -95,8 +96,10 @@ def cmd_purify(args: argparse.Namespace) -> int:
             _sync(device)
         seconds = time.perf_counter() - start
         acc = float((result.labels[mask] == clean[mask]).mean())
-        rows.append([name, device, str(config.epochs), f"{seconds:.2f}", f"{seconds * 100 / config.epochs:.2f}",
-                     f"{100 * acc:.2f}"])
+        # The default pipeline has no epochs: its rounds, and no per-epoch figure.
+        paper = isinstance(config, PaperConfig)
+        rows.append([name, device, str(config.epochs) if paper else f"{config.rounds} rounds", f"{seconds:.2f}",
+                     f"{seconds * 100 / config.epochs:.2f}" if paper else "—", f"{100 * acc:.2f}"])
 
     naive_s = None
     if args.naive_epochs > 0:
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--dims", type=int, default=None, help="first D dimensions (default: all)")
     a.add_argument("--rate", type=float, default=0.8)
     a.add_argument("--trusted", type=int, default=1000)
-    a.add_argument("--epochs", type=int, default=None, help="purification epochs (default: the configs' 100)")
+    a.add_argument("--epochs", type=int, default=None, help="paper mode's epochs (default 100; the default has none)")
     a.add_argument("--naive-epochs", type=int, default=5, help="epochs of the naive loop, extrapolated (0: skip)")
     a.add_argument("--summary", type=Path, help="append a one-line summary here")
     a.set_defaults(func=cmd_purify)

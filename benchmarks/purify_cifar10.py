@@ -46,6 +46,7 @@ from naive_official import naive_official  # noqa: E402
 from results_file import write_section  # noqa: E402
 
 from dmlp_plugin import PurifyConfig, purify_dataset  # noqa: E402
+from dmlp_plugin.config import AnyConfig, PaperConfig  # noqa: E402
 from dmlp_plugin.errors import DmlpError  # noqa: E402
 # The protocol (inputs, trusted draw, noise, linear probe) is shared with `dmlp reproduce`.
 from dmlp_plugin.reproduce.cifar_inputs import (DEFAULT_CIFAR_ROOT, FEATURES, NUM_CLASSES, TRAIN_LABELS,  # noqa: E402
@@ -79,8 +80,8 @@ class Spec:
 def symmetric_specs(quick: bool = False) -> list[Spec]:
     """Rows of a symmetric-noise table: the paper's method, our default, and an ablation.
 
-    The ablation rows spell out ``ipc=`` so each keeps its meaning if the default changes;
-    each changes one choice of the default back to the paper's (or adds IPC).
+    Each ablation row changes one choice of the default, or of the paper's loop (the
+    engine's two pipelines; hybrids of the two no longer exist).
     """
     specs = [
         Spec("given labels", "—", None),
@@ -91,51 +92,45 @@ def symmetric_specs(quick: bool = False) -> list[Spec]:
         Spec("paper: IPC+EAC, bfloat16", "PurifyConfig.paper(precision=\"bfloat16\")",
              PurifyConfig.paper(precision="bfloat16"),
              "the same, with the IPC batches, K and the head's input rows stored and multiplied in bfloat16"),
+        Spec("paper: EAC only", "PurifyConfig.paper(ipc=False)", PurifyConfig.paper(ipc=False),
+             "the paper's Adam-trained softmax head mixed into the labels, no IPC"),
         Spec("**default**", "PurifyConfig()", PurifyConfig(),
              f"what `purify_dataset` uses ({describe(PurifyConfig())})"),
-        Spec("default + IPC", "PurifyConfig(ipc=True)", PurifyConfig(ipc=True),
-             "adds IPC label updates with our IPC settings (ridge 1e-3, trusted-set prior, simplex projection)"),
-        Spec("our IPC only", "PurifyConfig(ipc=True, eac=False)", PurifyConfig(ipc=True, eac=False),
-             "our IPC settings alone, no EAC"),
-        Spec("default, head target", "PurifyConfig(ipc=False, eac_target=\"head\")",
-             PurifyConfig(ipc=False, eac_target="head"),
-             "mixes in the calibrated head's predictions (the paper's EAC target) instead of the "
-             "noise-transition posterior: self-training without the measured noise"),
-        Spec("default, linear head", "PurifyConfig(ipc=False, eac_head=\"linear\")",
-             PurifyConfig(ipc=False, eac_head="linear"),
-             "the paper's Adam-trained softmax head instead of the closed-form least-squares head"),
-        Spec("default − logistic candidate", "PurifyConfig(ipc=False, logistic_candidate=False)",
-             PurifyConfig(ipc=False, logistic_candidate=False),
-             "chooses among the least-squares rounds only, without the forward-corrected "
-             "logistic head fitted on the given labels"),
-        Spec("default − transition EM", "PurifyConfig(ipc=False, transition_em_steps=0)",
-             PurifyConfig(ipc=False, transition_em_steps=0),
+        Spec("our IPC only", "PurifyConfig.paper(eac=False, ridge=1e-3, prior=\"trusted\", project_simplex=True)",
+             PurifyConfig.paper(eac=False, ridge=1e-3, prior="trusted", project_simplex=True),
+             "IPC with the settings the default once used for it (ridge 1e-3, trusted-set prior, simplex "
+             "projection), no EAC"),
+        Spec("default − logistic candidate", "PurifyConfig(logistic_candidate=False)",
+             PurifyConfig(logistic_candidate=False),
+             "chooses without the forward-corrected logistic head fitted on the given labels"),
+        Spec("default − transition EM", "PurifyConfig(transition_em_steps=0)",
+             PurifyConfig(transition_em_steps=0),
              "uses the noise transition counted on the trusted pairs alone, without the EM "
              "refinement that adds the training rows' expected counts"),
-        Spec("default − round selection", "PurifyConfig(ipc=False, select_round=False)",
-             PurifyConfig(ipc=False, select_round=False),
-             "returns the last mixing round's posterior instead of the candidate with the lowest "
-             "cross-fitted trusted-set log-loss (so no logistic candidate either)"),
+        Spec("default, last round only", "PurifyConfig(given_candidate=False, logistic_candidate=False, "
+             "mlp_candidate=False, rounds=1)",
+             PurifyConfig(given_candidate=False, logistic_candidate=False, mlp_candidate=False, rounds=1),
+             "one least-squares round's posterior and nothing to select among"),
     ]
     if quick:
-        keep = {"given labels", "paper: IPC+EAC", "paper: IPC+EAC, bfloat16", "**default**", "default + IPC"}
+        keep = {"given labels", "paper: IPC+EAC", "paper: IPC+EAC, bfloat16", "**default**", "our IPC only"}
         specs = [s for s in specs if s.name in keep]
     return specs
 
 
-def describe(config: PurifyConfig) -> str:
+def describe(config: AnyConfig) -> str:
     """The choices that matter for the ablation, in a few words."""
-    parts = ["IPC on" if config.ipc else "no IPC label updates"]
-    if config.eac:
-        parts.append(f"{config.eac_head} head, {config.eac_target} target, η={config.eac_eta:g} every "
-                     f"{config.eac_period} epochs")
-        if config.select_round and config.eac_target == "posterior":
-            parts.append("best of the rounds" + (" and a forward-corrected logistic head"
-                                                 if config.logistic_candidate else "")
-                         + " by honest trusted log-loss")
-    else:
-        parts.append("no EAC")
-    return "; ".join(parts)
+    if isinstance(config, PaperConfig):
+        parts = ["IPC label updates" if config.ipc else "no IPC label updates"]
+        parts.append(f"the linear head's softmax mixed in, η={config.eac_eta:g} every {config.eac_period} epochs"
+                     if config.eac else "no EAC")
+        return "; ".join(parts)
+    candidates = [f"{config.rounds} least-squares rounds mixing the noise-transition posterior "
+                  f"(η={config.round_eta:g})"]
+    candidates += [name for name, on in (("the given labels", config.given_candidate),
+                                         ("a forward-corrected logistic head", config.logistic_candidate),
+                                         ("a forward-corrected network", config.mlp_candidate)) if on]
+    return "best of " + ", ".join(candidates) + " by cross-fitted trusted log-loss"
 
 
 def unseen_specs() -> list[Spec]:
@@ -362,7 +357,7 @@ def warm_up() -> None:
     y = rng.integers(0, NUM_CLASSES, 1200)
     idx = np.arange(0, 1200, 6)
     y[idx] = np.arange(len(idx)) % NUM_CLASSES
-    for config in (PurifyConfig(epochs=2), PurifyConfig.paper(epochs=2)):
+    for config in (PurifyConfig(rounds=1), PurifyConfig.paper(epochs=2)):
         purify_dataset(x, y, threads=None, val_indices=idx, val_labels=y[idx], num_classes=NUM_CLASSES, config=config,
                        device="cpu")
 
@@ -619,7 +614,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="noise draws (seeds) on which the default alone is also run; the targets are "
                         "judged on their mean ('' to skip)")
     p.add_argument("--trusted", type=int, default=1000, help="size of the trusted set")
-    p.add_argument("--epochs", type=int, default=None, help="override the purifier's epochs (default 100)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="paper mode's epochs (default 100; the default pipeline has none)")
     p.add_argument("--naive-epochs", type=int, default=10,
                    help="epochs of the naive loop, extrapolated linearly to --epochs (0 skips it)")
     p.add_argument("--probe-iters", type=int, default=100, help="L-BFGS iterations of the linear classifier")
@@ -645,7 +641,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.key_list = [k.strip() for k in args.cifar_n_keys.split(",") if k.strip()]
     args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.draw_list = [int(s) for s in args.draws.split(",") if s.strip()]
-    args.epochs_full = args.epochs or PurifyConfig().epochs
+    args.epochs_full = args.epochs or PurifyConfig.paper().epochs
     args.command = "python benchmarks/purify_cifar10.py " + " ".join(sys.argv[1:] if argv is None else argv)
     return args
 

@@ -236,7 +236,8 @@ def render(rep: Report) -> str:
              "is 0.9× the nominal), asymmetric noise is CIFAR-10's class mapping. "
              f"Seeds: {', '.join(map(str, a.seed_list))}"
              + (" (each cell is the mean over seeds)" if len(a.seed_list) > 1 else "")
-             + f". Epochs: {a.epochs or PurifyConfig().epochs}. Error = estimate − truth, in points; "
+             + f". Paper mode's epochs: {a.epochs or PurifyConfig.paper().epochs}. "
+             "Error = estimate − truth, in points; "
              "negative means the estimate is too low.", "",
              "Estimators (all read the result alone; none sees a clean label outside the trusted set):", ""]
     lines += [f"- **{name}** — {text}." for name, (text, _) in ESTIMATORS.items()]
@@ -266,7 +267,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--configs", default="default,paper", help=f"comma-separated, of: {', '.join(CONFIGS)}")
     p.add_argument("--seeds", default="0", help="seeds, comma-separated (tables show the mean)")
     p.add_argument("--trusted", type=int, default=1000, help="size of the trusted set")
-    p.add_argument("--epochs", type=int, default=None, help="override the purifier's epochs (default 100)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="paper mode's epochs (default 100; the default pipeline has none)")
     p.add_argument("--subset", type=int, default=None, help="a random subset of the training set (development)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: the cores are shared with other jobs)")

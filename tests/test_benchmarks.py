@@ -7,7 +7,6 @@ of the same IPC objective, so their gradients on one batch must agree.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -49,12 +48,6 @@ def synthetic_inputs(n: int = 2000, d: int = 32) -> "bench.Inputs":
     return bench.Inputs(train=x[:n], test=x[n:], clean=y[:n], test_labels=y[n:])
 
 
-def one_layer(specs):
-    """The specs with a one-hidden-layer network: these tests are about the harness, and the
-    default's two take three times as long on small sets (tested in test_engine_mlp.py)."""
-    return [dataclasses.replace(s, config=s.config.replace(mlp_layers=1)) if s.config else s for s in specs]
-
-
 def check_rows(rows, specs) -> None:
     assert [r.name for r in rows] == [s.name for s in specs]
     for row, spec in zip(rows, specs):
@@ -73,7 +66,7 @@ def test_run_setting_rows_are_well_formed_and_render():
     trusted = bench.draw_trusted(len(noisy), 200, seed=0)
     # the trusted draw is a different stream from the noise: about half of it is noisy
     assert 0.2 < (noisy[trusted] != inputs.clean[trusted]).mean() < 0.7
-    specs = one_layer(bench.symmetric_specs(quick=True))
+    specs = bench.symmetric_specs(quick=True)
     rows = bench.run_setting(inputs, noisy, trusted, specs, epochs=4, probe_iters=10)
     check_rows(rows, specs)
     head, body = bench.setting_table(bench.Setting("Symmetric 50%", "sym-0.5", 0.45, rows, 0.5))
@@ -88,7 +81,7 @@ def test_run_setting_rows_are_well_formed_and_render():
 
 def test_targets_are_judged_on_the_mean_over_draws_and_every_draw_must_hold():
     inputs = synthetic_inputs()
-    specs = one_layer([s for s in bench.symmetric_specs(quick=True) if s.name in ("given labels", "**default**")])
+    specs = [s for s in bench.symmetric_specs(quick=True) if s.name in ("given labels", "**default**")]
     setting, _ = bench.run_noise(inputs, "Symmetric 20%", "sym-0.2", "symmetric", 0.2, specs, seeds=[0],
                                  num_trusted=200, epochs=4, probe_iters=0, draw_seeds=[0, 1, 2],
                                  log=lambda _: None)
@@ -151,6 +144,20 @@ def test_naive_loop_runs_and_learns_on_separable_data():
     assert out.seconds > 0 and (out.labels == y[:1000]).mean() > 0.5
 
 
+def test_every_spec_is_a_config_of_one_pipeline_and_is_described():
+    """The ablation rows are today's configs (no hybrid of the two pipelines), each described."""
+    from dmlp_plugin.config import PaperConfig
+
+    specs = bench.symmetric_specs()
+    assert len({s.name for s in specs}) == len(specs)
+    for spec in specs[1:]:
+        assert type(spec.config) in (PurifyConfig, PaperConfig)
+        assert eval(spec.expr, {"PurifyConfig": PurifyConfig}) == spec.config  # the expression shown is the config
+    assert "least-squares rounds" in bench.describe(PurifyConfig()) and "logistic" in bench.describe(PurifyConfig())
+    assert "no EAC" in bench.describe(PurifyConfig.paper(eac=False))
+    assert "no IPC" in bench.describe(PurifyConfig.paper(ipc=False))
+
+
 def test_with_epochs_scales_the_schedule():
     short = bench.with_epochs(PurifyConfig.paper(), 20)
     assert short.epochs == 20 and short.eac_period == 4 and short.eac_lr_decay_epoch == 2
@@ -169,7 +176,7 @@ def test_real_subset_of_the_shared_features():
     inputs = bench.Inputs(inputs.train, inputs.test[:2000], inputs.clean, inputs.test_labels[:2000])
     noisy = bench.noisy_labels(inputs.clean, "symmetric", 0.5, seed=0)
     trusted = bench.draw_trusted(2000, 200, seed=0)
-    specs = one_layer(bench.symmetric_specs(quick=True))
+    specs = bench.symmetric_specs(quick=True)
     rows = bench.run_setting(inputs, noisy, trusted, specs, epochs=4, probe_iters=10)
     check_rows(rows, specs)
 
