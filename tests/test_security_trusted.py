@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from review_fixtures import image_folder
+from review_fixtures import cifar_folder, image_folder
 
 from dmlp_plugin import atomic
 from dmlp_plugin.cli import main
@@ -148,13 +148,21 @@ def test_a_disk_too_small_refuses_to_label_before_an_image_is_read(folder, image
 
 
 def test_the_page_bound_holds_for_the_page_written(folder, images):
-    imgs = open_images(images)
+    imgs = open_images(images)  # image files: their size is unknown until read, so 128 x 128 is assumed
     rows = np.arange(0, len(imgs), 2)
     names = ['a "quoted" & <odd> name', "ü" * 40, "c"]
     bound = label_page_bytes(imgs, rows, imgs.targets, names, csv_name="x&y.csv")
     written = build_label_page(imgs, rows, imgs.targets, names, folder / "p.html", csv_name="x&y.csv").path
     size = written.stat().st_size
     assert size <= bound < size + len(rows) * 70_000  # every thumbnail at most its bound (PNG of 128 x 128)
+
+
+def test_the_page_bound_is_close_for_images_of_known_size(folder):
+    imgs = open_images(cifar_folder(folder / "cifar", n=60)[0])  # 32 x 32 noise: PNG hardly compresses it
+    rows = np.arange(len(imgs))
+    bound = label_page_bytes(imgs, rows, imgs.targets, imgs.classes)
+    size = build_label_page(imgs, rows, imgs.targets, imgs.classes, folder / "p.html").path.stat().st_size
+    assert size <= bound < 1.3 * size
 
 
 def test_stale_temporary_files_of_the_outputs_go_first(folder, capsys):

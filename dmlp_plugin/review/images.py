@@ -107,12 +107,14 @@ def thumbnail_uri(image: Image.Image, size: int = THUMBNAIL_SIZE) -> str:
     return f"data:image/{kind};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
 
-def thumbnail_uri_bytes(size: int = THUMBNAIL_SIZE) -> int:
-    """An upper bound of ``len(thumbnail_uri(image, size))`` for any image. The PNG of at most
-    ``size`` by ``size`` RGB pixels is their bytes, a filter byte a row, deflate's few bytes
-    a block and the chunks' headers; the JPEG of that many pixels is smaller (on noise, a third
-    of the PNG). Base64 makes 4 characters of every 3 bytes."""
-    raw = 3 * size * size + size
+def thumbnail_uri_bytes(size: int = THUMBNAIL_SIZE, image_size: tuple[int, int] | None = None) -> int:
+    """An upper bound of ``len(thumbnail_uri(image, size))``, for any image or for one of
+    ``image_size`` (width, height) when it is known. The PNG of ``w`` by ``h`` RGB pixels
+    is their bytes, a filter byte a row, deflate's few bytes a block and the chunks'
+    headers; a JPEG (an image larger than ``size``) of at most ``size`` by ``size`` pixels
+    is smaller than their PNG (on noise, a third). Base64 makes 4 characters of 3 bytes."""
+    width, height = image_size if image_size and max(image_size) <= size else (size, size)
+    raw = 3 * width * height + height
     encoded = raw + raw // 100 + 1024
     return len("data:image/jpeg;base64,") + 4 * -(-encoded // 3)
 

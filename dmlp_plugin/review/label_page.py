@@ -137,8 +137,10 @@ def label_page_bytes(images: "ImageDataset", indices: Sequence[int], given_label
                      thumbnail_size: int = THUMBNAIL_SIZE) -> int:
     """An upper bound of the size in bytes of :func:`build_label_page`'s page, without reading
     an image: the page itself, with every thumbnail as large as :func:`thumbnail_uri_bytes`
-    allows. For the free-space check before the images are read."""
-    placeholder = "x" * thumbnail_uri_bytes(thumbnail_size)
+    allows (for images of the size an in-memory dataset's array says, or of any size). For
+    the free-space check before the images are read."""
+    known = None if images.images is None else (images.images.shape[2], images.images.shape[1])
+    placeholder = "x" * thumbnail_uri_bytes(thumbnail_size, known)
     rows = np.asarray(indices, dtype=np.int64)
     return len(_render(images, rows, given_labels, class_names, csv_name, 0, lambda i: placeholder).encode())
 
