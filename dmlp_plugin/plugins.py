@@ -410,7 +410,7 @@ def configure(config: "PurifyConfig", *, pm: DmlpPluginManager | None = None) ->
     from .config import check_fields
 
     try:
-        check_fields(merged)
+        check_fields(merged, type(config))  # the fields of the config's own pipeline
     except ConfigError as exc:
         raise ConfigError(f"dmlp_configure hooks returned an {exc}") from None
     return config.replace(**merged)

@@ -112,13 +112,13 @@ def test_hook_dmlp_configure_merges_overrides(pm):
     class Lower:
         @hookimpl(trylast=True)
         def dmlp_configure(self, config):
-            return {"epochs": 3, "label_lr": 0.05}
+            return {"rounds": 3, "round_eta": 0.3}
 
     class Higher:
         @hookimpl
         def dmlp_configure(self, config):
-            assert config.epochs == 100  # plugins see the user's config, not each other's
-            return {"epochs": config.epochs // 10}
+            assert config.rounds == 5  # plugins see the user's config, not each other's
+            return {"rounds": config.rounds * 2}
 
     class Silent:
         @hookimpl
@@ -130,13 +130,25 @@ def test_hook_dmlp_configure_merges_overrides(pm):
         assert plugins.configure(base) is base
         with registered(pm, Lower(), name="lower"), registered(pm, Higher(), name="higher"):
             merged = plugins.configure(base)
-    assert (merged.epochs, merged.label_lr, merged.batch_size) == (10, 0.05, base.batch_size)
+    assert (merged.rounds, merged.round_eta, merged.ridge) == (10, 0.3, base.ridge)
+
+
+def test_hook_dmlp_configure_sets_the_fields_of_the_configs_own_pipeline(pm):
+    class Short:
+        @hookimpl
+        def dmlp_configure(self, config):
+            return {"epochs": 10} if config.mode == "paper" else {"rounds": 2}
+
+    with registered(pm, Short(), name="short"):
+        assert plugins.configure(PurifyConfig.paper()) == PurifyConfig.paper(epochs=10)
+        assert plugins.configure(PurifyConfig()) == PurifyConfig(rounds=2)
 
 
 @pytest.mark.parametrize("returned, message", [
-    (["epochs", 3], "returned list"),
-    ({"epochz": 3}, "unknown PurifyConfig field"),
-    ({"epochs": 0}, "epochs must be a positive integer"),
+    (["rounds", 3], "returned list"),
+    ({"roundz": 3}, "unknown PurifyConfig field.*did you mean 'rounds'"),
+    ({"epochs": 3}, "'epochs' \\(a setting of the paper pipeline"),
+    ({"rounds": 0}, "rounds must be a positive integer"),
 ])
 def test_hook_dmlp_configure_rejects_bad_overrides(pm, returned, message):
     class Bad:
@@ -227,7 +239,7 @@ class Recorder:
 
     @hookimpl
     def dmlp_purify_start(self, num_classes, config, num_samples):
-        self.calls.append(("start", num_samples, num_classes, config.epochs))
+        self.calls.append(("start", num_samples, num_classes, config))
 
     @hookimpl
     def dmlp_purify_epoch(self, epoch, record):
@@ -250,8 +262,8 @@ def _synthetic_result(n=20, c=4, seed=0):
 def test_hook_dmlp_purify_start(pm):
     recorder = Recorder()
     with registered(pm, recorder, name="recorder"):
-        out = pm.hook.dmlp_purify_start(config=PurifyConfig(epochs=7), num_samples=50, num_classes=10)
-    assert recorder.calls == [("start", 50, 10, 7)]
+        out = pm.hook.dmlp_purify_start(config=PurifyConfig(rounds=7), num_samples=50, num_classes=10)
+    assert recorder.calls == [("start", 50, 10, PurifyConfig(rounds=7))]
     assert out == []  # nothing to return
 
 
@@ -282,32 +294,41 @@ def _blobs(n=240, c=3, d=8, seed=0):
     return features.astype(np.float32), noisy, clean, trusted
 
 
-def test_hook_dmlp_purify_start_epoch_end_called_by_purify_dataset(pm):
+@pytest.mark.parametrize("config, key", [
+    (PurifyConfig(rounds=3), "round"),  # the default: once per least-squares round
+    (PurifyConfig.paper(epochs=3, batch_size=100), "epoch"),  # paper mode: once per epoch
+], ids=["default", "paper"])
+def test_hook_dmlp_purify_start_epoch_end_called_by_purify_dataset(pm, config, key):
     from dmlp_plugin.purify import purify_dataset
 
     features, noisy, clean, trusted = _blobs()
     recorder = Recorder()
     with registered(pm, recorder, name="recorder"):
         result = purify_dataset(features, noisy, val_indices=trusted, val_labels=clean[trusted], num_classes=3,
-                                config=PurifyConfig(epochs=3), seed=0, device="cpu")
+                                config=config, seed=0, device="cpu")
     kinds = [call[0] for call in recorder.calls]
     assert kinds == ["start", "epoch", "epoch", "epoch", "end"]
-    assert recorder.calls[0] == ("start", 240, 3, 3)
+    assert recorder.calls[0] == ("start", 240, 3, config)
     assert [call[1] for call in recorder.calls[1:4]] == [1, 2, 3]
     assert [call[2] for call in recorder.calls[1:4]] == result.history
+    assert [record[key] for record in result.history] == [1, 2, 3]
     assert recorder.calls[-1][1] is result
 
 
-def test_hook_dmlp_configure_applied_by_purify_dataset(pm):
+@pytest.mark.parametrize("config, override, field", [
+    (PurifyConfig(rounds=5), {"rounds": 2}, "rounds"),
+    (PurifyConfig.paper(epochs=5, batch_size=100), {"epochs": 2}, "epochs"),
+], ids=["default", "paper"])
+def test_hook_dmlp_configure_applied_by_purify_dataset(pm, config, override, field):
     from dmlp_plugin.purify import purify_dataset
 
-    class TwoEpochs:
+    class Two:
         @hookimpl
         def dmlp_configure(self, config):
-            return {"epochs": 2}
+            return override
 
     features, noisy, clean, trusted = _blobs()
-    with registered(pm, TwoEpochs(), name="two-epochs"):
+    with registered(pm, Two(), name="two"):
         result = purify_dataset(features, noisy, val_indices=trusted, val_labels=clean[trusted], num_classes=3,
-                                config=PurifyConfig(epochs=5), seed=0, device="cpu")
-    assert result.config.epochs == 2 and len(result.history) == 2
+                                config=config, seed=0, device="cpu")
+    assert getattr(result.config, field) == 2 and len(result.history) == 2
