@@ -389,10 +389,11 @@ def _as_config(config: Any) -> AnyConfig:
 
 def _feature_check(inputs: PurifyInputs, seed: int, device: Any) -> Any:
     """The pre-flight check of the features on the trusted rows (:mod:`dmlp_plugin.preflight`),
-    or None where it cannot be made (a class with fewer than two trusted rows)."""
+    or None where it cannot be made (a class with fewer than two trusted rows, or fewer trusted
+    rows than its five folds)."""
     from .preflight import check_trusted_features
 
-    if np.bincount(inputs.val_labels, minlength=inputs.num_classes).min() < 2:
+    if np.bincount(inputs.val_labels, minlength=inputs.num_classes).min() < 2 or len(inputs.val_labels) < 5:
         return None
     return check_trusted_features(inputs.val_features, inputs.val_labels, num_classes=inputs.num_classes,
                                   seed=seed, device=device)

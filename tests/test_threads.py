@@ -67,7 +67,7 @@ def test_purify_dataset_runs_with_the_chosen_threads_and_restores_them(monkeypat
     features = rng.normal(size=(600, 8)).astype(np.float32) + 3 * np.eye(3, 8)[labels]
     seen = []
     before = torch.get_num_threads()
-    run = dict(val_indices=np.arange(60), val_labels=labels[:60], config=PurifyConfig(epochs=5, mlp_layers=1),
+    run = dict(val_indices=np.arange(60), val_labels=labels[:60], config=PurifyConfig(rounds=1),
                on_epoch=lambda epoch, record: seen.append(torch.get_num_threads()))
     result = purify_dataset(features, labels, threads=1, **run)
     assert set(seen) == {1} and result.metadata["threads"] == 1
