@@ -22,12 +22,7 @@ def data() -> Planted:
 @pytest.fixture(scope="module")
 def result(data):
     return purify_dataset(data.features, data.given, **data.purify_kwargs(), clean_labels=data.clean,
-                          config=PurifyConfig(epochs=20, eac_period=5), seed=3)
-
-
-# Where the network runs but is not what a test is about: one hidden layer, a third of the
-# default's time on this set (the default's two are tested in test_engine_mlp.py).
-ONE_LAYER = PurifyConfig(mlp_layers=1)
+                          config=PurifyConfig(rounds=4), seed=3)
 
 
 def given_accuracy(data: Planted) -> float:
@@ -61,6 +56,9 @@ def test_paper_config_gives_a_valid_result_not_worse_than_the_given_labels(data)
     result = purify_dataset(data.features, data.given, **data.purify_kwargs(), config=config)
     assert result.config == config
     assert [r["epoch"] for r in result.history if r["eac_mixed"]] == [20, 40]
+    # The head's trusted log-loss is measured where it mixes, and only there.
+    assert all(("trusted_nll" in r) == r["eac_mixed"] for r in result.history)
+    assert "candidates" not in result.metadata  # the paper's loop selects nothing
     assert_on_simplex(result.soft_labels)
     # With few Adam steps per epoch the paper's head is far from converged (~75%); it must
     # still not damage the labels.
@@ -81,7 +79,7 @@ def test_separate_trusted_set_protocol(data):
     """Clothing1M protocol: a trusted set outside the training set, no given labels for it."""
     train = np.setdiff1d(np.arange(len(data.clean)), data.trusted)
     result = purify_dataset(data.features[train], data.given[train], val_features=data.features[data.trusted],
-                            val_labels=data.clean[data.trusted], config=ONE_LAYER)
+                            val_labels=data.clean[data.trusted])
     assert len(result) == len(train) and result.soft_labels.shape == (len(train), data.num_classes)
     assert len(result.trusted_indices) == 0
     assert result.metadata["trusted_protocol"] == "separate"
@@ -127,19 +125,23 @@ def test_changed_quality_and_label_issue_ranking(data, result):
     assert (data.given[top] != data.clean[top]).mean() > 0.9
 
 
-def test_history_has_one_record_per_epoch(result):
+def test_history_has_one_record_per_round(result):
+    """The default's history: one record per least-squares round, the round's candidate as
+    the selection saw it (``metadata["candidates"]`` holds every candidate)."""
     history = result.history
-    assert [r["epoch"] for r in history] == list(range(1, 21))
-    assert [r["epoch"] for r in history if r["eac_mixed"]] == [5, 10, 15, 20]
-    assert all(0 <= r["label_accuracy"] <= 1 for r in history)
-    # the fraction changed, which the progress bar shows without clean labels
+    assert [r["round"] for r in history] == [1, 2, 3, 4]
+    assert all(set(r) == {"round", "trusted_nll", "changed", "label_accuracy"} for r in history)
+    assert all(0 <= r["label_accuracy"] <= 1 and 0 <= r["changed"] <= 1 and r["trusted_nll"] > 0 for r in history)
+    rounds = [c for c in result.metadata["candidates"] if c["family"] == "least-squares rounds"]
+    assert [c["name"] for c in rounds] == [f"round {r['round']}" for r in history]
+    for record, candidate in zip(history, rounds):
+        assert (record["trusted_nll"], record["changed"], record["label_accuracy"]) == (
+            candidate["trusted_nll"], candidate["changed"], candidate["label_accuracy"])
+    # the fraction changed, which the progress shows without clean labels: the first round
+    # already moves labels (its posterior), and the rounds' labels are near the final ones
     changed = (result.labels != result.given_labels)[np.setdiff1d(np.arange(len(result)), result.trusted_indices)]
-    assert all(0 <= r["changed"] <= 1 for r in history) and history[0]["changed"] == 0
-    # The last round's labels, not the final ones: those are the chosen candidate's.
+    assert history[0]["changed"] > 0
     assert history[-1]["changed"] == pytest.approx(changed.mean(), abs=0.04)
-    mixed = [r for r in history if r["eac_mixed"]]
-    assert all("trusted_nll" in r for r in mixed)
-    assert not any("trusted_nll" in r for r in history if not r["eac_mixed"])
 
 
 def test_metadata_ties_the_result_to_its_inputs(data, result):
@@ -163,11 +165,9 @@ def test_metadata_ties_the_result_to_its_inputs(data, result):
 
 # The network candidate is left out: its folds and batches follow the rows' order, so a
 # permutation trains other networks (test_engine_mlp checks what holds for it).
-@pytest.mark.parametrize("config", [PurifyConfig(epochs=10, eac_period=5, logistic_candidate=False,
-                                                 mlp_candidate=False),
-                                    PurifyConfig(ipc=True, epochs=10, eac_period=5, batch_size=5000,
-                                                 logistic_candidate=False, mlp_candidate=False)],
-                         ids=["rounds", "ipc-one-batch"])
+@pytest.mark.parametrize("config", [PurifyConfig(rounds=2, logistic_candidate=False, mlp_candidate=False),
+                                    PurifyConfig.paper(eac=False, epochs=10, batch_size=5000)],
+                         ids=["rounds", "paper-ipc-one-batch"])
 def test_permuting_the_samples_permutes_the_result(data, config):
     perm = np.random.default_rng(9).permutation(len(data.clean))
     inverse = np.argsort(perm)
@@ -183,7 +183,7 @@ def test_permuting_the_samples_permutes_the_result(data, config):
 def test_permuting_the_samples_barely_moves_the_logistic_candidate(data):
     # L-BFGS stopped after a fixed number of iterations follows a path that float
     # summation order can nudge, so only near-equality holds here.
-    config = PurifyConfig(epochs=10, eac_period=5, mlp_candidate=False)
+    config = PurifyConfig(rounds=2, mlp_candidate=False)
     perm = np.random.default_rng(9).permutation(len(data.clean))
     inverse = np.argsort(perm)
     base = purify_dataset(data.features, data.given, **data.purify_kwargs(), config=config)
@@ -215,7 +215,7 @@ def test_bfloat16_warns_only_where_the_hardware_lacks_it(data, monkeypatch, nati
     from dmlp_plugin import purify
 
     monkeypatch.setattr(purify, "native_bfloat16", lambda device: native)
-    config = PurifyConfig(epochs=2, eac_period=1, precision="bfloat16", mlp_layers=1)
+    config = PurifyConfig.paper(epochs=2, eac_period=1, precision="bfloat16", batch_size=1000, eac_steps=2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         purify_dataset(data.features, data.given, **data.purify_kwargs(), config=config)
@@ -239,12 +239,12 @@ def test_native_bfloat16_reads_the_cpu_flags(monkeypatch):
 # -- determinism, progress, callbacks ---------------------------------------------------------
 
 @pytest.mark.parametrize("config", [
-    PurifyConfig(epochs=10, eac_period=5),
-    PurifyConfig(ipc=True, epochs=10, eac_period=5, batch_size=700, reshuffle_every=3,
-                 logistic_candidate=False, mlp_layers=1),
+    PurifyConfig(rounds=2),
+    PurifyConfig(rounds=2, mlp_candidate=True, mlp_hidden=64, mlp_epochs=4),
+    PurifyConfig.paper(epochs=10, eac_period=5, eac_steps=2, batch_size=700, reshuffle_every=3),
     PurifyConfig.paper(epochs=4, eac_period=2, eac_steps=2, batch_size=1000),
     PurifyConfig.paper(epochs=4, eac_period=2, eac_steps=2, batch_size=1000, precision="bfloat16"),
-], ids=["default", "ipc-reshuffled", "paper", "paper-bfloat16"])
+], ids=["default", "default-network", "paper-reshuffled", "paper", "paper-bfloat16"])
 def test_same_seed_gives_bitwise_identical_labels(data, config):
     def run(seed):
         return purify_dataset(data.features, data.given, **data.purify_kwargs(), config=config,
@@ -253,12 +253,13 @@ def test_same_seed_gives_bitwise_identical_labels(data, config):
     first = run(7)
     assert np.array_equal(first, run(7))
     assert first.tobytes() == run(7).tobytes()
-    if config.ipc:  # the seed draws the batch partition, so another seed gives other labels
-        assert not np.array_equal(first, run(8))
+    # the seed draws the trusted folds (default) or the batch partition (paper mode), so
+    # another seed gives other labels
+    assert not np.array_equal(first, run(8))
 
 
 def test_progress_bar_without_a_terminal(data, capsys):
-    config = PurifyConfig(epochs=6, eac_period=3, mlp_layers=1)
+    config = PurifyConfig(rounds=2)
     plain = purify_dataset(data.features, data.given, **data.purify_kwargs(), config=config)
     shown = purify_dataset(data.features, data.given, **data.purify_kwargs(), config=config, progress=True)
     assert np.array_equal(plain.soft_labels, shown.soft_labels)
@@ -267,12 +268,20 @@ def test_progress_bar_without_a_terminal(data, capsys):
 
 
 @pytest.mark.parametrize("progress", [False, True])
-def test_on_epoch_receives_every_record(data, progress):
+@pytest.mark.parametrize("config, key, mixed", [
+    (PurifyConfig(rounds=3), "round", None),
+    (PurifyConfig.paper(epochs=6, eac_period=4, eac_steps=2, batch_size=1000), "epoch",
+     [False, False, False, True, False, False]),
+], ids=["default", "paper"])
+def test_on_epoch_receives_every_record(data, progress, config, key, mixed):
     seen = []
     result = purify_dataset(data.features, data.given, **data.purify_kwargs(), clean_labels=data.clean,
-                            config=PurifyConfig(epochs=6, eac_period=4, mlp_layers=1), progress=progress,
+                            config=config, progress=progress,
                             on_epoch=lambda epoch, record: seen.append((epoch, dict(record))))
-    assert [epoch for epoch, _ in seen] == list(range(1, 7))
+    steps = len(mixed) if mixed else config.rounds
+    assert [epoch for epoch, _ in seen] == list(range(1, steps + 1))
     assert [record for _, record in seen] == result.history
-    assert [record["eac_mixed"] for _, record in seen] == [False, False, False, True, False, True]
+    assert [record[key] for _, record in seen] == list(range(1, steps + 1))
+    if mixed is not None:
+        assert [record["eac_mixed"] for _, record in seen] == mixed
     assert all("label_accuracy" in record for _, record in seen)
