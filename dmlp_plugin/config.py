@@ -13,10 +13,11 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from .config_compat import upgrade
 from .errors import ConfigError
 from .sizes import parse_memory
 
-__all__ = ["PurifyConfig", "PaperConfig", "AnyConfig", "check_fields"]
+__all__ = ["PurifyConfig", "PaperConfig", "AnyConfig", "check_fields", "config_from_dict"]
 
 
 class _Fields:
@@ -43,9 +44,8 @@ class _Fields:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AnyConfig":
-        """Either config from :meth:`to_dict`'s output, or from a file of an older version."""
-        from .config_compat import config_from_dict
-
+        """Either config from :meth:`to_dict`'s output, or from a file of an older version
+        (:mod:`dmlp_plugin.config_compat`)."""
         return config_from_dict(data)
 
     def _check(self, positive: tuple[str, ...] = (), non_negative_ints: tuple[str, ...] = (),
@@ -321,6 +321,27 @@ class PaperConfig(_Fields):
 
 
 AnyConfig = PurifyConfig | PaperConfig
+
+
+def config_from_dict(data: dict[str, Any]) -> AnyConfig:
+    """The config a dict describes: :meth:`~_Fields.to_dict`'s output, or a flat config of a
+    version before the engine split (upgraded by :func:`.config_compat.upgrade`).
+
+    Raises
+    ------
+    ConfigError
+        Not a dict, an unknown mode or field (with the closest name), a bad value, or an
+        old hybrid that no longer exists.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a dict of fields, got {type(data).__name__}")
+    data = upgrade(data)
+    mode = data.pop("mode")
+    classes = {"default": PurifyConfig, "paper": PaperConfig}
+    if mode not in classes:
+        raise ConfigError(f"config mode must be 'default' or 'paper', got {mode!r}")
+    check_fields(data, classes[mode])
+    return classes[mode](**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def check_fields(names: Any, cls: type = PurifyConfig) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from dmlp_plugin import PurifyConfig
 from dmlp_plugin.config import PaperConfig
-from dmlp_plugin.config_compat import config_from_dict
+from dmlp_plugin.config import config_from_dict
 from dmlp_plugin.errors import ConfigError
 
 #: ``PurifyConfig().to_dict()`` as versions up to 29a29a7 saved it: one flat config for both
@@ -48,7 +48,7 @@ def test_an_old_default_config_loads_as_the_default_pipeline():
     config = PurifyConfig.from_dict(OLD_DEFAULT)
     assert type(config) is PurifyConfig
     # 100 epochs mixing every 20: five rounds; what ran is kept (the network was on then).
-    assert config == PurifyConfig(rounds=5, round_eta=0.5, mlp_candidate=True)
+    assert config == PurifyConfig(rounds=5, round_eta=0.5, mlp_candidate=True, given_candidate=False)
 
 
 @pytest.mark.parametrize("epochs,period,final,rounds", [
@@ -67,7 +67,7 @@ def test_a_few_old_fields_are_enough_and_retired_ones_are_dropped():
     the old defaults for what they leave out."""
     assert PurifyConfig.from_dict({**OLD_DEFAULT, "logistic_refit_iter": 5}) == PurifyConfig.from_dict(OLD_DEFAULT)
     assert config_from_dict({"logistic_weight_decay": [1e-3, 1e-4]}).logistic_weight_decays == (1e-3, 1e-4)
-    assert config_from_dict({"epochs": 6, "eac_period": 3}) == PurifyConfig(rounds=2)
+    assert config_from_dict({"epochs": 6, "eac_period": 3}) == PurifyConfig(rounds=2, given_candidate=False)
     with pytest.raises(ConfigError, match="logistic_weight_decay must be"):
         PurifyConfig(logistic_weight_decay=())
 
@@ -156,3 +156,15 @@ def test_each_config_has_only_its_pipelines_fields():
                 "select_round", "extra"} & default
     assert not {"rounds", "logistic_candidate", "mlp_candidate", "eac_head", "eac_target", "extra"} & paper
     assert default & paper == {"mode", "ridge"}  # max_memory is left out at None
+
+
+def test_the_paper_fields_of_the_upgrade_are_paper_configs():
+    import dataclasses
+
+    from dmlp_plugin.config_compat import PAPER_FIELDS
+
+    assert set(PAPER_FIELDS) == {f.name for f in dataclasses.fields(PaperConfig)}
+
+
+def test_an_old_default_had_no_given_labels_candidate():
+    assert config_from_dict(OLD_DEFAULT).given_candidate is False
