@@ -220,9 +220,9 @@ stage table4 230 bash -c "$(declare -f table4); PY='$PY' WORK='$WORK' CIFAR='$CI
 # -- a short SimCLR pretraining, its features, purified in paper mode and in the default -----------
 
 if [ "$MODE" = dry ]; then
-    PRE_ROOT="$WORK/tiny-cifar10"; PRE_ARGS=(--epochs 1 --batch-size 64 --workers 0); PUR_ARGS=(--epochs 3)
+    PRE_ROOT="$WORK/tiny-cifar10"; PRE_ARGS=(--epochs 1 --batch-size 64 --workers 0); PAPER_ARGS=(--epochs 3)
 else
-    PRE_ROOT="$CIFAR"; PRE_ARGS=(--epochs "${DMLP_GPU_PRETRAIN_EPOCHS:-5}" --batch-size 512 --workers 12); PUR_ARGS=()
+    PRE_ROOT="$CIFAR"; PRE_ARGS=(--epochs "${DMLP_GPU_PRETRAIN_EPOCHS:-5}" --batch-size 512 --workers 12); PAPER_ARGS=()
 fi
 pretrain() {
     "$PY" -m dmlp_plugin pretrain --dataset cifar10 --root "$PRE_ROOT" "${PRE_ARGS[@]}" --device "$DEVICE" \
@@ -250,15 +250,17 @@ from dmlp_plugin.data import load_dataset
 np.save(sys.argv[2], load_dataset("cifar10", sys.argv[1], "train").targets)
 EOF
     for mode in paper default; do
+        local args=()  # a dry run shortens paper mode's epochs; the default has none
+        [ "$mode" = paper ] && args=("${PAPER_ARGS[@]}")
         "$PY" -m dmlp_plugin purify --features "$d/feats.npy" --labels "$d/noisy.npy" --val-indices "$d/trusted.npy" \
-            --val-labels "$d/trusted_labels.npy" --mode $mode "${PUR_ARGS[@]}" --device "$DEVICE" --no-progress \
+            --val-labels "$d/trusted_labels.npy" --mode $mode "${args[@]}" --device "$DEVICE" --no-progress \
             -o "$d/purified-$mode.npz"
         "$PY" "$REPO/benchmarks/gpu_speed.py" score --purified "$d/purified-$mode.npz" --clean "$d/clean.npy" \
             --name "SimCLR $mode" --summary "$d/scores"
     done
     paste -sd';' "$d/scores" | sed 's/;/; /g' > "$LOGDIR/simclr.result"
 }
-stage simclr 90 bash -c "$(declare -f simclr); PY='$PY' REPO='$REPO' WORK='$WORK' PRE_ROOT='$PRE_ROOT' DEVICE='$DEVICE' MODE='$MODE' LOGDIR='$LOGDIR'; PUR_ARGS=(${PUR_ARGS[*]}); simclr"
+stage simclr 90 bash -c "$(declare -f simclr); PY='$PY' REPO='$REPO' WORK='$WORK' PRE_ROOT='$PRE_ROOT' DEVICE='$DEVICE' MODE='$MODE' LOGDIR='$LOGDIR'; PAPER_ARGS=(${PAPER_ARGS[*]}); simclr"
 
 # -- the summary -----------------------------------------------------------------------------------
 
