@@ -95,7 +95,7 @@ def purified(tmp_path_factory):
     with pytest.warns(RuntimeWarning, match="only 28 samples for 14 classes"):
         result = purify_dataset(train, backbone=encoder(), feature_options=options, val_features=val_features,
                                 val_labels=val.targets, num_classes=14, device="cpu", seed=0,
-                                config=PurifyConfig(epochs=10))  # a few epochs suffice at this size
+                                config=PurifyConfig(rounds=1))  # one round suffices at this size
     return fx, train, result
 
 

@@ -72,9 +72,9 @@ def inputs(real_cifar10_root, tmp_path_factory) -> Inputs:
     (data / "0.8_sym.json").write_text(json.dumps([int(y) for y in noisy]))
     trusted = np.random.default_rng(0).choice(len(clean), 1000, replace=False)
     # These tests are about what the upstream code does with purified labels, not how good they
-    # are: 20 epochs and no network candidate (a minute of the suite on two cores) suffice.
+    # are: one least-squares round and no network candidate suffice.
     result = purify_dataset(features, noisy, val_indices=trusted, val_labels=clean[trusted],
-                            config=PurifyConfig(epochs=20, mlp_candidate=False), progress=False)
+                            config=PurifyConfig(rounds=1, mlp_candidate=False), progress=False)
     return Inputs(real_cifar10_root, data, result.save(out / "purified.npz"), result.labels)
 
 
