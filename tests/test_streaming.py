@@ -18,12 +18,12 @@ from dmlp_plugin.validation import purify_inputs
 from streaming_fixtures import assert_agree, planted
 
 
-#: What a run in chunks computes: the network candidate needs rows at random and is left
-#: out there, so the labels in chunks are the in-memory labels of the other candidates.
+#: What a run in chunks computes: the network candidate (off by default) needs rows at
+#: random and is left out there, so the labels in chunks are the in-memory labels of the
+#: other candidates.
 IN_MEMORY = PurifyConfig(mlp_candidate=False)
-# Where the network runs but is not what a test is about: one hidden layer, a third of the
-# default's time on these small sets (the default's two are tested in test_engine_mlp.py).
-ONE_LAYER = PurifyConfig(mlp_layers=1)
+#: The network asked for, as small as it comes: these tests ask only whether it runs.
+NETWORK = PurifyConfig(mlp_candidate=True, mlp_layers=1, mlp_hidden=32, mlp_epochs=2, mlp_repeats=1)
 
 
 def _budget_for_chunks(x, trusted, c=10, config=PurifyConfig()):
@@ -78,9 +78,10 @@ def test_a_budget_that_forces_chunks_gives_the_in_memory_labels():
     x, clean, noisy, trusted = planted()
     kw = dict(val_indices=trusted, val_labels=clean[trusted], seed=0)
     whole = purify_dataset(x, noisy, config=IN_MEMORY, **kw)
-    chunked = purify_dataset(x, noisy, config=PurifyConfig(max_memory=_budget_for_chunks(x, trusted)), **kw)
+    with pytest.warns(RuntimeWarning, match="network candidate was left out"):  # asked for, it cannot run
+        chunked = purify_dataset(x, noisy, config=NETWORK.replace(max_memory=_budget_for_chunks(x, trusted)), **kw)
     assert "mlp + logistic" not in chunked.metadata["candidate_nll"]
-    in_memory = purify_dataset(x, noisy, config=ONE_LAYER, **kw)
+    in_memory = purify_dataset(x, noisy, config=NETWORK, **kw)
     assert "mlp + logistic" in in_memory.metadata["candidate_nll"]  # in memory it runs
     memory = chunked.metadata["memory"]
     assert memory["streamed"] and memory["chunk_rows"] < len(x) // 2
@@ -124,9 +125,9 @@ def test_a_separate_trusted_set_and_two_views_stream_too():
 def test_a_budget_that_fits_changes_nothing():
     x, clean, noisy, trusted = planted(n=2000, seed=6)
     kw = dict(val_indices=trusted, val_labels=clean[trusted], seed=0)
-    a = purify_dataset(x, noisy, config=ONE_LAYER, **kw)
-    b = purify_dataset(x, noisy, config=ONE_LAYER.replace(max_memory="4GB"), **kw)
-    assert not b.metadata["memory"]["streamed"]
+    a = purify_dataset(x, noisy, config=NETWORK, **kw)
+    b = purify_dataset(x, noisy, config=NETWORK.replace(max_memory="4GB"), **kw)
+    assert not b.metadata["memory"]["streamed"] and "mlp" in b.metadata["candidate_nll"]
     np.testing.assert_array_equal(a.soft_labels, b.soft_labels)
 
 
@@ -209,7 +210,7 @@ def test_a_folder_of_torchrun_shards_is_merged_once_and_purifies_like_the_file(t
     for rank in range(3):  # dealt round-robin, as under torchrun
         rows = dist.shard_indices(len(x), rank, 3)
         dist.write_shard(folder, rank, rows, {"features": x[rows].astype(np.float16)})
-    kw = dict(val_indices=trusted, val_labels=clean[trusted], seed=0, config=ONE_LAYER)
+    kw = dict(val_indices=trusted, val_labels=clean[trusted], seed=0, config=PurifyConfig())
     from_folder = purify_dataset(str(folder), noisy, **kw)
     merged = folder / "merged.features.npy"
     assert merged.is_file()
