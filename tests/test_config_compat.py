@@ -76,7 +76,8 @@ def test_an_old_paper_config_loads_as_the_papers_loop():
     config = PurifyConfig.from_dict(OLD_PAPER)
     assert type(config) is PaperConfig
     assert config == PurifyConfig.paper()
-    changed = config_from_dict({**OLD_PAPER, "epochs": 30, "batch_size": 500, "eac_period": 10, "precision": "bfloat16"})
+    changed = config_from_dict({**OLD_PAPER, "epochs": 30, "batch_size": 500, "eac_period": 10,
+                                "precision": "bfloat16"})
     assert changed == PurifyConfig.paper(epochs=30, batch_size=500, eac_period=10, precision="bfloat16")
     # IPC alone, and the linear head alone (the paper's ablations), are still the paper's loop.
     assert config_from_dict({**OLD_PAPER, "eac": False}) == PurifyConfig.paper(eac=False)

@@ -32,7 +32,8 @@ class RecordingReporter(Reporter):
 @pytest.fixture
 def reporter(monkeypatch):
     recording = RecordingReporter()
-    monkeypatch.setattr("dmlp_plugin.progress.stage_progress", lambda enabled, **kw: recording if enabled else Reporter())
+    monkeypatch.setattr("dmlp_plugin.progress.stage_progress",
+                        lambda enabled, **kw: recording if enabled else Reporter())
     return recording
 
 
