@@ -225,8 +225,8 @@ def test_config_as_a_dict_is_read_and_validated():
     assert purify_dataset(**kwargs).config == PurifyConfig(rounds=2)
     kwargs["config"] = {"mode": "paper", "epochs": 2, "batch_size": 30}
     assert purify_dataset(**kwargs).config == PurifyConfig.paper(epochs=2, batch_size=30)
-    kwargs["config"] = {"epochs": 2, "eac_period": 1}  # a flat config of an older version
-    assert purify_dataset(**kwargs).config == PurifyConfig(rounds=2)
+    kwargs["config"] = {"epochs": 2, "eac_period": 1}  # a flat config of an older version (no given-labels candidate)
+    assert purify_dataset(**kwargs).config == PurifyConfig(rounds=2, given_candidate=False)
     kwargs["config"] = {"mode": "default", "rounds": 0}
     with pytest.raises(ConfigError, match="rounds must be a positive integer"):
         purify_dataset(**kwargs)
