@@ -301,17 +301,25 @@ def _share(n: int, rank: int, world: int) -> tuple[int, int]:
 
 def _thread_count(threads: int | str | None, inputs: PurifyInputs, device: Any) -> int | None:
     """Torch threads for this call (None: leave torch as it is). ``"auto"`` measures the load
-    only when the run is long enough for threads to matter: tiny inputs skip the quarter
-    second it takes."""
-    from .threads import choose_threads
+    only when the run is long enough for threads to matter; a small run on the CPU takes one
+    thread, unless ``$DMLP_THREADS`` or ``OMP_NUM_THREADS`` says otherwise."""
+    import os
 
-    if threads == "auto" and (getattr(device, "type", "cpu") != "cpu" or inputs.features.size < _AUTO_MIN_SIZE):
+    from .threads import ENV_THREADS, choose_threads
+
+    if threads == "auto" and getattr(device, "type", "cpu") != "cpu":
+        threads = None
+    elif threads == "auto" and inputs.features.size < _AUTO_MIN_SIZE:
+        if not (os.environ.get(ENV_THREADS) or os.environ.get("OMP_NUM_THREADS")):
+            return 1
         threads = None
     return choose_threads(threads)
 
 
-#: Below this many feature values (N·d) ``threads="auto"`` leaves torch alone: the run takes
-#: well under a second, and measuring the load takes a quarter of one.
+#: Below this many feature values (N·d) ``threads="auto"`` takes one thread without measuring
+#: the load (a quarter of a second): such a run gains nothing from more, and on busy cores
+#: OpenMP's spin-waiting stalls it (a 500 × 16 run took 16.8 s on two threads of two busy
+#: cores and 0.25 s on one).
 _AUTO_MIN_SIZE = 2_000_000
 
 

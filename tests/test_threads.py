@@ -72,8 +72,17 @@ def test_purify_dataset_runs_with_the_chosen_threads_and_restores_them(monkeypat
     result = purify_dataset(features, labels, threads=1, **run)
     assert set(seen) == {1} and result.metadata["threads"] == 1
     assert torch.get_num_threads() == before
-    # "auto" measures the load only for inputs big enough for threads to matter
-    assert purify_dataset(features, labels, **run).metadata["threads"] is None
+    # "auto" measures the load only for inputs big enough for threads to matter; a small
+    # run takes one thread, unless the environment chose
+    monkeypatch.delenv("DMLP_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert purify_dataset(features, labels, **run).metadata["threads"] == 1
+    monkeypatch.setenv("DMLP_THREADS", "2")
+    assert purify_dataset(features, labels, **run).metadata["threads"] == 2
+    monkeypatch.delenv("DMLP_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert purify_dataset(features, labels, **run).metadata["threads"] is None  # the user chose already
+    monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(purify_module, "_AUTO_MIN_SIZE", 0)
     monkeypatch.setattr("dmlp_plugin.threads._load", lambda window=0.25: 5.0)  # every core busy
     seen.clear()

@@ -20,10 +20,11 @@ weights and bias live in one tensor updated by the same Adam as the labels.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
+
+from ..threads import torch_threads
 
 from .label_update import LabelOptimizer
 from .softmax import softmax_rows
@@ -179,20 +180,11 @@ def slice_schedule(sizes: list[int], width: int, rows: int) -> list[tuple[int, i
             for k, size in enumerate(sizes) for a in range(0, size, rows)]
 
 
-@contextlib.contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+def _one_cpu_thread(device: torch.device) -> contextlib.AbstractContextManager:
     """Run a burst of tiny CPU ops on one thread.
 
     A 500-row step is latency-bound: extra threads cannot speed it up, and when another
     process holds a core, OpenMP's spin-waiting makes it ~20x slower (measured: 98 steps
     took 0.09 s on one thread, 1.8 s on two with one core busy).
     """
-    if device.type != "cpu" or torch.get_num_threads() == 1:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return torch_threads(1 if device.type == "cpu" else None)
