@@ -131,7 +131,6 @@ def parse_method(name: str) -> tuple[str, dict]:
 def run_paper_mode(x: np.ndarray, clean: np.ndarray, d: dict, overrides: dict, seed: int,
                    threads: int) -> dict[str, np.ndarray]:
     from dmlp_plugin import PurifyConfig, purify_dataset
-
     from dmlp_plugin.engine import paper_loop
 
     config = PurifyConfig.paper(**overrides)
@@ -186,6 +185,15 @@ def run_probe(x: np.ndarray, test: np.ndarray, clean: np.ndarray, test_labels: n
         out[f"{name}_rows"] = np.asarray((pred == clean[rows]).mean())
         if test_labels is not None:
             out[f"{name}_test"] = np.asarray(clf.score(test, test_labels))
+    # Cross-fitted: each fifth of the rows labelled by a probe fitted on the other four
+    # fifths' clean labels (what a linear head reaches on rows it was not fitted on).
+    folds = np.random.default_rng(0).permutation(len(rows)) % 5
+    hits = 0
+    for k in range(5):
+        clf = fit_linear_classifier(x[rows[folds != k]], clean[rows[folds != k]], num_classes=10, epochs=100,
+                                    device="cpu")
+        hits += int((clf.decision_function(x[rows[folds == k]]).argmax(1) == clean[rows[folds == k]]).sum())
+    out["clean_cv"] = np.asarray(hits / len(rows))
     return out
 
 
@@ -263,16 +271,19 @@ def run_one(features: str, rate: float, seed: int, method: str, args: argparse.N
     clean, test_labels = data["labels"]
     d = draw(clean, rate, seed)
     base, overrides = parse_method(method)
+    # "+seed=k": the run's own seed (head initialisation; paper mode's batches too), on the
+    # same noise and trusted rows.
+    run_seed = overrides.pop("seed", seed)
     print(f"{datetime.datetime.now():%H:%M:%S} {features} sym{rate:.0%} seed {seed}: {method}", flush=True)
     if base == "paper":
-        out = run_paper_mode(x, clean, d, overrides, seed, args.threads)
+        out = run_paper_mode(x, clean, d, overrides, run_seed, args.threads)
     elif base == "lab":
-        out = run_lab(x, clean, d, overrides, seed, args.threads)
+        out = run_lab(x, clean, d, overrides, run_seed, args.threads)
     elif base in ("official", "official-intent"):
         if args.official is None:
             print("  skipped: pass --official PATH (a clone of github.com/yuanpengtu/DMLP)", flush=True)
             return
-        out = run_official_mode(x, test, clean, test_labels, d, seed, args.threads, args.official,
+        out = run_official_mode(x, test, clean, test_labels, d, run_seed, args.threads, args.official,
                                 fix_guard=base == "official-intent")
     elif base == "probe":
         out = run_probe(x, test, clean, test_labels, d)
@@ -333,7 +344,7 @@ def _update_stats(y0: np.ndarray, y: np.ndarray, given: np.ndarray, clean: np.nd
     delta = y - y0
     rows = np.arange(len(given))
     label = y.argmax(1)
-    return {"mean |dY| per row": float(np.abs(delta).sum(1).mean()),
+    return {"mean abs change per row": float(np.abs(delta).sum(1).mean()),
             "given entry (mean)": float(y[rows, given].mean()),
             "largest other entry (mean)": float(np.where(np.eye(10, dtype=bool)[given], -np.inf, y).max(1).mean()),
             "argmax changed": float((label != given).mean()),
@@ -388,10 +399,16 @@ def check_harness(args: argparse.Namespace, data: dict) -> dict:
 
 # ----------------------------------------------------------------------------- report
 MAIN_METHODS = ["probe", "paper", "paper+eac=false", "official", "official-intent"]
-TUNING = ["paper", "paper+eac_eta=0.5", "paper+eac_eta=0.2", "paper+eac_lr=0.0006+eac_lr_decay_epoch=0",
-          "paper+eac_lr=0.03", "paper+eac_period=50", "paper+label_lr=0.001", "paper+ipc=false"]
-LABELS = {"paper": "paper mode", "paper+eac=false": "paper mode, IPC only", "official": "official, as it is",
-          "official-intent": "official, guard fixed (intent)"}
+TUNING = ["paper", "paper+ipc=false", "paper+eac=false", "paper+eac_eta=0.5", "paper+eac_eta=0.2",
+          "paper+eac_conf_weight=0", "paper+eac_lr=0.03", "paper+eac_period=50", "paper+label_lr=0.001",
+          "paper+label_lr=0.03", "paper+eac=false+label_optimizer=sgd+label_lr=0.1",
+          "paper+eac=false+label_optimizer=sgd+label_lr=1", "paper+label_optimizer=sgd+label_lr=0.1",
+          "paper+label_optimizer=sgd+label_lr=1", "paper+ipc=false+eac_eta=0.5",
+          "paper+label_lr=0.001+eac_eta=0.5", "paper+ipc=false+eac_conf_weight=0",
+          "paper+ipc=false+eac_eta=0.5+eac_conf_weight=0", "lab+head=official", "lab+steps=official",
+          "lab+head=official+steps=official"]
+LABELS = {"paper+label_lr=0.001+eac_eta=0.5": "paper mode, label_lr=0.001, eac_eta=0.5", "paper": "paper mode", "paper+eac=false": "paper mode, IPC only", "official": "official, as it is",
+          "official-intent": "official, intent", "paper+ipc=false": "paper mode, EAC only"}
 CHECKPOINTS = (1, 10, 19, 20, 21, 40, 60, 80, 100)
 
 
@@ -415,7 +432,8 @@ def draw_rows(n: int, seed: int) -> np.ndarray:
 def summary_table(args: argparse.Namespace, clean: np.ndarray) -> list[str]:
     from dmlp_plugin.reproduce.render import markdown_table
 
-    head = ["features", "noise", "given", "probe, clean labels: rows / test", "probe, given labels: rows",
+    head = ["features", "noise", "given", "probe, clean labels: rows / cross-fitted / test",
+            "probe, given labels: rows",
             "paper mode", "paper mode, best epoch", "paper mode, IPC only", "official, as it is",
             "official, intent"]
     body = []
@@ -426,7 +444,8 @@ def summary_table(args: argparse.Namespace, clean: np.ndarray) -> list[str]:
             best = (f"{pct(paper['curve'].max())} (epoch {int(paper['curve'].argmax()) + 1})"
                     if paper is not None else "—")
             body.append([FEATURES[features], f"sym {rate:.0%}", pct(probe.get("given")),
-                         f"{pct(probe.get('clean_rows'))} / {pct(probe.get('clean_test'))}",
+                         (f"{pct(probe.get('clean_rows'))} / {pct(probe.get('clean_cv'))} / "
+                         f"{pct(probe.get('clean_test'))}"),
                          pct(probe.get("given_rows")),
                          pct(final_accuracy(features, rate, REPORT_SEED, "paper", clean)), best]
                         + [pct(final_accuracy(features, rate, REPORT_SEED, m, clean))
@@ -488,10 +507,10 @@ def plot(args: argparse.Namespace, path: Path) -> bool:
     except ImportError:
         print("no matplotlib: pip install matplotlib (the PNG is skipped)")
         return False
-    fig, axes = plt.subplots(len(args.features), len(args.rates), figsize=(5.2 * len(args.rates),
-                                                                           3.6 * len(args.features)), squeeze=False)
-    styles = {"paper": ("C0", "-"), "paper+eac=false": ("C0", ":"), "official": ("C3", ":"),
-              "official-intent": ("C3", "-")}
+    fig, axes = plt.subplots(len(args.features), len(args.rates), squeeze=False,
+                             figsize=(5.2 * len(args.rates), 3.6 * len(args.features) + 0.8))
+    styles = {"paper": ("C0", "-"), "paper+eac=false": ("C0", ":"), CHOSEN[0]: ("C4", "-"),
+              "official": ("C3", ":"), "official-intent": ("C3", "-")}
     for i, features in enumerate(args.features):
         for j, rate in enumerate(args.rates):
             ax = axes[i][j]
@@ -499,18 +518,21 @@ def plot(args: argparse.Namespace, path: Path) -> bool:
                 run = load(features, rate, REPORT_SEED, method)
                 if run is not None:
                     epochs = np.arange(1, len(run["curve"]) + 1)
-                    ax.plot(epochs, 100 * run["curve"], color=color, linestyle=style, label=LABELS[method])
+                    ax.plot(epochs, 100 * run["curve"], color=color, linestyle=style,
+                            label=LABELS.get(method, method))
             probe = load(features, rate, REPORT_SEED, "probe")
             if probe is not None:
-                for key, color, label in (("given", "k", "given labels"), ("clean_rows", "C2", "probe, clean labels"),
-                                          ("given_rows", "C1", "probe, given labels")):
+                for key, color, label in (("given", "k", "given labels"),
+                                          ("clean_cv", "C2", "probe on clean labels (cross-fitted)"),
+                                          ("given_rows", "C1", "probe on given labels")):
                     ax.axhline(100 * float(probe[key]), color=color, linestyle="--", linewidth=0.9, label=label)
             ax.set_title(f"{FEATURES[features]}, symmetric {rate:.0%}", fontsize=10)
             ax.set_xlabel("epoch")
             ax.set_ylabel("labels correct (%)")
             ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
@@ -518,42 +540,83 @@ def plot(args: argparse.Namespace, path: Path) -> bool:
     return True
 
 
-def render(args: argparse.Namespace) -> str:
-    from results_file import run_context  # noqa: F401  (imported for symmetry with the other scripts)
+INTRO = ("`benchmarks/paper_regime.py`; `docs/paper-mode.md` explains the numbers. CIFAR-10, all 50,000 training "
+         "rows, 1,000 random clean rows as the trusted set, symmetric noise (DivideMix convention); label accuracy "
+         f"(%) on the other 49,000 rows, draw (seed) {REPORT_SEED}. *Paper mode*: `PurifyConfig.paper()`. "
+         "*Official*: `DMLP.py` of yuanpengtu/DMLP, run by `benchmarks/official_dmlp.py` on the same features, "
+         "labels, trusted rows and 7,000-row batches, on the CPU, with its per-sample loops vectorised and its "
+         "constant `(FᵀF)⁻¹Fᵀ` computed once (checked to give identical labels); *as it is*, its EAC feedback "
+         "never fires; *intent*: its guard fixed so that it mixes during its epochs 21, 41, 61 and 81 (1-based). "
+         "Its labels are the argmax of the mean of its two views (one feature file, two heads). *Probes*: "
+         "L-BFGS logistic regression fitted on the 49,000 rows' clean labels (the ceiling) or given labels, "
+         "scored on the clean labels of the rows it was fitted on, cross-fitted (5 folds), and on the test set.")
+CHOSEN = ["paper+label_lr=0.001+eac_eta=0.5", "paper+ipc=false+eac_eta=0.5+eac_conf_weight=0"]
+ATTRIBUTION = ["paper", "lab+head=official", "lab+steps=official", "lab+head=official+steps=official",
+               "official-intent", "paper+ipc=false", "paper+eac_conf_weight=0"]
 
-    clean = _clean()
-    lines = [START, "## Paper mode in the paper's regime", "",
-             "`benchmarks/paper_regime.py` (docs/paper-mode.md explains the numbers). CIFAR-10, all 50,000 "
-             "training rows, 1,000 random clean rows as the trusted set, symmetric noise (DivideMix "
-             "convention); label accuracy (%) on the other 49,000 rows. Draw (seed) "
-             f"{REPORT_SEED}. Paper mode: `PurifyConfig.paper()`. Official: `DMLP.py` of "
-             "yuanpengtu/DMLP run by `benchmarks/official_dmlp.py` on the same features, labels, trusted rows "
-             "and 7,000-row batches (CPU; its per-sample loops vectorised and its constant `(FᵀF)⁻¹Fᵀ` computed "
-             "once, checked to give identical labels); *as it is* its EAC feedback never fires; *intent* fixes "
-             "the guard so it mixes at its epochs 20, 40, 60, 80. Its labels are the mean of its two views (one "
-             "feature file, two heads). Probes: L-BFGS logistic regression on the 49,000 rows' clean (the "
-             "ceiling) or given labels, scored on the clean labels of those rows and on the test set.", ""]
-    lines += summary_table(args, clean) + [""]
-    lines += ["Label accuracy per epoch (the curves of the paper's Figures 2-4, drawn in "
-              "`docs/img/paper_mode_curves.png`); paper mode mixes at the end of epochs 20, 40, ..., 100, "
-              "the official script (intent) during epochs 21, 41, 61, 81 (1-based); `s`: wall time in seconds "
-              f"({args.threads} thread(s), busy shared cores):", ""]
+
+def _json_sections() -> list[str]:
+    lines = []
+    for path in sorted(CACHE.glob("step_*.json")):
+        found = json.loads(path.read_text())
+        lines += [(f"First epochs, step by step: {FEATURES[found['features']]}, sym {found['rate']:.0%}, seed "
+                  f"{found['seed']}. IPC only (the official script as it is, whose labels only IPC moves, and "
+                  "paper mode with `eac=False`), identical inputs and batches; label variables after each "
+                  "epoch's IPC step, against the one-hot given labels:"), ""]
+        lines += step_table(found) + [""]
+    for path in sorted(CACHE.glob("check_*.json")):
+        found = json.loads(path.read_text())
+        lines += [(f"Harness check ({FEATURES[found['features']]}, sym {found['rate']:.0%}): two epochs of the "
+                  "official script with and without the harness's speed-ups give identical labels, losses and "
+                  f"accuracies: **{found['identical']}**."), ""]
+    return lines
+
+
+def spread_table(args: argparse.Namespace) -> list[str]:
+    """Final label accuracy over run seeds 0-2 (head initialisation; paper mode's batches too)
+    on the report draw's noise and trusted rows."""
+    from dmlp_plugin.reproduce.render import markdown_table
+
+    body = []
+    for features in args.features:
+        for rate in args.rates:
+            for method in ("paper", "official-intent"):
+                names = [method] + [f"{method}+seed={k}" for k in (1, 2)]
+                found = [final_accuracy(features, rate, REPORT_SEED, n, _clean()) for n in names]
+                found = [v for v in found if v is not None]
+                if len(found) > 1:
+                    body.append([FEATURES[features], f"sym {rate:.0%}", LABELS[method],
+                                 " / ".join(pct(v) for v in found), pct(float(np.mean(found)))])
+    if not body:
+        return []
+    return markdown_table(["features", "noise", "method", "run seeds 0 / 1 / 2", "mean"], body)
+
+
+def render(args: argparse.Namespace) -> str:
+    lines = [START, "## Paper mode in the paper's regime", "", INTRO, ""]
+    lines += summary_table(args, _clean()) + [""]
+    lines += [("Label accuracy per epoch (the curves of the paper's Figures 2-4, drawn in "
+               "`docs/img/paper_mode_curves.png`). Paper mode mixes at the end of epochs 20, 40, ..., 100; "
+               "`s`: wall time in seconds "
+               f"({args.threads} thread, shared busy cores):"), ""]
     lines += curve_table(args, [m for m in MAIN_METHODS if m != "probe"], REPORT_SEED) + [""]
+    spread = spread_table(args)
+    if spread:
+        lines += [("Over run seeds (the heads' initialisation, and paper mode's batches; the same noise and "
+                  "trusted rows):"), ""] + spread + [""]
+    lines += [("Attribution: paper mode with one of the official script's choices put back (`lab+head=official`: "
+               "the official EAC loss; `lab+steps=official`: one Adam step over the whole label tensor per "
+               "batch), and two ablations:"), ""]
+    lines += curve_table(args, ATTRIBUTION, REPORT_SEED) + [""]
+    lines += [(f"Two settings chosen on the tuning draw ({TUNING_SEED}) by their mean final accuracy over both "
+               f"noise rates on the EfficientNet features, run on the report draw ({REPORT_SEED}):"), ""]
+    lines += curve_table(args, ["paper"] + CHOSEN, REPORT_SEED) + [""]
     tuned = [m for m in TUNING if any(load(f, r, TUNING_SEED, m) for f in args.features for r in args.rates)]
     if tuned:
-        lines += [f"Tuning runs of paper mode's settings (draw {TUNING_SEED}, a separate noise and trusted draw; "
-                  "`paper+key=value`: `PurifyConfig.paper(key=value)`):", ""]
+        lines += [(f"Tuning runs (draw {TUNING_SEED}: its own noise and trusted rows; `paper+key=value` is "
+                   "`PurifyConfig.paper(key=value)`):"), ""]
         lines += curve_table(args, tuned, TUNING_SEED) + [""]
-    for name, title in (("step", "First epochs, step by step (IPC only, identical inputs and batches; paper "
-                                 "mode's variables read after its IPC step):"),
-                        ("check", "Harness check (two epochs of the official script with and without the "
-                                  "harness's speed-ups):")):
-        path = CACHE / f"{name}.json"
-        if path.exists():
-            found = json.loads(path.read_text())
-            lines += [title + f" {FEATURES[found['features']]}, sym {found['rate']:.0%}, seed {found['seed']}.", ""]
-            lines += (step_table(found) if name == "step" else
-                      [f"identical labels, losses and accuracies: {found['identical']}"]) + [""]
+    lines += _json_sections()
     lines += [f"Command: `python benchmarks/paper_regime.py report --features {','.join(args.features)}`.", END]
     return "\n".join(lines)
 
@@ -598,7 +661,8 @@ def main(argv: list[str] | None = None) -> int:
         args.seed = REPORT_SEED if args.seed is None else args.seed
         found = step_comparison(args, data) if args.action == "step" else check_harness(args, data)
         CACHE.mkdir(parents=True, exist_ok=True)
-        (CACHE / f"{args.action}.json").write_text(json.dumps(found, indent=1))
+        name = f"{args.action}_{args.features[0]}_sym{round(args.rates[0] * 100)}.json"
+        (CACHE / name).write_text(json.dumps(found, indent=1))
         print(json.dumps(found, indent=1))
         return 0
     seed = args.seed if args.seed is not None else (REPORT_SEED if args.action == "run" else TUNING_SEED)
