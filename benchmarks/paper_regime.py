@@ -1,10 +1,20 @@
 """Paper mode in the paper's regime: label accuracy per epoch (the curves of the paper's
 Figures 2-4) on strong features, against the official ``DMLP.py`` on the same inputs.
+``docs/paper-mode.md`` explains the results.
 
-    python benchmarks/paper_regime.py run --official PATH     # the runs (resumable, cached)
-    python benchmarks/paper_regime.py tune                    # tuning runs of paper mode's settings
-    python benchmarks/paper_regime.py step --official PATH    # first epochs, official vs ours
+    python benchmarks/paper_regime.py run --official PATH     # the main runs (resumable, cached)
+    python benchmarks/paper_regime.py run --methods 'lab+head=official,paper+seed=1,...'
+    python benchmarks/paper_regime.py tune                    # tuning runs, on draw 1
+    python benchmarks/paper_regime.py step --official PATH --features efficientnet-lite0 --rates 0.2
+    python benchmarks/paper_regime.py check --official PATH --features kmeans --rates 0.2
     python benchmarks/paper_regime.py report                  # RESULTS.md section and the PNG
+
+``PATH`` is the official script or a clone of github.com/yuanpengtu/DMLP (``$DMLP_OFFICIAL``).
+The RESULTS.md section shows what is cached: to repeat it all, run ``run`` (defaults), ``run
+--methods`` with the names of :data:`ATTRIBUTION`, :data:`CHOSEN` and
+``paper+seed=1,paper+seed=2,official-intent+seed=1,official-intent+seed=2``, ``tune``, and
+``step`` and ``check`` for each feature set, then ``report``. About 1.5 h on one busy CPU
+thread.
 
 Inputs: the CIFAR-10 features of all 50,000 training images (original order) and the
 10,000 test images: ImageNet-trained EfficientNet-Lite0 (``.bench-cache/cifar10_efficientnet-lite0.npz``,
@@ -12,18 +22,27 @@ made by ``dmlp features --dataset cifar10 --backbone efficientnet-lite0 --split 
 and the k-means features of the shared folder (``$DMLP_SHARED``, for contrast); the clean
 training labels; the test labels of the built CIFAR-10 folder. Protocol (the paper's for
 CIFAR): symmetric noise at 20% and 80% (DivideMix convention) on all 50,000 rows, 1,000
-random clean rows as the trusted set, label accuracy on the other 49,000.
+random clean rows as the trusted set, label accuracy on the other 49,000, after every epoch.
+Draw 0 is reported; draw 1 (its own noise and trusted rows) is for tuning.
 
-Methods (``--methods``):
+Methods (``--methods``, comma-separated):
 
-- ``paper``: ``PurifyConfig.paper()``; ``paper+key=value+...``: with overrides (tuning);
+- ``paper``: ``PurifyConfig.paper()``; ``paper+key=value+...``: with overrides;
 - ``official``: the official script as it is (its EAC feedback never fires);
   ``official-intent``: with its guard fixed so that it mixes every 20 epochs
   (``benchmarks/official_dmlp.py`` says exactly what is substituted); both see the same
   trusted rows and the same 7,000-row batches as paper mode;
+- ``lab+head=official`` / ``lab+steps=official`` (diagnostics): paper mode with the
+  official head loss or the official label steps put back (see :func:`run_lab`);
+- ``...+seed=k``: the run's own seed (head initialisation), same noise and trusted rows;
 - ``probe``: the ceiling, a linear probe (L-BFGS logistic regression) fitted on the clean
-  labels of the 49,000 rows, its accuracy on those rows and on the test set; and the same
-  probe fitted on the given labels (what a linear head trained on them reaches).
+  labels of the 49,000 rows: its accuracy on those rows, cross-fitted (5 folds) and on the
+  test set; and the same probe fitted on the given labels (what a linear head trained on
+  them reaches).
+
+``step``: the official script's and paper mode's label variables after each of the first
+epochs (IPC only, identical inputs), and where paper mode's first IPC gradient points.
+``check``: two epochs of the official script with and without the harness's speed-ups.
 
 Every run is cached in ``.bench-cache/paper_regime/`` (git-ignored) as one ``.npz``; a
 rerun skips what is there (``--redo NAME`` reruns a method).
@@ -353,6 +372,45 @@ def _update_stats(y0: np.ndarray, y: np.ndarray, given: np.ndarray, clean: np.nd
             "label accuracy": float((label == clean).mean())}
 
 
+def ipc_direction(x: np.ndarray, clean: np.ndarray, d: dict, seed: int) -> dict[str, float]:
+    """Where paper mode's first IPC gradient points, row by row (one-hot given labels, the
+    batches paper mode draws): does it favour the clean class, and would one plain step of
+    any size improve the labels? Also the condition number of the first batch's ``FᵀF``."""
+    import torch
+
+    from dmlp_plugin.engine.ipc import (
+        IPCLossWeights,
+        factor,
+        ipc_loss_and_grad,
+        partition,
+    )
+
+    rows = d["rows"]
+    given, truth = torch.from_numpy(d["noisy"][rows]), torch.from_numpy(clean[rows])
+    index = partition(len(rows), 7000, generator=torch.Generator().manual_seed(seed))
+    batches = factor(torch.from_numpy(x[rows]), index, ridge=1e-6)
+    onehot = torch.nn.functional.one_hot(given, 10).float()
+    val = torch.nn.functional.one_hot(torch.from_numpy(clean[d["trusted"]]), 10).float()
+    _, grad = ipc_loss_and_grad(batches.gather(onehot), batches, torch.from_numpy(x[d["trusted"]]), val,
+                                torch.full((10,), 0.1), IPCLossWeights())
+    down = -batches.scatter(grad, len(rows))  # the direction the labels move
+    noisy, r = given != truth, torch.arange(len(rows))
+    out = {"noisy rows where it favours the clean class over the given one":
+           float((down[r, truth] > down[r, given])[noisy].float().mean()),
+           "clean rows whose given entry it pushes down": float((down[r, given] < 0)[~noisy].float().mean())}
+    scale = 0.01 / float(down.abs().mean())
+    for step in (0.001, 0.01, 0.1, 0.3, 1.0):  # mean absolute change per entry
+        out[f"accuracy after one plain step, mean step {step}"] = float(
+            ((onehot + step / 0.01 * scale * down).argmax(1) == truth).float().mean())
+    f = torch.from_numpy(x[rows][index[0].numpy()]).double()
+    gram = f.T @ f
+    out["condition number of the first batch's FᵀF"] = float(torch.linalg.cond(gram))
+    # The official script inverts FᵀF in float32: how far is its inverse from one?
+    residual = torch.inverse(gram.float()).double() @ gram - torch.eye(gram.shape[0], dtype=torch.float64)
+    out["largest entry of inverse32(FᵀF)·FᵀF − I"] = float(residual.abs().max())
+    return out
+
+
 def step_comparison(args: argparse.Namespace, data: dict) -> dict:
     """Official (as it is) and paper mode's IPC on identical inputs, the first epochs."""
     features, rate, seed, epochs = args.features[0], args.rates[0], args.seed, args.step_epochs
@@ -365,7 +423,8 @@ def step_comparison(args: argparse.Namespace, data: dict) -> dict:
                        test_labels if test_labels is not None else np.zeros(len(test), np.int64), d["split"],
                        seed=seed, threads=args.threads, epochs=epochs, dump_epochs=tuple(range(1, epochs + 1)))
     position = np.argsort(run.record["idx_to_train"])
-    out = {"features": features, "rate": rate, "seed": seed, "epochs": []}
+    out = {"features": features, "rate": rate, "seed": seed, "epochs": [],
+           "ipc_direction": ipc_direction(x, clean, d, seed)}
     traces = {name: _our_label_trace(x, clean, d, seed, epochs, args.threads, overrides)
               for name, overrides in (("paper mode", {"eac": False}),
                                       ("paper mode, label_weight_decay=0", {"eac": False, "label_weight_decay": 0.0}))}
@@ -564,6 +623,9 @@ def _json_sections() -> list[str]:
                   "paper mode with `eac=False`), identical inputs and batches; label variables after each "
                   "epoch's IPC step, against the one-hot given labels:"), ""]
         lines += step_table(found) + [""]
+        if "ipc_direction" in found:
+            lines += ["Paper mode's first IPC gradient on the same inputs (the direction the labels move): "
+                      + "; ".join(f"{k}: {v:.4g}" for k, v in found["ipc_direction"].items()) + ".", ""]
     for path in sorted(CACHE.glob("check_*.json")):
         found = json.loads(path.read_text())
         lines += [(f"Harness check ({FEATURES[found['features']]}, sym {found['rate']:.0%}): two epochs of the "
