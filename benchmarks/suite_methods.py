@@ -28,9 +28,16 @@ HERE = Path(__file__).resolve().parent
 #: Overrides of PurifyConfig tried on the tuning draws (``--methods dmlp:NAME``).
 VARIANTS: dict[str, dict] = {
     "noem": {"transition_em_steps": 0},
+    "noweightoffsets": {"fit_transition_weight": False, "fit_posterior_offsets": False},
     "noweight": {"fit_transition_weight": False},
     "nooffsets": {"fit_posterior_offsets": False},
     "onedecay": {"logistic_weight_decay": 5e-3},
+    "strongdecay": {"logistic_weight_decay": (0.1, 0.03, 0.01, 0.003)},
+    "decay5": {"logistic_weight_decay": (0.1, 0.05, 0.02, 0.005, 0.001)},
+    "decay3w": {"logistic_weight_decay": (0.1, 0.02, 0.004)},
+    "decayhi": {"logistic_weight_decay": (0.3, 0.1, 0.03, 0.01)},
+    "rounds10": {"rounds": 10},
+    "strong10": {"rounds": 10, "logistic_weight_decay": (0.1, 0.03, 0.01)},
     "net1": {"mlp_candidate": True, "mlp_layers": 1},
 }
 

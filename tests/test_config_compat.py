@@ -48,7 +48,8 @@ def test_an_old_default_config_loads_as_the_default_pipeline():
     config = PurifyConfig.from_dict(OLD_DEFAULT)
     assert type(config) is PurifyConfig
     # 100 epochs mixing every 20: five rounds; what ran is kept (the network was on then).
-    assert config == PurifyConfig(rounds=5, round_eta=0.5, mlp_candidate=True, given_candidate=False)
+    assert config == PurifyConfig(rounds=5, round_eta=0.5, mlp_candidate=True, given_candidate=False,
+                                  logistic_weight_decay=(0.02, 0.005, 0.001))
 
 
 @pytest.mark.parametrize("epochs,period,final,rounds", [

@@ -67,7 +67,8 @@ def test_a_file_saved_with_an_old_flat_config_still_loads(result, tmp_path):
 
     _write_old_file(tmp_path / "default.npz", result, {**OLD_DEFAULT, "epochs": 60, "eac_eta": 0.3})
     loaded = PurifyResult.load(tmp_path / "default.npz")
-    assert loaded.config == PurifyConfig(rounds=3, round_eta=0.3, mlp_candidate=True, given_candidate=False)
+    assert loaded.config == PurifyConfig(rounds=3, round_eta=0.3, mlp_candidate=True, given_candidate=False,
+                                         logistic_weight_decay=(0.02, 0.005, 0.001))
     assert np.array_equal(loaded.soft_labels, result.soft_labels) and loaded.history[0]["epoch"] == 1
     assert loaded.metadata["selected"] == "round 5"
     _write_old_file(tmp_path / "paper.npz", result, {**OLD_PAPER, "epochs": 30})
