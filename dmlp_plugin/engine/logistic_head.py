@@ -16,7 +16,8 @@ win, and the purifier chooses between them by trusted-set log-loss.
 The gradient has a closed form: for a training row it is ``p − q`` with ``q`` the label
 posterior, for a trusted row ``p − onehot(y)``. The fit is full-batch L-BFGS, which
 converges in a few dozen iterations on a 512-dimensional linear model; it reads values
-on the host in its line search, so it runs once after the epoch loop, never inside it.
+on the host in its line search, so it runs once per pipeline, as a candidate family
+(``engine/candidates.py: LogisticPath``).
 """
 
 from __future__ import annotations
@@ -60,9 +61,6 @@ def fit_forward_logistic_path(
         so scoring on them is honest. Every fit (the full one and each fold's) starts
         from a fit on the training rows alone, which saw no trusted row, and takes the
         same ``max_iter // 2`` iterations from there, each its own L-BFGS problem.
-        (Refits warm-started from the full fit, as before, started from weights that
-        had seen the rows they scored, and one L-BFGS on the sum of the fits let each
-        fold's steps depend on the others.)
     trusted_weight : float
     weight_decays : tuple of float
         The regularisation path: every value gets its full fit and its fold fits, all in
