@@ -106,7 +106,7 @@ SMALL_NETWORK = dict(mlp_candidate=True, mlp_layers=1, mlp_hidden=64, mlp_repeat
 def test_selection_returns_the_candidate_with_the_lowest_trusted_log_loss():
     data = planted_clusters(n=3000, num_classes=5, dim=24, rate=0.5, seed=3)
     result = purify_dataset(data.features, data.given, **data.purify_kwargs(), clean_labels=data.clean,
-                            config=PurifyConfig(rounds=4, **SMALL_NETWORK))
+                            config=PurifyConfig(rounds=4, given_candidate=True, **SMALL_NETWORK))
     nll = result.metadata["candidate_nll"]
     logistic = [f"logistic (weight decay {d:g})" for d in PurifyConfig().logistic_weight_decays]
     assert list(nll) == ["round 1", "round 2", "round 3", "round 4", "given labels", *logistic, "mlp", "mlp + logistic"]
@@ -138,8 +138,8 @@ def test_selection_returns_the_candidate_with_the_lowest_trusted_log_loss():
 
 def test_forward_logistic_candidate_wins_on_class_dependent_noise():
     """Pair-flip noise at 40% on clusters a linear model separates ~80% of the time: the
-    logistic candidate is chosen and beats the least-squares rounds (93.5% vs 91.8%
-    here; the margin held on other seeds too)."""
+    logistic candidate is chosen and beats the least-squares rounds (92.7% vs 91.8% here
+    with the default path of weight decays; 93.5% with the weaker path tuned on k-means)."""
     data = planted_clusters(n=4000, num_classes=5, dim=16, separation=2.0, rate=0.0, seed=9)
     given = make_noisy_labels(data.clean, kind="pairflip", rate=0.4, num_classes=5, seed=1).noisy_labels
     kwargs = dict(**data.purify_kwargs(), num_classes=5)
@@ -147,7 +147,7 @@ def test_forward_logistic_candidate_wins_on_class_dependent_noise():
     rounds = purify_dataset(data.features, given, **kwargs,
                             config=PurifyConfig(rounds=3, logistic_candidate=False, mlp_candidate=False))
     assert both.metadata["selected"].startswith("logistic")
-    assert both.accuracy(data.clean) > rounds.accuracy(data.clean) + 0.01
+    assert both.accuracy(data.clean) > rounds.accuracy(data.clean) + 0.005
     assert both.accuracy(data.clean) > (given == data.clean).mean() + 0.2
 
 

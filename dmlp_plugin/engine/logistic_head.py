@@ -57,10 +57,9 @@ def fit_forward_logistic_path(
     val_labels : (V,) long
         Clean labels of the trusted rows.
     fold_masks : list of (V,) bool
-        Folds of the trusted set: each fold's scores come from a fit that never saw it,
-        so scoring on them is honest. Every fit (the full one and each fold's) starts
-        from a fit on the training rows alone, which saw no trusted row, and takes the
-        same ``max_iter // 2`` iterations from there, each its own L-BFGS problem.
+        Folds of the trusted set: each fold's scores come from a fit that never saw it.
+        Every fit starts from a fit on the training rows alone (which saw no trusted
+        row) and takes ``max_iter // 2`` iterations from there, as its own L-BFGS problem.
     trusted_weight : float
     weight_decays : tuple of float
         The regularisation path: every value gets its full fit and its fold fits, all in
@@ -109,15 +108,20 @@ def fit_forward_logistic_path(
     heads = fit(keep, decays.repeat_interleave(len(per_decay)), start.repeat_interleave(len(per_decay), 0),
                 max(1, max_iter // 2))
     w, b = _raw_weights(heads, shift, scale)
-    w = w.view(len(weight_decays), len(per_decay), *w.shape[1:])
-    b = b.view(len(weight_decays), len(per_decay), -1)
+    return _path_scores(x, xv, folds, w.view(g, len(per_decay), *w.shape[1:]), b.view(g, len(per_decay), -1))
+
+
+def _path_scores(x: FeatureRows, xv: torch.Tensor, folds: torch.Tensor, w: torch.Tensor,
+                 b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training-row scores from each decay's full fit ``w[:, 0]`` (G, N, C), and each trusted
+    row's from its own fold's fit ``w[:, 1 + k]`` (G, V, C)."""
+    g, num_classes = w.shape[0], w.shape[-1]
     scores = per_row_output(x, (g, x.shape[0], num_classes), x.dtype)
     for lo, hi, chunk in x.chunks():
         torch.baddbmm(b[:, 0].unsqueeze(1), chunk.expand(g, -1, -1), w[:, 0], out=scores[:, lo:hi])
     x.reduce_sum(scores)
-    # Each trusted row from its own fold's fit: (G, K, V, C) scores, picked by fold.
-    fold_scores = torch.einsum("vd,gkdc->gkvc", xv, w[:, 1:]) + b[:, 1:].unsqueeze(2)
-    val_scores = (fold_scores * folds.to(x.dtype).view(1, len(fold_masks), -1, 1)).sum(1)
+    fold_scores = torch.einsum("vd,gkdc->gkvc", xv, w[:, 1:]) + b[:, 1:].unsqueeze(2)  # (G, K, V, C)
+    val_scores = (fold_scores * folds.to(x.dtype).view(1, len(folds), -1, 1)).sum(1)
     return scores, val_scores
 
 
