@@ -155,8 +155,9 @@ def test_demo_improves_label_accuracy(capsys):
     text = capsys.readouterr().out
     line = next(l for l in text.splitlines() if "label accuracy" in l)
     before, after = (float(p.split("%")[0].split()[-1]) for p in line.split("→"))
-    # 50% DivideMix noise leaves ~55% right; the default purifier reaches ~67% on this set.
-    assert 50 < before < 60 and after > before + 7
+    # 50% DivideMix noise leaves ~55% right; the default purifier reaches ~80% on these
+    # EfficientNet-Lite0 features (the k-means features shipped before reached ~66%).
+    assert 50 < before < 60 and after > before + 18
     table = " ".join(text.replace("│", " ").split())  # cells may wrap over lines
     chosen = table[table.index("labels from"):]
     assert chosen.split()[2] in ("logistic", "round") and "trusted log-loss" in chosen[:120]

@@ -1,8 +1,9 @@
 """``dmlp demo``: purify a real feature set shipped inside the package, no download.
 
-The embedded set holds 8,000 CIFAR-10 training images (800 a class) as the first 256
-dimensions of the unsupervised k-means features in ``shared/features``, with their clean
-labels. The demo adds symmetric noise, purifies, and reports label accuracy.
+The embedded set holds 8,000 CIFAR-10 training images (800 a class) as ImageNet
+EfficientNet-Lite0 features reduced to 128 principal components (``benchmarks/demo_data.py``
+builds it), with their clean labels. The demo adds symmetric noise, purifies, and reports
+label accuracy.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ __all__ = ["register", "load_demo_data"]
 
 
 def load_demo_data() -> dict[str, np.ndarray]:
-    """The embedded CIFAR-10 subset: ``features`` (8000, 256) float16, ``labels``,
+    """The embedded CIFAR-10 subset: ``features`` (8000, 128) float16, ``labels``,
     ``indices`` (into the CIFAR-10 training order) and ``classes``."""
     path = resources.files("dmlp_plugin") / "data_files" / "cifar10_demo.npz"
     try:
@@ -67,6 +68,6 @@ def run(args: argparse.Namespace) -> int:
         result.save(output)
     extra = {"noise": f"symmetric {args.noise:.0%} (DivideMix convention), "
                       f"{noise.realised_rate:.1%} of labels wrong"}
-    console.print(summary_table(result, title="dmlp demo: CIFAR-10, k-means features",
+    console.print(summary_table(result, title="dmlp demo: CIFAR-10, EfficientNet-Lite0 features",
                                 output=output, extra=extra))
     return 0

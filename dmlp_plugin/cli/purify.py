@@ -93,7 +93,8 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
                    "with the official hyperparameters")
     p.add_argument("--epochs", type=int, help="--mode paper: the loop's epochs (default 100)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override any PurifyConfig field, e.g. --set eac_eta=0.3 (repeatable)")
+                   help="override a field of the mode's config (repeatable), e.g. --set rounds=3 or "
+                   "--set mlp_candidate=true; with --mode paper, e.g. --set eac_eta=0.5")
     p.add_argument("--threads", type=_threads, default="auto", metavar="N|auto",
                    help="CPU threads (default: auto, which leaves the cores other jobs keep busy to them; "
                    "$DMLP_THREADS or OMP_NUM_THREADS, when set, win over auto)")
@@ -117,10 +118,10 @@ def config_from_args(args: argparse.Namespace):
     config = PurifyConfig.paper() if args.mode == "paper" else PurifyConfig()
     overrides: dict[str, Any] = {}
     if args.epochs is not None:
-        overrides["epochs"] = args.epochs
         if args.mode != "paper":
             raise ConfigError("--epochs is a setting of --mode paper; the default pipeline has no epochs "
                               "(its least-squares rounds: --set rounds=K)")
+        overrides["epochs"] = args.epochs
     if getattr(args, "max_memory", None) is not None:
         overrides["max_memory"] = args.max_memory
     for item in args.set:
@@ -159,12 +160,12 @@ def summary_table(result, *, title: str = "DMLP purification", output: Path | No
     meta = result.metadata
     table.add_row("samples", f"{len(result):,}  ({meta.get('num_trusted', 0):,} trusted)")
     table.add_row("classes", str(result.num_classes))
-    table.add_row("labels changed", f"{result.num_changed:,}  ({result.num_changed / len(result):.1%})")
     check = meta.get("feature_check")
     if check:
         colour = "red" if check.get("weak") else "green"
         table.add_row("feature check", f"[{colour}]linear probe {check['accuracy']:.1%} held out on the trusted rows "
                       f"(skill {check['skill']:.2f}{', weak' if check.get('weak') else ''})[/]")
+    table.add_row("labels changed", f"{result.num_changed:,}  ({result.num_changed / len(result):.1%})")
     if "label_accuracy_before" in meta:
         before, after = meta["label_accuracy_before"], meta["label_accuracy_after"]
         colour = "green" if after >= before else "red"
