@@ -57,8 +57,9 @@ import sys
 import numpy as np
 src, dest, dims = sys.argv[1], sys.argv[2], int(sys.argv[3])
 with np.load(src) as z:
-    train = np.ascontiguousarray(z["train"][:, :dims]).astype(np.float16)
-np.savez(dest, train=train)
+    # dmlp reproduce --features reads both splits (the test split scores the trained network)
+    arrays = {split: np.ascontiguousarray(z[split][:, :dims]).astype(np.float16) for split in ("train", "test")}
+np.savez(dest, **arrays)
 EOF
     du -sh "$DATA" | sed 's/^/gpu_check --prepare: /'
     echo "gpu_check --prepare: on the device, run benchmarks/gpu_check.sh with carry [\"${DATA#$REPO/}\"]"

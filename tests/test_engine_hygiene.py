@@ -308,7 +308,8 @@ def test_timings_have_the_stages_a_result_reports():
     family's), paper mode's factoring, epochs and finish."""
     data = planted_clusters(n=400, dim=6, num_trusted=60, seed=3)
     families = [LeastSquaresRounds.family, GivenLabels.family, LogisticPath.family, Network.family]
-    for config, stages in ((PurifyConfig(rounds=2, mlp_candidate=True, mlp_hidden=32, mlp_epochs=2), families),
+    for config, stages in ((PurifyConfig(rounds=2, given_candidate=True, mlp_candidate=True, mlp_hidden=32,
+                                            mlp_epochs=2), families),
                            (PurifyConfig.paper(epochs=4, eac_period=2, batch_size=100),
                             ["factor", "epochs", "finish"])):
         result = purify_dataset(data.features, data.given, **data.purify_kwargs(), device="cpu", config=config)

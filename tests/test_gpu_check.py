@@ -45,6 +45,7 @@ def prepared(tmp_path, real_cifar10_root):
     features = tmp_path / "gpu-data" / "shared" / "features" / "cifar10_kmeans_train.npz"
     with np.load(features) as z:
         assert z["train"].shape == (50000, 256) and z["train"].dtype == np.float16
+        assert z["test"].shape == (10000, 256)  # dmlp reproduce --features reads both splits
     copied = tmp_path / "gpu-data" / "shared" / "upstream" / "Co-teaching.tar.gz"
     assert copied.is_file() and not copied.is_symlink()  # copies travel to the device, links do not
     return env

@@ -66,7 +66,8 @@ def test_each_paper_epoch_shows_its_figure(reporter, with_clean):
 
 
 def test_each_candidate_family_of_the_default_is_a_stage(reporter):
-    result = _purify(PurifyConfig(rounds=3))
+    # the given-labels candidate is off by default; asked for, it is a stage of its own
+    result = _purify(PurifyConfig(rounds=3, given_candidate=True))
     families = list(dict.fromkeys(call[0] for call in reporter.calls))
     assert families == ["least-squares rounds", "given labels", "logistic candidate"]
     assert reporter.stage("least-squares rounds") == [(k, 3, "candidates", "") for k in (1, 2, 3)]
