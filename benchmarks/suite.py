@@ -38,7 +38,8 @@ def cells_of(args: argparse.Namespace) -> list[data.Cell]:
     out = []
     for draw, rows, fs, noise, trusted in itertools.product(draws, args.rows, args.features, args.noises,
                                                             args.trusted):
-        out.append(data.Cell(fs, rows, noise, trusted, draw))
+        if rows <= data.FEATURE_SETS[fs].rows:  # a feature set made for fewer rows has no larger cells
+            out.append(data.Cell(fs, rows, noise, trusted, draw))
     return out
 
 
