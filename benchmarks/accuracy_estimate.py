@@ -24,34 +24,26 @@ RESULTS.md is rewritten.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import sys
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # the other benchmark scripts sit beside this file
-    sys.path.insert(0, str(HERE))
+from driver import (RESULTS, Section, add_protocol, add_threads, add_write_results, command_line, comma_list,
+                    load_average, load_train, machine_sentence, markdown_table, parse_protocol, print_table,
+                    shared_dir, threads_text, timestamp, warm_up)
+from residual_noise import CONFIGS, Report, add_configs, noise_settings, parse_configs
 
-from purify_cifar10 import (FEATURES, NUM_CLASSES, draw_trusted, git_revision, load_average,  # noqa: E402
-                            markdown_table, noisy_labels, print_table, shared_dir, threads_text,
-                            warm_up, with_epochs)
-from residual_noise import CONFIGS, load_train, noise_settings  # noqa: E402
-from results_file import write_section  # noqa: E402
+from dmlp_plugin import PurifyConfig, purify_dataset
+from dmlp_plugin.accuracy_estimate import DEFAULT_FOLDS
+from dmlp_plugin.reproduce.cifar_inputs import FEATURES, NUM_CLASSES, draw_trusted, noisy_labels, with_epochs
 
-from dmlp_plugin import PurifyConfig, purify_dataset  # noqa: E402
-from dmlp_plugin.accuracy_estimate import DEFAULT_FOLDS  # noqa: E402
-
-START, END = "<!-- accuracy-estimate:start -->", "<!-- accuracy-estimate:end -->"
-RESULTS = HERE / "RESULTS.md"
+SECTION = Section("accuracy-estimate")
+START, END = SECTION.start, SECTION.end
 TARGET_POINTS = 3.0  # the estimate should fall within this many points of the truth
 
 
@@ -166,26 +158,12 @@ def summary_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
     return head, body
 
 
-@dataclass
-class Report:
-    args: argparse.Namespace
-    started: str
-    load_start: str
-    runs: list[Run]
-    num_train: int
-    load_end: str = ""
-    total_s: float = 0.0
-
-
 def render(rep: Report) -> str:
     a = rep.args
-    cpu = platform.processor() or platform.machine()
     misses = [r for r in rep.runs if abs(100 * r.error) > TARGET_POINTS]
     differ = [r for r in rep.runs if not r.same_labels]
-    lines = [START, "## Accuracy estimate of the purified labels (`benchmarks/accuracy_estimate.py`)", "",
-             f"Run {rep.started} on {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} "
-             f"({threads_text()}), Python {platform.python_version()}, dmlp-plugin at `{git_revision()}`. "
-             f"Load average (1/5/15 min) at start {rep.load_start}, at end {rep.load_end}: other jobs shared "
+    lines = ["## Accuracy estimate of the purified labels (`benchmarks/accuracy_estimate.py`)", "",
+             machine_sentence(rep.started, rep.load_start, rep.load_end) + ": other jobs shared "
              f"the cores, so times are upper bounds, and the ratios are the fairer figure. Whole run: "
              f"{rep.total_s / 60:.1f} min. Command:", "",
              f"    {a.command}", "",
@@ -212,8 +190,8 @@ def render(rep: Report) -> str:
         lines += [f"Every run is within ±{TARGET_POINTS:g} points of the truth.", ""]
     lines += ["Returned labels identical with and without the estimate: "
               + ("in every run." if not differ else f"**not** in {len(differ)} run(s)."), "",
-              "### Per run", "", *markdown_table(*runs_table(rep.runs)), "", END]
-    return "\n".join(lines)
+              "### Per run", "", *markdown_table(*runs_table(rep.runs)), ""]
+    return SECTION.wrap(lines)
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -221,38 +199,24 @@ def render(rep: Report) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shared", type=Path, default=None, help="the shared folder (default: $DMLP_SHARED or ../shared)")
-    p.add_argument("--rates", default="0.2,0.5,0.8,0.9", help="symmetric noise rates, comma-separated")
-    p.add_argument("--asym-rates", default="0.2,0.4", help="asymmetric CIFAR-10 noise rates ('' to skip)")
-    p.add_argument("--configs", default="default,paper", help=f"comma-separated, of: {', '.join(CONFIGS)}")
-    p.add_argument("--seeds", default="0", help="noise draws (seeds) run with every config, comma-separated")
+    add_protocol(p, seeds_help="noise draws (seeds) run with every config, comma-separated")
+    add_configs(p)
     p.add_argument("--draws", default="1,2,3,4",
                    help="further noise draws run with the default config only (it is 5× cheaper than paper "
                         "mode); '' to skip")
     p.add_argument("--folds", default=str(DEFAULT_FOLDS),
                    help="fold counts of the estimate, comma-separated: each is run on --seeds with every "
                         "config; --draws use the first")
-    p.add_argument("--trusted", type=int, default=1000, help="size of the trusted set")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="paper mode's epochs (default 100; the default pipeline has none)")
-    p.add_argument("--subset", type=int, default=None, help="a random subset of the training set (development)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: the cores are shared with other jobs)")
-    p.add_argument("--write-results", action="store_true",
-                   help="update the accuracy-estimate section of benchmarks/RESULTS.md")
+    add_threads(p, 1, "torch CPU threads (default 1: the cores are shared with other jobs)")
+    add_write_results(p, SECTION)
     args = p.parse_args(argv)
-    args.rate_list = [float(r) for r in args.rates.split(",") if r.strip()]
-    args.asym_list = [float(r) for r in args.asym_rates.split(",") if r.strip()]
-    args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
-    args.draw_list = [int(s) for s in args.draws.split(",") if s.strip() and int(s) not in args.seed_list]
-    args.config_list = [c.strip() for c in args.configs.split(",") if c.strip()]
-    args.fold_list = [int(k) for k in args.folds.split(",") if k.strip()]
+    parse_protocol(args)
+    args.draw_list = [d for d in comma_list(args.draws, int) if d not in args.seed_list]
+    args.fold_list = comma_list(args.folds, int)
     if not args.fold_list:
         p.error("--folds needs at least one fold count")
-    unknown = [c for c in args.config_list if c not in CONFIGS]
-    if unknown:
-        p.error(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
-    args.command = "python benchmarks/accuracy_estimate.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    parse_configs(p, args)
+    args.command = command_line("accuracy_estimate.py", argv)
     return args
 
 
@@ -261,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    started, load_start = datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), load_average()
+    started, load_start = timestamp(), load_average()
     features, clean = load_train(shared_dir(args.shared), args.subset)
     print(f"{len(clean)} × {features.shape[1]} features, {threads_text()}, load {load_start}")
     warm_up()  # so the first plain run does not pay for first-call overheads and skew its ratio
@@ -281,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table("Accuracy estimate against the truth (%)", *runs_table(runs))
     print_table("Summary", *summary_table(runs))
     if args.write_results:
-        write_section(RESULTS, render(rep), START, END)
-        print(f"wrote the accuracy-estimate section of {RESULTS}")
+        SECTION.write(render(rep), RESULTS)
     print(f"total {rep.total_s / 60:.1f} min, load average {rep.load_start} → {rep.load_end}")
     return 0
 

@@ -22,14 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from driver import (RESULTS, Section, add_shared, add_write_results, comma_list, load_average, markdown_table,
+                    print_table, run_child, run_context, shared_dir)
 
-from purify_cifar10 import (FEATURES, TRAIN_LABELS, draw_trusted, load_average,  # noqa: E402
-                            markdown_table, noisy_labels, print_table, shared_dir)
-from results_file import run_context, write_section  # noqa: E402
+from dmlp_plugin.reproduce.cifar_inputs import FEATURES, TRAIN_LABELS, draw_trusted, noisy_labels
 
-START, END = "<!-- busy-machine:start -->", "<!-- busy-machine:end -->"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+SECTION = Section("busy-machine")
 CASES = (  # (label, machine, threads given to purify_dataset)
     ("idle, 1 thread (reference)", "idle", "1"),
     ("busy, torch's default threads", "busy", "default"),
@@ -63,12 +61,11 @@ def child(shared: Path, mode: str, threads: str, epochs: int | None) -> None:
 
 
 def run_case(shared: Path, mode: str, threads: str, epochs: int | None) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, threads, "--shared", str(shared)]
+    cmd = [__file__, "--child", mode, threads, "--shared", str(shared)]
     if epochs:
         cmd += ["--epochs", str(epochs)]
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DMLP_THREADS")}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(cmd, env=env)
 
 
 def busy_loops(count: int) -> list[subprocess.Popen]:
@@ -77,13 +74,13 @@ def busy_loops(count: int) -> list[subprocess.Popen]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shared", type=Path, default=None, help="the shared folder (default: $DMLP_SHARED or ../shared)")
+    add_shared(p)
     p.add_argument("--modes", default="default,paper", help="configs: default, paper (comma-separated)")
     p.add_argument("--competitors", type=int, default=1, help="CPU-bound processes on the busy machine (default 1)")
     p.add_argument("--epochs", type=int, default=None, help="shorten every run")
     p.add_argument("--settle", type=float, default=3.0, help="seconds between starting the competitors and a run")
     p.add_argument("--repeats", type=int, default=3, help="runs per case; the table shows the median (default 3)")
-    p.add_argument("--write-results", action="store_true", help=f"write the table into {RESULTS.name}")
+    add_write_results(p, SECTION)
     p.add_argument("--child", nargs=2, metavar=("MODE", "THREADS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     shared = shared_dir(args.shared)
@@ -95,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"missing shared input: {shared / need}")
     began, load_start = datetime.datetime.now(), load_average()
     rows = []
-    for mode in args.modes.split(","):
+    for mode in comma_list(args.modes):
         reference = None
         for label, machine, threads in CASES:
             runs = []
@@ -123,16 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     print_table("Busy machine", head, rows)
     if args.write_results:
         dated, command = run_context("busy_machine.py", began, load_start, argv)
-        section = "\n".join([
-            START, "## Purification on a busy machine (`benchmarks/busy_machine.py`)", "",
+        section = SECTION.wrap([
+            "## Purification on a busy machine (`benchmarks/busy_machine.py`)", "",
             dated + f" The busy machine has "
             f"{args.competitors} CPU-bound process(es) (a Python busy loop) running through each run. Each case "
             f"runs {args.repeats} times; the median counts. Each run "
             "purifies the 50,000 CIFAR-10 k-means features at symmetric 50% noise (1,000 trusted samples) in a "
             f"fresh process. Target: `threads=\"auto\"` on the busy machine within {TARGET}x of the idle "
-            "one-thread time.", "", "    " + command, "", *markdown_table(head, rows), "", END])
-        write_section(RESULTS, section, START, END)
-        print(f"wrote the busy-machine section of {RESULTS}")
+            "one-thread time.", "", "    " + command, "", *markdown_table(head, rows), ""])
+        SECTION.write(section, RESULTS)
     return 0
 
 

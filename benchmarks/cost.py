@@ -15,22 +15,17 @@ is rewritten.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+import suite_data as data
+from driver import Section, add_no_write, add_threads, command_line, git_revision, load_average, timestamp
 
-import suite_data as data  # noqa: E402
-from results_file import write_section  # noqa: E402
-
-START, END = "<!-- cost:start -->", "<!-- cost:end -->"
+SECTION = Section("cost")
 TARGETS = {"default": 20.0, "demo": 15.0}
 
 
@@ -66,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     from dmlp_plugin import PurifyConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2)
+    add_threads(p, 2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--network", action="store_true", help="also time the default with the network candidate")
-    p.add_argument("--no-write", action="store_true")
+    add_no_write(p)
     args = p.parse_args(argv)
-    load_start = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    load_start = load_average()
     rows = []
     seconds, timings = time_default(PurifyConfig(), args.threads, args.repeats)
     families = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k not in ("total",))
@@ -82,19 +77,20 @@ def main(argv: list[str] | None = None) -> int:
                     f"{net_timings.get('network candidate', float('nan')):.1f} s "
                     f"({net_timings.get('network candidate', 0) / max(1e-9, seconds):.1f}× the default's run) |")
     demo = time_demo(args.threads, args.repeats)
-    rows.append(f"| `dmlp demo` (whole process) | {demo:.1f} | ≤ {TARGETS['demo']:.0f} | 8,000 × 256, 500 trusted |")
-    load_end = " / ".join(f"{v:.2f}" for v in os.getloadavg())
-    section = "\n".join([
-        START, "## What the default costs (CPU)", "",
-        f"Run {datetime.datetime.now():%Y-%m-%d %H:%M} at `{data.git_revision()}` by `python benchmarks/cost.py "
-        f"{' '.join(argv if argv is not None else sys.argv[1:])}` on {args.threads} threads of "
+    from dmlp_plugin.cli.demo import load_demo_data
+
+    shape = load_demo_data()["features"].shape
+    rows.append(f"| `dmlp demo` (whole process) | {demo:.1f} | ≤ {TARGETS['demo']:.0f} | "
+                f"{shape[0]:,} × {shape[1]} EfficientNet-Lite0 features, 500 trusted |")
+    load_end = load_average()
+    section = SECTION.wrap([
+        "## What the default costs (CPU)", "",
+        f"Run {timestamp()} at `{git_revision()}` by `{command_line('cost.py', argv)}` on {args.threads} threads of "
         f"{os.cpu_count()} cores; load average (1/5/15 min) at start {load_start}, at end {load_end}. "
         f"Median of {args.repeats} runs (the network: one). The default: `purify_dataset` on all 50,000 "
         "k-means training features (symmetric 50%, 100 trusted rows a class), the feature check included.", "",
-        "| run | seconds | target | where the time goes |", "|---|---|---|---|", *rows, "", END])
-    print(section)
-    if not args.no_write:
-        write_section(HERE / "RESULTS.md", section, START, END)
+        "| run | seconds | target | where the time goes |", "|---|---|---|---|", *rows, ""])
+    SECTION.emit(section, write=not args.no_write)
     return 0
 
 

@@ -13,16 +13,13 @@ k-means features it shipped before reached 66%.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+import suite_data as data
+from driver import ROOT
 
-import suite_data as data  # noqa: E402
-
-TARGET = HERE.parent / "dmlp_plugin" / "data_files" / "cifar10_demo.npz"
+TARGET = ROOT / "dmlp_plugin" / "data_files" / "cifar10_demo.npz"
 DIMS = 128
 
 

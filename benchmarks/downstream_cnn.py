@@ -35,11 +35,9 @@ only rewrites it from the cache.
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import os
-import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -51,19 +49,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+from driver import (RESULTS, Section, add_cifar, add_shared, add_threads, add_write_results, command_line, comma_list,
+                    git_revision, load_average, load_train, markdown_table, read_json, shared_dir, threads_text,
+                    timestamp, write_json)
 
-from purify_cifar10 import (DEFAULT_CIFAR_N, DEFAULT_CIFAR_ROOT, FEATURES, NUM_CLASSES,  # noqa: E402
-                            TRAIN_LABELS, draw_trusted, git_revision, load_average, markdown_table,
-                            noisy_labels, shared_dir, threads_text)
-from results_file import write_section  # noqa: E402
+from dmlp_plugin import PurifyConfig, purify_dataset
+from dmlp_plugin.data._safe_pickle import load_pickle
+from dmlp_plugin.errors import DmlpError
+from dmlp_plugin.reproduce.cifar_inputs import NUM_CLASSES, draw_trusted, noisy_labels
 
-from dmlp_plugin import PurifyConfig, purify_dataset  # noqa: E402
-
-START, END = "<!-- downstream:start -->", "<!-- downstream:end -->"
-RESULTS = HERE / "RESULTS.md"
+SECTION = Section("downstream")
+START, END = SECTION.start, SECTION.end
 DEFAULT_CACHE = Path.home() / ".cache" / "dmlp" / "downstream"
 DEFAULT_SETTINGS = "sym-0.8,cifar-n-worse_label,sym-0.5"
 # The issue's reference runs of this CNN (12 epochs, test accuracy %), for the table.
@@ -197,13 +193,7 @@ def cache_path(cache: Path, run: Run, num_test: int, cfg: TrainConfig) -> Path:
 
 
 def load_cached(cache: Path, run: Run, num_test: int, cfg: TrainConfig) -> dict | None:
-    path = cache_path(cache, run, num_test, cfg)
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    return read_json(cache_path(cache, run, num_test, cfg))
 
 
 def earlier_results(cache: Path, runs: list[Run], finished: dict, num_test: int,
@@ -218,9 +208,8 @@ def earlier_results(cache: Path, runs: list[Run], finished: dict, num_test: int,
             continue
         found = []
         for path in cache.glob(f"{run.setting}--{run.labels_kind}--*.json"):
-            try:
-                old = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
+            old = read_json(path)
+            if old is None:
                 continue
             if (old.get("num_train"), old.get("num_test"), old.get("train_config")) == (
                     len(run.labels), num_test, asdict(cfg)):
@@ -254,12 +243,9 @@ def run_all(runs: list[Run], train_x: np.ndarray, test_x: np.ndarray, test_y: np
         out = train_cnn(train_x, run.labels, test_x, test_y, cfg, log=log)
         out.update({"setting": run.setting, "labels_kind": run.labels_kind, "label_acc": run.label_acc,
                     "num_train": len(run.labels), "num_test": len(test_y), "train_config": asdict(cfg),
-                    "threads": torch.get_num_threads(), "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+                    "threads": torch.get_num_threads(), "date": timestamp(),
                     "revision": git_revision(), "load_average": load_average()})
-        path = cache_path(cache, run, len(test_y), cfg)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(out, indent=1))
-        os.replace(tmp, path)
+        write_json(cache_path(cache, run, len(test_y), cfg), out, indent=1)
         log(f"{run.setting} / {run.labels_kind}: test accuracy {100 * out['test_acc']:.2f}% "
             f"({out['seconds'] / 60:.1f} min)")
         out["cached"] = False
@@ -303,7 +289,11 @@ def make_runs(clean: np.ndarray, features: np.ndarray, settings: list[tuple[str,
 
 
 def load_images(cifar_root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(train_x, train_y, test_x, test_y)`` from the built ``cifar-10-batches-py`` pickles, uint8 NCHW."""
+    """``(train_x, train_y, test_x, test_y)`` from the built ``cifar-10-batches-py`` pickles, uint8 NCHW.
+
+    The batches are pickles from a folder the user names: read by the package's restricted
+    unpickler, which admits numpy arrays and plain containers only.
+    """
     folder = cifar_root if cifar_root.name == "cifar-10-batches-py" else cifar_root / "cifar-10-batches-py"
     parts = [folder / f"data_batch_{i}" for i in range(1, 6)] + [folder / "test_batch"]
     missing = [p for p in parts if not p.is_file()]
@@ -312,8 +302,10 @@ def load_images(cifar_root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
                          f"    python ../shared/tools/build_cifar10.py {cifar_root}")
 
     def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
-        with open(path, "rb") as fh:
-            d = pickle.load(fh, encoding="latin1")
+        try:
+            d = load_pickle(path, what="CIFAR-10 batch")
+        except DmlpError as exc:
+            raise SystemExit(str(exc)) from None
         return np.asarray(d["data"], np.uint8).reshape(-1, 3, 32, 32), np.asarray(d["labels"], np.int64)
 
     train = [read(p) for p in parts[:5]]
@@ -371,8 +363,8 @@ def render(setting_names: list[str], runs: list[Run], results: dict, args: argpa
     epoch_s = [s for r in done for s in r.get("epoch_seconds", [])]
     cfg = args.train_config
     n_runs = 1 + 2 * len(setting_names)
-    lines = [START, "## Downstream: a small CNN trained on given, purified and clean labels", "",
-             f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, git {git_revision()}, {os.cpu_count()} CPU cores "
+    lines = ["## Downstream: a small CNN trained on given, purified and clean labels", "",
+             f"{timestamp()}, git {git_revision()}, {os.cpu_count()} CPU cores "
              f"shared with other jobs, {threads_text()}. {len(done)} of {n_runs} runs finished"
              + (f"; mean epoch {np.mean(epoch_s):.0f} s" if epoch_s else "") + ". Command (resumable: finished "
              "runs are read from the cache, runs whose labels changed are trained again):", "",
@@ -396,8 +388,7 @@ def render(setting_names: list[str], runs: list[Run], results: dict, args: argpa
               f"Nesterov, weight decay {cfg.weight_decay:g}), OneCycle learning rate peaking at {cfg.lr:g}, batch "
               f"{cfg.batch_size}, random horizontal flip and 4-pixel shift. The issue's reference runs of this "
               "recipe: " + ", ".join(f"{k[0]} / {k[1]} {v}%" for k, v in REFERENCE.items()) + ".", ""]
-    lines.append(END)
-    return "\n".join(lines)
+    return SECTION.wrap(lines)
 
 
 def plot(names: list[str], results: dict, path: Path):
@@ -421,9 +412,8 @@ def plot(names: list[str], results: dict, path: Path):
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shared", type=Path, default=None, help="the shared folder (default: $DMLP_SHARED or ../shared)")
-    p.add_argument("--cifar-root", type=Path, default=DEFAULT_CIFAR_ROOT, help="folder holding cifar-10-batches-py")
-    p.add_argument("--cifar-n", type=Path, default=DEFAULT_CIFAR_N, help="CIFAR-10_human.pt")
+    add_shared(p)
+    add_cifar(p)
     p.add_argument("--settings", default=DEFAULT_SETTINGS,
                    help="comma-separated: sym-RATE, asym-RATE, cifar-n-KEY (in the order to run)")
     p.add_argument("--epochs", type=int, default=12)
@@ -434,35 +424,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None,
                    help="train on a random subset of this many training images (labels purified on all)")
     p.add_argument("--test-limit", type=int, default=None, help="test on the first N test images")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    add_threads(p, 2)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="folder of finished runs (JSON)")
     p.add_argument("--smoke", action="store_true", help="2,000 training images, 1,000 test images, 1 epoch")
     p.add_argument("--report", action="store_true", help="train nothing; report the cached runs")
-    p.add_argument("--write-results", action="store_true",
-                   help="rewrite the downstream section of RESULTS.md after every finished run")
+    add_write_results(p, SECTION)
     p.add_argument("--plot", type=Path, metavar="OUT.png",
                    help="also draw the test accuracies as bars (needs matplotlib)")
     args = p.parse_args(argv)
     if args.smoke:
         args.limit, args.test_limit, args.epochs = args.limit or 2000, args.test_limit or 1000, 1
-    args.setting_list = [s.strip() for s in args.settings.split(",") if s.strip()]
+    args.setting_list = comma_list(args.settings)
     args.train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     given = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--report"]
-    args.command = "nice -n 10 python benchmarks/downstream_cnn.py " + " ".join(given)
+    args.command = command_line("downstream_cnn.py", given, prefix="nice -n 10 python")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    shared = shared_dir(args.shared)
-    feats_path, labels_path = shared / FEATURES, shared / TRAIN_LABELS
-    missing = [p for p in (feats_path, labels_path) if not p.is_file()]
-    if missing:
-        raise SystemExit("missing shared input(s): " + ", ".join(map(str, missing)))
-    with np.load(feats_path) as z:
-        features = z["train"].astype(np.float32)
-    clean = np.load(labels_path).astype(np.int64)
+    features, clean = load_train(shared_dir(args.shared))
     train_x, train_y, test_x, test_y = load_images(args.cifar_root)
     if not np.array_equal(train_y, clean):
         raise SystemExit("the built CIFAR-10 training labels differ from train_labels_original_order.npy")
@@ -487,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     def report(results: dict) -> None:
         if args.write_results:
             earlier = earlier_results(args.cache, runs, results, args.num_test, args.train_config)
-            write_section(RESULTS, render(names, runs, results, args, purify_seconds, earlier), START, END)
+            SECTION.write(render(names, runs, results, args, purify_seconds, earlier), RESULTS, quiet=True)
 
     print(f"{len(train_x):,} training / {len(test_y):,} test images, {args.epochs} epochs, "
           f"{torch.get_num_threads()} threads, cache {args.cache}")
@@ -501,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     c = results.get(("clean", "clean"))
     print(f"{'clean labels':>24}: {'%.2f' % (100 * c['test_acc']) if c else 'not run'}")
     if args.write_results:
-        print(f"wrote the downstream section of {RESULTS}")
+        print(f"wrote the {SECTION.name} section of {RESULTS}")
     if args.plot:
         drawn = plot(names, results, args.plot)
         print(f"wrote {drawn.path}" if drawn else "no finished run to plot")

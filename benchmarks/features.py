@@ -28,23 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # results_file.py sits beside this file
-from results_file import write_section  # noqa: E402
+from driver import CIFAR_ROOT, RESULTS, Section, add_no_write, load_average, shared_dir
 
 from dmlp_plugin.data import CIFAR10, ArrayDataset
 from dmlp_plugin.features import extract_features, kmeans_features, linear_probe, save_features
 from dmlp_plugin.features._hardware import fast_bfloat16
 
-HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
-START, END = "<!-- features:start -->", "<!-- features:end -->"
-
-
-def load_average() -> str:
-    try:
-        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
+SECTION = Section("features")
 
 
 def backbone_throughput(data: CIFAR10, n: int, batch_size: int, amp: bool) -> dict:
@@ -75,7 +65,7 @@ def kmeans_run(train: CIFAR10, test: CIFAR10, centroids: int, dim: int, out: Pat
     probe_seconds = time.perf_counter() - start
     result = {"seconds": seconds, "acc": acc, "probe_seconds": probe_seconds, "centroids": centroids,
               "dim": dim, "load_before": load_before, "load_after": load_after, "path": out, "ref_acc": None}
-    ref = SHARED / "features" / "cifar10_kmeans_pca512.npz"
+    ref = shared_dir() / "features" / "cifar10_kmeans_pca512.npz"
     if ref.is_file():
         with np.load(ref) as z:
             result["ref_acc"] = linear_probe(z["train"], train.targets, z["test"], test.targets)
@@ -84,7 +74,7 @@ def kmeans_run(train: CIFAR10, test: CIFAR10, centroids: int, dim: int, out: Pat
 
 def render(bb: list[dict], km: dict | None) -> str:
     cpu = platform.processor() or platform.machine()
-    lines = [START, "## Features (`benchmarks/features.py`)", "",
+    lines = ["## Features (`benchmarks/features.py`)", "",
              f"Machine: {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, "
              f"{torch.get_num_threads()} torch threads. Other jobs shared the cores, so the load "
              "average (1/5/15 min, from `uptime`) is given with each timing.", ""]
@@ -105,14 +95,12 @@ def render(bb: list[dict], km: dict | None) -> str:
                   f"Probe: multinomial logistic regression, full-batch L-BFGS, 100 iterations, weight decay "
                   f"1e-3, standardised inputs, trained on the 50,000 clean training labels "
                   f"({km['probe_seconds']:.0f} s). Targets (issue 3): ≤ 10 min, ≥ 65%.", ""]
-    lines.append(END)
-    return "\n".join(lines)
+    return SECTION.wrap(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", type=Path, default=Path.home() / ".cache" / "dmlp" / "cifar10",
-                   help="folder holding cifar-10-batches-py")
+    p.add_argument("--root", type=Path, default=CIFAR_ROOT, help="folder holding cifar-10-batches-py")
     p.add_argument("--skip-backbone", action="store_true")
     p.add_argument("--skip-kmeans", action="store_true")
     p.add_argument("--images", type=int, default=2048, help="images timed for the backbone (default 2048)")
@@ -121,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--features-out", type=Path,
                    default=Path.home() / ".cache" / "dmlp" / "features" / "cifar10_kmeans_pca512.npz")
-    p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
-    p.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    add_no_write(p)
     args = p.parse_args(argv)
 
     train, test = CIFAR10(args.root, "train"), CIFAR10(args.root, "test")
@@ -143,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         print(section)
     else:
-        write_section(args.results, section, START, END)
-        print(f"updated {args.results}")
+        SECTION.write(section, args.results)
     return 0
 
 

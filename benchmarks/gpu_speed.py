@@ -28,8 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from driver import markdown_table
 
 NUM_CLASSES = 10
 
@@ -55,8 +54,7 @@ def _numpy_from_any_device():
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-                     + ["| " + " | ".join(r) + " |" for r in rows])
+    return "\n".join(markdown_table(head, rows))
 
 
 def _append(path: Path | None, line: str) -> None:

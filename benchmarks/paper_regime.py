@@ -61,18 +61,15 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
+import driver
+from driver import RESULTS, ROOT, Section, add_threads, comma_list, markdown_table, write_json, write_npz
 from official_dmlp import read_official_source, run_official
-from results_file import write_section
 
-ROOT = HERE.parent
-CACHE = Path(os.environ.get("DMLP_BENCH_CACHE", ROOT / ".bench-cache")) / "paper_regime"
-RESULTS = HERE / "RESULTS.md"
+from dmlp_plugin.atomic import atomic_write
+
+CACHE = driver.CACHE / "paper_regime"
 PLOT = ROOT / "docs" / "img" / "paper_mode_curves.png"
-START, END = "<!-- paper-regime:start -->", "<!-- paper-regime:end -->"
+SECTION = Section("paper-regime")
 FEATURES = {"efficientnet-lite0": "EfficientNet-Lite0 (ImageNet, 1,280-d)", "kmeans": "k-means (512-d)"}
 REPORT_SEED, TUNING_SEED = 0, 1
 NUM_TRUSTED = 1000
@@ -309,10 +306,7 @@ def run_one(features: str, rate: float, seed: int, method: str, args: argparse.N
     else:
         raise SystemExit(f"unknown method {method!r}")
     out["given"] = np.asarray((d["noisy"][d["rows"]] == clean[d["rows"]]).mean())
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **out)
-    os.replace(tmp, path)
+    write_npz(path, out)
     summary = {k: float(v) for k, v in out.items() if np.ndim(v) == 0 and np.issubdtype(np.asarray(v).dtype,
                                                                                          np.number)}
     if "curve" in out:
@@ -489,8 +483,6 @@ def draw_rows(n: int, seed: int) -> np.ndarray:
 
 
 def summary_table(args: argparse.Namespace, clean: np.ndarray) -> list[str]:
-    from dmlp_plugin.reproduce.render import markdown_table
-
     head = ["features", "noise", "given", "probe, clean labels: rows / cross-fitted / test",
             "probe, given labels: rows",
             "paper mode", "paper mode, best epoch", "paper mode, IPC only", "official, as it is",
@@ -514,8 +506,6 @@ def summary_table(args: argparse.Namespace, clean: np.ndarray) -> list[str]:
 
 def curve_table(args: argparse.Namespace, methods: list[str], seed: int) -> list[str]:
     """Label accuracy at chosen epochs, per cell and method (the curves, summarised)."""
-    from dmlp_plugin.reproduce.render import markdown_table
-
     head = ["features", "noise", "method"] + [f"ep {e}" for e in CHECKPOINTS] + ["final", "s"]
     body = []
     for features in args.features:
@@ -533,8 +523,6 @@ def curve_table(args: argparse.Namespace, methods: list[str], seed: int) -> list
 
 
 def step_table(step: dict) -> list[str]:
-    from dmlp_plugin.reproduce.render import markdown_table
-
     names = [n for n in step["epochs"][0] if n != "epoch"]
     keys = list(step["epochs"][0]["paper mode"])
     head = ["epoch", "run"] + keys
@@ -592,10 +580,8 @@ def plot(args: argparse.Namespace, path: Path) -> bool:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
     return True
 
 
@@ -637,8 +623,6 @@ def _json_sections() -> list[str]:
 def spread_table(args: argparse.Namespace) -> list[str]:
     """Final label accuracy over run seeds 0-2 (head initialisation; paper mode's batches too)
     on the report draw's noise and trusted rows."""
-    from dmlp_plugin.reproduce.render import markdown_table
-
     body = []
     for features in args.features:
         for rate in args.rates:
@@ -655,7 +639,7 @@ def spread_table(args: argparse.Namespace) -> list[str]:
 
 
 def render(args: argparse.Namespace) -> str:
-    lines = [START, "## Paper mode in the paper's regime", "", INTRO, ""]
+    lines = ["## Paper mode in the paper's regime", "", INTRO, ""]
     lines += summary_table(args, _clean()) + [""]
     lines += [("Label accuracy per epoch (the curves of the paper's Figures 2-4, drawn in "
                "`docs/img/paper_mode_curves.png`). Paper mode mixes at the end of epochs 20, 40, ..., 100; "
@@ -679,8 +663,8 @@ def render(args: argparse.Namespace) -> str:
                    "`PurifyConfig.paper(key=value)`):"), ""]
         lines += curve_table(args, tuned, TUNING_SEED) + [""]
     lines += _json_sections()
-    lines += [f"Command: `python benchmarks/paper_regime.py report --features {','.join(args.features)}`.", END]
-    return "\n".join(lines)
+    lines += [f"Command: `python benchmarks/paper_regime.py report --features {','.join(args.features)}`."]
+    return SECTION.wrap(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -694,13 +678,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--methods", default=None, help="comma-separated (default: all of the action's)")
     parser.add_argument("--official", type=Path, default=os.environ.get("DMLP_OFFICIAL"),
                         help="DMLP.py, or a clone of github.com/yuanpengtu/DMLP ($DMLP_OFFICIAL)")
-    parser.add_argument("--threads", type=int, default=1)
+    add_threads(parser, 1)
     parser.add_argument("--redo", default="", help="comma-separated methods to rerun although cached")
     parser.add_argument("--step-epochs", type=int, default=3)
     args = parser.parse_args(argv)
-    args.features = [f for f in args.features.split(",") if f]
-    args.rates = [float(r) for r in args.rates.split(",") if r]
-    args.redo = set(filter(None, args.redo.split(",")))
+    args.features = comma_list(args.features)
+    args.rates = comma_list(args.rates, float)
+    args.redo = set(comma_list(args.redo))
     unknown = [f for f in args.features if f not in FEATURES]
     if unknown:
         parser.error(f"unknown feature set(s) {unknown}; known: {', '.join(FEATURES)}")
@@ -713,8 +697,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     if args.action == "report":
-        write_section(RESULTS, render(args), START, END)
-        print(f"wrote the paper-regime section of {RESULTS}" + (f" and {PLOT}" if plot(args, PLOT) else ""))
+        SECTION.write(render(args), RESULTS)
+        if plot(args, PLOT):
+            print(f"wrote {PLOT}")
         return 0
     data = {"features": {f: load_features(f) for f in args.features}, "labels": load_labels()}
     if args.action in ("step", "check"):
@@ -722,13 +707,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("pass --official PATH (a clone of github.com/yuanpengtu/DMLP)")
         args.seed = REPORT_SEED if args.seed is None else args.seed
         found = step_comparison(args, data) if args.action == "step" else check_harness(args, data)
-        CACHE.mkdir(parents=True, exist_ok=True)
         name = f"{args.action}_{args.features[0]}_sym{round(args.rates[0] * 100)}.json"
-        (CACHE / name).write_text(json.dumps(found, indent=1))
+        write_json(CACHE / name, found, indent=1)
         print(json.dumps(found, indent=1))
         return 0
     seed = args.seed if args.seed is not None else (REPORT_SEED if args.action == "run" else TUNING_SEED)
-    methods = args.methods.split(",") if args.methods else (MAIN_METHODS if args.action == "run" else TUNING)
+    methods = comma_list(args.methods) if args.methods else (MAIN_METHODS if args.action == "run" else TUNING)
     for features in args.features:
         for rate in args.rates:
             for method in methods:

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import ast
-import datetime
 import hashlib
 import importlib
-import json
 import os
 import sys
 import time
@@ -35,18 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+import peers
+from driver import (HERE, RESULTS, Section, add_cifar, add_protocol, add_threads, add_write_results, command_line,
+                    comma_list, git_revision, load_average, markdown_table, parse_protocol, print_table,
+                    read_json, shared_dir, timestamp, warm_up, write_json)
+from purify_cifar10 import draw_trusted, load_inputs, noisy_labels, probe_accuracy, subset
 
-import peers  # noqa: E402
-from purify_cifar10 import (DEFAULT_CIFAR_N, DEFAULT_CIFAR_ROOT, draw_trusted, git_revision,  # noqa: E402
-                            load_average, load_inputs, markdown_table, noisy_labels, print_table, probe_accuracy,
-                            shared_dir, subset, warm_up)
-from results_file import write_section  # noqa: E402
-
-START, END = "<!-- peers:start -->", "<!-- peers:end -->"
-RESULTS = HERE / "RESULTS.md"
+SECTION = Section("peers")
 DEFAULT_CACHE = Path.home() / ".cache" / "dmlp" / "peers"
 PEER_NAMES = list(peers.PEERS)  # given, default, cleanlab, knn, trusted-probe, fc-logistic
 OTHERS = [p for p in PEER_NAMES if p not in ("given", "default")]
@@ -115,13 +108,10 @@ def run_peer(name: str, features: np.ndarray, noisy: np.ndarray, trusted: np.nda
     path = None
     if cache is not None:
         path = cache / "runs" / f"{name}-{inputs_key}-{_code_hash(name)}-s{seed}.json"
-        if path.is_file():
-            try:
-                out = json.loads(path.read_text())
-                out["cached"] = True
-                return out
-            except (OSError, json.JSONDecodeError):
-                pass
+        out = read_json(path)
+        if out is not None:
+            out["cached"] = True
+            return out
     kwargs = {"default": {"seed": seed}, "knn": {"cache_dir": knn_cache},
               "cleanlab": {"seed": seed}, "trusted-probe": {"seed": seed}}.get(name, {})
     result = peers.PEERS[name](features, noisy, trusted, clean[trusted], **kwargs)
@@ -131,10 +121,7 @@ def run_peer(name: str, features: np.ndarray, noisy: np.ndarray, trusted: np.nda
            "seconds": result.seconds, "info": result.info,
            "labels": result.labels.astype(int).tolist() if name != "given" else None, "cached": False}
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(out))
-        os.replace(tmp, path)
+        write_json(path, out)
     return out
 
 
@@ -144,12 +131,12 @@ def cached_probe(inputs, labels: np.ndarray, args: argparse.Namespace) -> float:
                        + np.ascontiguousarray(inputs.train[:: 97]).tobytes()
                        + str(args.probe_iters).encode()).hexdigest()[:16]
     path = None if args.no_cache else args.cache / "probe" / f"{key}.json"
-    if path is not None and path.is_file():
-        return float(json.loads(path.read_text())["test_acc"])
+    found = None if path is None else read_json(path)
+    if found is not None:
+        return float(found["test_acc"])
     acc = probe_accuracy(inputs, labels, args.probe_iters)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"test_acc": acc}))
+        write_json(path, {"test_acc": acc})
     return acc
 
 
@@ -335,8 +322,8 @@ def verdicts(results: dict) -> list[str]:
 
 
 def render(results: dict, args: argparse.Namespace, seconds: float, load_start: str, load_end: str) -> str:
-    lines = [START, "## Peers on the same inputs", "",
-             f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, git {git_revision()}, {os.cpu_count()} CPU "
+    lines = ["## Peers on the same inputs", "",
+             f"{timestamp()}, git {git_revision()}, {os.cpu_count()} CPU "
              f"cores shared with other jobs, {torch.get_num_threads()} torch thread(s), load average {load_start} → "
              f"{load_end}: wall times are upper bounds. Whole run {seconds / 60:.1f} min (cached runs cost nothing). "
              "Command (resumable: finished runs are read from the cache, and a change to `dmlp_plugin/` reruns "
@@ -367,8 +354,7 @@ def render(results: dict, args: argparse.Namespace, seconds: float, load_start: 
               "features with scikit-learn's objective Σ loss + ‖W‖²/(2C), checked against scikit-learn in "
               "`tests/test_peers.py`):", ""]
     lines += [f"- **{p}**: {DESCRIBE[p]}." for p in args.peer_list]
-    lines += ["", END]
-    return "\n".join(lines)
+    return SECTION.wrap([*lines, ""])
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -376,33 +362,24 @@ def render(results: dict, args: argparse.Namespace, seconds: float, load_start: 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shared", type=Path, default=None, help="the shared folder (default: $DMLP_SHARED or ../shared)")
-    p.add_argument("--cifar-root", type=Path, default=DEFAULT_CIFAR_ROOT, help="built cifar-10-batches-py folder")
-    p.add_argument("--cifar-n", type=Path, default=DEFAULT_CIFAR_N, help="CIFAR-10_human.pt")
-    p.add_argument("--rates", default="0.2,0.5,0.8,0.9")
-    p.add_argument("--asym-rates", default="0.2,0.4")
-    p.add_argument("--cifar-n-keys", default="aggre_label,random_label1,worse_label")
-    p.add_argument("--seeds", default="0,1,2", help="draws (noise, trusted set, seeds), comma-separated")
-    p.add_argument("--trusted", type=int, default=1000)
+    add_protocol(p, seeds="0,1,2", seeds_help="draws (noise, trusted set, seeds), comma-separated",
+                 cifar_n_keys=True, epochs=False)
+    add_cifar(p)
     p.add_argument("--peers", default=",".join(PEER_NAMES), help=f"comma-separated, of {', '.join(PEER_NAMES)}")
     p.add_argument("--probe-iters", type=int, default=100, help="linear test accuracy's L-BFGS iterations (0 skips)")
     p.add_argument("--probe-seeds", default="0", help="draws on which the linear test accuracy is measured")
-    p.add_argument("--subset", type=int, default=None, help="a random subset of the training set (development)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 on a shared machine)")
+    add_threads(p, 1, "torch CPU threads (1 on a shared machine)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="folder of finished runs and kNN neighbours")
     p.add_argument("--no-cache", action="store_true", help="rerun everything (the kNN neighbours stay cached)")
-    p.add_argument("--write-results", action="store_true", help="rewrite the peers section of RESULTS.md")
+    add_write_results(p, SECTION)
     args = p.parse_args(argv)
-    args.rate_list = [float(r) for r in args.rates.split(",") if r.strip()]
-    args.asym_list = [float(r) for r in args.asym_rates.split(",") if r.strip()]
-    args.key_list = [k.strip() for k in args.cifar_n_keys.split(",") if k.strip()]
-    args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
-    args.probe_seed_list = [int(s) for s in args.probe_seeds.split(",") if s.strip()]
-    args.peer_list = [q.strip() for q in args.peers.split(",") if q.strip()]
+    parse_protocol(args)
+    args.probe_seed_list = comma_list(args.probe_seeds, int)
+    args.peer_list = comma_list(args.peers)
     unknown = [q for q in args.peer_list if q not in peers.PEERS]
     if unknown:
         p.error(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEER_NAMES)}")
-    args.command = "python benchmarks/peer_table.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.command = command_line("peer_table.py", argv)
     return args
 
 
@@ -420,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def write(partial: dict) -> None:
         if args.write_results:
-            write_section(RESULTS, render(partial, args, time.perf_counter() - t0, load_start, load_average()),
-                          START, END)
+            SECTION.write(render(partial, args, time.perf_counter() - t0, load_start, load_average()), RESULTS,
+                          quiet=True)
 
     results = run_all(args, inputs, on_draw=write)
     load_end = load_average()
@@ -430,8 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in verdicts(results):
         print(line)
     if args.write_results:
-        write_section(RESULTS, render(results, args, time.perf_counter() - t0, load_start, load_end), START, END)
-        print(f"wrote the peers section of {RESULTS}")
+        SECTION.write(render(results, args, time.perf_counter() - t0, load_start, load_end), RESULTS)
     return 0
 
 

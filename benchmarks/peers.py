@@ -34,7 +34,6 @@ not a scikit-learn loss, and because on 50,000 × 512 it is several times faster
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,8 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from driver import write_npy
 
 __all__ = ["PeerResult", "PEERS", "given", "dmlp_default", "cleanlab_relabel", "knn_relabel", "trusted_probe",
            "fc_logistic", "fit_logistic", "LogisticModel", "count_transition", "C_GRID"]
@@ -264,10 +265,7 @@ def cosine_neighbours(features: np.ndarray, k: int, *, cache_dir: Path | None = 
     out = _topk_cosine(xt, xt, k, offset=0)
     _NEIGHBOURS[key] = out.astype(np.int64)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        os.replace(tmp, path)
+        write_npy(path, out)
     return _NEIGHBOURS[key]
 
 

@@ -15,7 +15,6 @@ Prints Markdown tables; writes nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from driver import add_shared, shared_dir
 
 
 def cost() -> None:
@@ -67,15 +66,16 @@ def kmeans(shared: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("DMLP_SHARED", ROOT.parent / "shared")))
+    add_shared(parser)
     parser.add_argument("--cost", action="store_true", help="only the timings")
     args = parser.parse_args()
+    shared = shared_dir(args.shared)
     cost()
     if not args.cost:
-        if not (args.shared / "features" / "cifar10_kmeans_pca512.npz").is_file():
-            print(f"\n(no k-means features in {args.shared}: part 2 skipped)")
+        if not (shared / "features" / "cifar10_kmeans_pca512.npz").is_file():
+            print(f"\n(no k-means features in {shared}: part 2 skipped)")
         else:
-            kmeans(args.shared)
+            kmeans(shared)
     return 0
 
 

@@ -23,12 +23,8 @@ RESULTS.md is rewritten.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,26 +34,22 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # naive_official.py sits beside this file
-    sys.path.insert(0, str(HERE))
+from driver import (CIFAR_N, RESULTS, Section, add_cifar, add_protocol, add_threads, add_write_results,
+                    command_line, comma_list, load_average, load_train, machine_sentence,
+                    markdown_table, parse_protocol, print_table, rss_bytes, run_child, shared_dir,
+                    threads_text, timestamp, warm_up)
+from naive_official import naive_official
 
-from naive_official import naive_official  # noqa: E402
-from results_file import write_section  # noqa: E402
-
-from dmlp_plugin import PurifyConfig, purify_dataset  # noqa: E402
-from dmlp_plugin.config import AnyConfig, PaperConfig  # noqa: E402
-from dmlp_plugin.errors import DmlpError  # noqa: E402
+from dmlp_plugin import PurifyConfig, purify_dataset
+from dmlp_plugin.config import AnyConfig, PaperConfig
+from dmlp_plugin.errors import DmlpError
 # The protocol (inputs, trusted draw, noise, linear probe) is shared with `dmlp reproduce`.
-from dmlp_plugin.reproduce.cifar_inputs import (DEFAULT_CIFAR_ROOT, FEATURES, NUM_CLASSES, TRAIN_LABELS,  # noqa: E402
-                                                Inputs, draw_trusted, git_revision,
-                                                noisy_labels, probe_accuracy, subset, with_epochs)
-from dmlp_plugin.reproduce.cifar_inputs import load_inputs as _load_inputs  # noqa: E402
-from dmlp_plugin.reproduce.render import markdown_table  # noqa: E402
+from dmlp_plugin.reproduce.cifar_inputs import (FEATURES, NUM_CLASSES, Inputs, draw_trusted, noisy_labels,
+                                                probe_accuracy, subset, with_epochs)
+from dmlp_plugin.reproduce.cifar_inputs import load_inputs as _load_inputs
 
-START, END = "<!-- purify:start -->", "<!-- purify:end -->"
-RESULTS = HERE / "RESULTS.md"
-DEFAULT_CIFAR_N = Path.home() / ".cache" / "dmlp" / "cifar-n" / "CIFAR-10_human.pt"
+SECTION = Section("purify")
+START, END = SECTION.start, SECTION.end
 
 # The official script on these features (label accuracy, %), and the issue's targets for
 # our default, by symmetric noise rate.
@@ -138,13 +130,6 @@ def unseen_specs() -> list[Spec]:
 
 
 # -- inputs ----------------------------------------------------------------------------------
-
-
-def shared_dir(explicit: Path | None = None) -> Path:
-    if explicit is not None:
-        return explicit
-    env = os.environ.get("DMLP_SHARED")
-    return Path(env) if env else HERE.parent.parent / "shared"
 
 
 def load_inputs(shared: Path, cifar_root: Path) -> Inputs:
@@ -300,32 +285,23 @@ MEMORY_CONFIGS = {"default": ("PurifyConfig()", PurifyConfig), "paper": ("Purify
 
 def memory_probe(shared: Path, epochs: int | None, which: str = "default") -> dict | None:
     """Peak RSS of a fresh process that loads the features and runs only one config."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", which, "--shared", str(shared),
+    cmd = [str(Path(__file__).resolve()), "--memory-probe", which, "--shared", str(shared),
            "--threads", str(torch.get_num_threads())]
     if epochs is not None:
         cmd += ["--epochs", str(epochs)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(proc.stderr, file=sys.stderr)
+    try:
+        out = run_child(cmd)
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
         return None
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["config"] = MEMORY_CONFIGS[which][0]
     return out
 
 
 def _rss_mb() -> tuple[float, float]:
-    """``(current, peak)`` resident set size of this process in MB.
-
-    From ``/proc/self/status`` (``VmRSS``, ``VmHWM``): unlike ``ru_maxrss``, which Linux
-    carries across ``exec`` and so starts at the parent's size in a subprocess, ``VmHWM``
-    belongs to this process image only. Elsewhere ``ru_maxrss`` stands in for both.
-    """
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
-        return float(fields["VmRSS"].split()[0]) / 1024, float(fields["VmHWM"].split()[0]) / 1024
-    except (OSError, KeyError, ValueError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return peak, peak
+    """``(current, peak)`` resident set size of this process in MB (:func:`driver.rss_bytes`)."""
+    current, peak = rss_bytes()
+    return current / 2**20, peak / 2**20
 
 
 def _memory_probe_main(shared: Path, epochs: int | None, which: str) -> int:
@@ -334,10 +310,7 @@ def _memory_probe_main(shared: Path, epochs: int | None, which: str) -> int:
     ``before_mb`` is the resident size with torch imported and the inputs loaded, right
     before purification; ``peak_mb`` the process's peak over its whole life.
     """
-    feats_path, labels_path = shared / FEATURES, shared / TRAIN_LABELS
-    with np.load(feats_path) as z:
-        train = z["train"].astype(np.float32)
-    clean = np.load(labels_path).astype(np.int64)
+    train, clean = load_train(shared)
     noisy = noisy_labels(clean, "symmetric", 0.5, 0)
     trusted = draw_trusted(len(clean), 1000, 0)
     before, _ = _rss_mb()
@@ -350,31 +323,7 @@ def _memory_probe_main(shared: Path, epochs: int | None, which: str) -> int:
     return 0
 
 
-def warm_up() -> None:
-    """One tiny purification, so no timed row pays for first-call overheads."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(1200, 32)).astype(np.float32)
-    y = rng.integers(0, NUM_CLASSES, 1200)
-    idx = np.arange(0, 1200, 6)
-    y[idx] = np.arange(len(idx)) % NUM_CLASSES
-    for config in (PurifyConfig(rounds=1), PurifyConfig.paper(epochs=2)):
-        purify_dataset(x, y, threads=None, val_indices=idx, val_labels=y[idx], num_classes=NUM_CLASSES, config=config,
-                       device="cpu")
-
-
 # -- reporting -----------------------------------------------------------------------------------
-
-
-def threads_text() -> str:
-    n = torch.get_num_threads()
-    return f"{n} torch thread" + ("s" if n != 1 else "")
-
-
-def load_average() -> str:
-    try:
-        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def pct(x: float | None, std: float = 0.0) -> str:
@@ -456,21 +405,6 @@ def unseen_table(settings: list[Setting]) -> tuple[list[str], list[list[str]]]:
     return head, body
 
 
-def print_table(title: str, head: list[str], body: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    if not console.is_terminal:  # piped to a file: do not wrap at 80 columns
-        console = Console(width=200)
-    table = Table(title=title, title_justify="left")
-    for i, name in enumerate(head):
-        table.add_column(name.replace("**", ""), justify="left" if i < 2 else "right")
-    for row in body:
-        table.add_row(*[cell.replace("**", "").replace("`", "") for cell in row])
-    console.print(table)
-
-
 @dataclass
 class Report:
     args: argparse.Namespace
@@ -528,13 +462,9 @@ def speed_table(rep: Report) -> tuple[list[str], list[list[str]]]:
 
 def render(rep: Report) -> str:
     a = rep.args
-    cpu = platform.processor() or platform.machine()
-    lines = [START, "## Purification on CIFAR-10 (`benchmarks/purify_cifar10.py`)", "",
-             f"Run {rep.started} on {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} "
-             f"({threads_text()}), Python {platform.python_version()}, dmlp-plugin at "
-             f"`{git_revision()}`. "
-             f"Load average (1/5/15 min) at start {rep.load_start}, at end {rep.load_end}: "
-             "other jobs shared the cores, so wall times are upper bounds. "
+    lines = ["## Purification on CIFAR-10 (`benchmarks/purify_cifar10.py`)", "",
+             machine_sentence(rep.started, rep.load_start, rep.load_end)
+             + ": other jobs shared the cores, so wall times are upper bounds. "
              f"Whole run: {rep.total_s / 60:.1f} min. Command:", "",
              f"    {rep.args.command}", "",
              f"Features: `shared/{FEATURES.as_posix()}` ({rep.num_train:,} × 512 k-means features; a linear probe "
@@ -592,8 +522,7 @@ def render(rep: Report) -> str:
             lines += [f"#### {s.title} ({s.realised_rate:.1%} wrong)", "", *markdown_table(*setting_table(s)), ""]
     elif rep.cifar_n_note:
         lines += [rep.cifar_n_note, ""]
-    lines.append(END)
-    return "\n".join(lines)
+    return SECTION.wrap(lines)
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -601,32 +530,20 @@ def render(rep: Report) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shared", type=Path, default=None, help="the shared folder (default: $DMLP_SHARED or ../shared)")
-    p.add_argument("--cifar-root", type=Path, default=DEFAULT_CIFAR_ROOT,
-                   help="folder holding the built cifar-10-batches-py (for the test labels)")
-    p.add_argument("--cifar-n", type=Path, default=None,
-                   help=f"CIFAR-10_human.pt for real human noise (default: {DEFAULT_CIFAR_N} when present)")
-    p.add_argument("--rates", default="0.2,0.5,0.8,0.9", help="symmetric noise rates, comma-separated")
-    p.add_argument("--asym-rates", default="0.2,0.4", help="asymmetric noise rates ('' to skip)")
-    p.add_argument("--cifar-n-keys", default="aggre_label,random_label1,worse_label")
-    p.add_argument("--seeds", default="0", help="seeds, comma-separated (results are averaged)")
+    add_protocol(p, seeds_help="seeds, comma-separated (results are averaged)", cifar_n_keys=True)
+    add_cifar(p, cifar_n=None)  # None: CIFAR-10N only where the file is
     p.add_argument("--draws", default="0,1,2,3,4",
                    help="noise draws (seeds) on which the default alone is also run; the targets are "
                         "judged on their mean ('' to skip)")
-    p.add_argument("--trusted", type=int, default=1000, help="size of the trusted set")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="paper mode's epochs (default 100; the default pipeline has none)")
     p.add_argument("--naive-epochs", type=int, default=10,
                    help="epochs of the naive loop, extrapolated linearly to --epochs (0 skips it)")
     p.add_argument("--probe-iters", type=int, default=100, help="L-BFGS iterations of the linear classifier")
-    p.add_argument("--subset", type=int, default=None, help="use a random subset of the training set (development)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocess")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 4 rows, 20 epochs, 30 probe iterations, 2 naive epochs, no unseen noise")
-    p.add_argument("--write-results", action="store_true", help="update the purify section of benchmarks/RESULTS.md")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice, one per core); on a machine busy with "
-                        "other jobs, 1 avoids OpenMP threads waiting on each other")
+    add_write_results(p, SECTION)
+    add_threads(p, None, "torch CPU threads (default: torch's choice, one per core); on a machine busy with "
+                         "other jobs, 1 avoids OpenMP threads waiting on each other")
     p.add_argument("--memory-probe", choices=sorted(MEMORY_CONFIGS), default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -636,13 +553,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.asym_rates = ""
         args.cifar_n_keys = ""
         args.draws = ""
-    args.rate_list = [float(r) for r in args.rates.split(",") if r.strip()]
-    args.asym_list = [float(r) for r in args.asym_rates.split(",") if r.strip()]
-    args.key_list = [k.strip() for k in args.cifar_n_keys.split(",") if k.strip()]
-    args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
-    args.draw_list = [int(s) for s in args.draws.split(",") if s.strip()]
+    parse_protocol(args)
+    args.draw_list = comma_list(args.draws, int)
     args.epochs_full = args.epochs or PurifyConfig.paper().epochs
-    args.command = "python benchmarks/purify_cifar10.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.command = command_line("purify_cifar10.py", argv)
     return args
 
 
@@ -654,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_probe:
         return _memory_probe_main(shared, args.epochs, args.memory_probe)
     t0 = time.perf_counter()
-    rep = Report(args, datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), load_average())
+    rep = Report(args, timestamp(), load_average())
     inputs = load_inputs(shared, args.cifar_root)
     if args.subset:
         inputs = subset(inputs, args.subset)
@@ -703,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
         rep.unseen.append(setting)
         print_table(setting.title, *setting_table(setting))
 
-    cifar_n = args.cifar_n or (DEFAULT_CIFAR_N if DEFAULT_CIFAR_N.is_file() else None)
+    cifar_n = args.cifar_n or (CIFAR_N if CIFAR_N.is_file() else None)
     if args.key_list:
         if cifar_n is None or not cifar_n.is_file() or rep.num_train != 50000:
             why = ("no CIFAR-10N file was given (--cifar-n)" if cifar_n is None or not cifar_n.is_file()
@@ -735,8 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table("Speed and memory", *speed_table(rep))
     section = render(rep)
     if args.write_results:
-        write_section(RESULTS, section, START, END)
-        print(f"wrote the purify section of {RESULTS}")
+        SECTION.write(section, RESULTS)
     print(f"total {rep.total_s / 60:.1f} min, load average {rep.load_start} → {rep.load_end}")
     return 0
 

@@ -21,33 +21,25 @@ noise's). Only the section between ``<!-- residual-noise:start -->`` and
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from functools import partial
 from typing import Callable
 
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # purify_cifar10.py and results_file.py sit beside this file
-    sys.path.insert(0, str(HERE))
+from driver import (RESULTS, Section, add_protocol, add_threads, add_write_results, command_line, comma_list,
+                    load_average, load_train, machine_sentence, markdown_table, parse_protocol, print_table,
+                    shared_dir, threads_text, timestamp)
 
-from purify_cifar10 import (FEATURES, NUM_CLASSES, TRAIN_LABELS, draw_trusted, git_revision,  # noqa: E402
-                            load_average, markdown_table, noisy_labels, print_table, shared_dir,
-                            threads_text, with_epochs)
-from results_file import write_section  # noqa: E402
+from dmlp_plugin import PurifyConfig, PurifyResult, purify_dataset
+from dmlp_plugin.noise_rate import estimate_noise_rate
+from dmlp_plugin.reproduce.cifar_inputs import FEATURES, NUM_CLASSES, draw_trusted, noisy_labels, with_epochs
 
-from dmlp_plugin import PurifyConfig, PurifyResult, purify_dataset  # noqa: E402
-from dmlp_plugin.noise_rate import estimate_noise_rate  # noqa: E402
-
-START, END = "<!-- residual-noise:start -->", "<!-- residual-noise:end -->"
-RESULTS = HERE / "RESULTS.md"
+SECTION = Section("residual-noise")
+START, END = SECTION.start, SECTION.end
 CONFIGS: dict[str, tuple[str, Callable[[], PurifyConfig]]] = {
     "default": ("PurifyConfig()", PurifyConfig),
     "paper": ("PurifyConfig.paper()", PurifyConfig.paper),
@@ -84,25 +76,6 @@ class Run:
     def error(self, name: str) -> float | None:
         value = self.estimates.get(name)
         return None if value is None else value - self.truth
-
-
-def load_train(shared: Path, subset: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Training features and clean labels, or exit naming what is missing (no test set needed).
-
-    ``subset``: a fixed random subset of that many samples, for development.
-    """
-    feats_path, labels_path = shared / FEATURES, shared / TRAIN_LABELS
-    missing = [p for p in (feats_path, labels_path) if not p.is_file()]
-    if missing:
-        raise SystemExit("missing shared input(s): " + ", ".join(map(str, missing))
-                         + "\n(set DMLP_SHARED or --shared to the folder that holds features/ and data/)")
-    with np.load(feats_path) as z:
-        train = z["train"].astype(np.float32)
-    clean = np.load(labels_path).astype(np.int64)
-    if subset and subset < len(clean):
-        rows = np.sort(np.random.default_rng(12345).permutation(len(clean))[:subset])
-        train, clean = train[rows], clean[rows]
-    return train, clean
 
 
 def noise_settings(args: argparse.Namespace) -> list[tuple[str, str, float]]:
@@ -208,10 +181,12 @@ def best_by_config(runs: list[Run]) -> dict[str, str]:
 
 @dataclass
 class Report:
+    """A finished run for :func:`render` (``accuracy_estimate.py`` reports its runs the same way)."""
+
     args: argparse.Namespace
     started: str
     load_start: str
-    runs: list[Run]
+    runs: list  # of this script's or accuracy_estimate's Run
     num_train: int
     load_end: str = ""
     total_s: float = 0.0
@@ -219,12 +194,9 @@ class Report:
 
 def render(rep: Report) -> str:
     a = rep.args
-    cpu = platform.processor() or platform.machine()
     best = best_by_config(rep.runs)
-    lines = [START, "## Residual noise of the purified labels (`benchmarks/residual_noise.py`)", "",
-             f"Run {rep.started} on {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} "
-             f"({threads_text()}), Python {platform.python_version()}, dmlp-plugin at `{git_revision()}`. "
-             f"Load average (1/5/15 min) at start {rep.load_start}, at end {rep.load_end}. "
+    lines = ["## Residual noise of the purified labels (`benchmarks/residual_noise.py`)", "",
+             machine_sentence(rep.started, rep.load_start, rep.load_end) + ". "
              f"Whole run: {rep.total_s / 60:.1f} min. Command:", "",
              f"    {a.command}", "",
              "Integrations set Co-teaching's `--forget_rate` and CDR's `--noise_rate` from "
@@ -252,8 +224,8 @@ def render(rep: Report) -> str:
     if best:
         lines += ["Lowest mean absolute error: " + "; ".join(
             f"`{CONFIGS[config][0]}`: **{name}**" for config, name in best.items()) + ".", ""]
-    lines += ["### Per setting", "", *markdown_table(*runs_table(rep.runs)), "", END]
-    return "\n".join(lines)
+    lines += ["### Per setting", "", *markdown_table(*runs_table(rep.runs)), ""]
+    return SECTION.wrap(lines)
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -261,29 +233,28 @@ def render(rep: Report) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shared", type=Path, default=None, help="the shared folder (default: $DMLP_SHARED or ../shared)")
-    p.add_argument("--rates", default="0.2,0.5,0.8,0.9", help="symmetric noise rates, comma-separated")
-    p.add_argument("--asym-rates", default="0.2,0.4", help="asymmetric CIFAR-10 noise rates ('' to skip)")
-    p.add_argument("--configs", default="default,paper", help=f"comma-separated, of: {', '.join(CONFIGS)}")
-    p.add_argument("--seeds", default="0", help="seeds, comma-separated (tables show the mean)")
-    p.add_argument("--trusted", type=int, default=1000, help="size of the trusted set")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="paper mode's epochs (default 100; the default pipeline has none)")
-    p.add_argument("--subset", type=int, default=None, help="a random subset of the training set (development)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: the cores are shared with other jobs)")
-    p.add_argument("--write-results", action="store_true",
-                   help="update the residual-noise section of benchmarks/RESULTS.md")
+    add_protocol(p, seeds_help="seeds, comma-separated (tables show the mean)")
+    add_configs(p)
+    add_threads(p, 1, "torch CPU threads (default 1: the cores are shared with other jobs)")
+    add_write_results(p, SECTION)
     args = p.parse_args(argv)
-    args.rate_list = [float(r) for r in args.rates.split(",") if r.strip()]
-    args.asym_list = [float(r) for r in args.asym_rates.split(",") if r.strip()]
-    args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
-    args.config_list = [c.strip() for c in args.configs.split(",") if c.strip()]
+    parse_protocol(args)
+    parse_configs(p, args)
+    args.command = command_line("residual_noise.py", argv)
+    return args
+
+
+def add_configs(p: argparse.ArgumentParser) -> None:
+    """``--configs``: which of :data:`CONFIGS` to run (also ``accuracy_estimate.py``'s)."""
+    p.add_argument("--configs", default="default,paper", help=f"comma-separated, of: {', '.join(CONFIGS)}")
+
+
+def parse_configs(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``args.config_list``, or the parser's error naming an unknown config."""
+    args.config_list = comma_list(args.configs)
     unknown = [c for c in args.config_list if c not in CONFIGS]
     if unknown:
         p.error(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
-    args.command = "python benchmarks/residual_noise.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    started, load_start = datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), load_average()
+    started, load_start = timestamp(), load_average()
     features, clean = load_train(shared_dir(args.shared), args.subset)
     print(f"{len(clean)} × {features.shape[1]} features, {threads_text()}, load {load_start}")
     settings = noise_settings(args)
@@ -305,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table("Residual noise: truth and estimates (%), error = estimate − truth (points)", *runs_table(runs))
     print_table("Error of each estimator (points)", *summary_table(runs))
     if args.write_results:
-        write_section(RESULTS, render(rep), START, END)
-        print(f"wrote the residual-noise section of {RESULTS}")
+        SECTION.write(render(rep), RESULTS)
     print(f"total {rep.total_s / 60:.1f} min, load average {rep.load_start} → {rep.load_end}")
     return 0
 

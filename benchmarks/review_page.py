@@ -13,7 +13,6 @@ network's time; the page is the subject here). Then ``dmlp review``'s page with 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -21,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from driver import CIFAR_ROOT, ROOT, add_shared, shared_dir
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("DMLP_SHARED", ROOT.parent / "shared")))
-    parser.add_argument("--cifar-root", type=Path, default=Path.home() / ".cache" / "dmlp" / "cifar10")
+    add_shared(parser)
+    parser.add_argument("--cifar-root", type=Path, default=CIFAR_ROOT)
     parser.add_argument("--out", type=Path, help="folder for purified.npz and review.html (default: a temporary one)")
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "review.png")
     args = parser.parse_args()
@@ -38,8 +37,9 @@ def main() -> int:
     from dmlp_plugin.review.browser import Chromium
     from dmlp_plugin.trusted import draw_trusted_set
 
-    features = np.load(args.shared / "features" / "cifar10_kmeans_pca512.npz")["train"]
-    clean = np.load(args.shared / "data" / "cifar10" / "train_labels_original_order.npy")
+    shared = shared_dir(args.shared)
+    features = np.load(shared / "features" / "cifar10_kmeans_pca512.npz")["train"]
+    clean = np.load(shared / "data" / "cifar10" / "train_labels_original_order.npy")
     images = open_images(args.cifar_root)
     if not np.array_equal(images.targets, clean):
         sys.exit(f"{args.cifar_root} does not hold the CIFAR-10 training set in the shared labels' order")

@@ -24,28 +24,21 @@ import argparse
 import datetime
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from driver import (RESULTS, Section, add_write_results, comma_list, load_average, markdown_table, print_table,
+                    rss_bytes, run_child, run_context, write_npy)
 
-from purify_cifar10 import load_average, markdown_table, print_table  # noqa: E402
-from results_file import run_context, write_section  # noqa: E402
-
-START, END = "<!-- scale:start -->", "<!-- scale:end -->"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+SECTION = Section("scale")
 TARGET_GB = 10.0
 
 
 def make_data(folder: Path, n: int, dims: int, classes: int, noise: float, seed: int) -> Path:
     """Write (once) the features, clean and noisy labels for ``n`` rows; returns the features' path."""
-    from dmlp_plugin.io import atomic_write
-
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"planted-{n}x{dims}-c{classes}-noise{noise:g}-seed{seed}"
     feats_path = folder / f"{stem}.npy"
@@ -70,8 +63,7 @@ def make_data(folder: Path, n: int, dims: int, classes: int, noise: float, seed:
     del out
     os.replace(tmp, feats_path)
     for name, arr in (("clean", clean), ("noisy", noisy)):
-        with atomic_write(folder / f"{stem}-{name}.npy", "wb") as fh:
-            np.save(fh, arr)
+        write_npy(folder / f"{stem}-{name}.npy", arr)
     return feats_path
 
 
@@ -99,7 +91,7 @@ def child(features: Path, n: int, trusted: int, max_memory: str | None, threads:
             result.labels)
     print(json.dumps({
         "n": n, "seconds": seconds, "timings": result.timings, "rounds": config.rounds,
-        "peak_rss": peak_rss(),
+        "peak_rss": rss_bytes()[1],
         "accuracy": float((result.labels[rest] == clean[rest]).mean()),
         "given": float((noisy[rest] == clean[rest]).mean()), "memory": result.metadata["memory"],
         "selected": result.metadata.get("selected")}))
@@ -109,31 +101,15 @@ def child(features: Path, n: int, trusted: int, max_memory: str | None, threads:
 _NOT_CANDIDATES = ("setup", "least-squares rounds", "feature_check", "total")
 
 
-def peak_rss() -> int:
-    """This process's peak resident set in bytes: ``VmHWM``, which starts afresh at exec.
-
-    ``ru_maxrss`` does not: on Linux a child keeps the high-water mark of the process it
-    was forked from, here the parent that wrote the 4 GB file.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def run_child(features: Path, n: int, args: argparse.Namespace, max_memory: str | None) -> dict:
-    cmd = [sys.executable, __file__, "--child", str(features), str(n), "--trusted", str(args.trusted),
+def run_size(features: Path, n: int, args: argparse.Namespace, max_memory: str | None) -> dict:
+    cmd = [__file__, "--child", str(features), str(n), "--trusted", str(args.trusted),
            "--max-memory", max_memory or "none"]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode:
-        sys.exit(f"the run of {n} rows failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    try:
+        return run_child(cmd)
+    except RuntimeError as exc:
+        sys.exit(f"the run of {n} rows failed: {exc}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,26 +124,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=Path.home() / ".cache" / "dmlp" / "scale",
                    help="where the synthetic features are written, once (default: %(default)s)")
     p.add_argument("--no-compare", action="store_true", help="skip the in-memory run of the smallest size")
-    p.add_argument("--write-results", action="store_true", help=f"write the table into {RESULTS.name}")
+    add_write_results(p, SECTION)
     p.add_argument("--child", nargs=2, metavar=("FEATURES", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         budget = None if args.max_memory == "none" else args.max_memory
         child(Path(args.child[0]), int(args.child[1]), args.trusted, budget, args.threads)
         return 0
-    sizes = sorted(int(s) for s in args.rows.split(","))
+    sizes = sorted(comma_list(args.rows, int))
     began, load_start = datetime.datetime.now(), load_average()
     t0 = time.perf_counter()
     features = make_data(args.data_dir, sizes[-1], args.dims, args.classes, args.noise, seed=0)
     print(f"data: {features} ({features.stat().st_size / 1e9:.1f} GB, {time.perf_counter() - t0:.0f} s)", flush=True)
     runs = []
     if not args.no_compare:
-        runs.append(("in memory", run_child(features, sizes[0], args, None)))
-        runs.append(("max_memory = ½ of in memory", run_child(features, sizes[0], args, "half")))
+        runs.append(("in memory", run_size(features, sizes[0], args, None)))
+        runs.append(("max_memory = ½ of in memory", run_size(features, sizes[0], args, "half")))
         print(f"{sizes[0]:,} rows in memory: {runs[-2][1]['seconds']:.1f} s, in chunks: {runs[-1][1]['seconds']:.1f} s",
               flush=True)
     for n in sizes:
-        runs.append((f"max_memory={args.max_memory}", run_child(features, n, args, args.max_memory)))
+        runs.append((f"max_memory={args.max_memory}", run_size(features, n, args, args.max_memory)))
         print(f"{n:,} rows under {args.max_memory}: {runs[-1][1]['seconds']:.1f} s, "
               f"peak RSS {runs[-1][1]['peak_rss'] / 1e9:.2f} GB", flush=True)
     base = next(r for how, r in runs if how.startswith("max_memory="))
@@ -199,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"peak RSS at {largest['n']:,} rows: {largest['peak_rss'] / 1e9:.2f} GB (target ≤ {TARGET_GB} GB: {verdict})")
     if args.write_results:
         dated, command = run_context("scale.py", began, load_start, argv)
-        section = "\n".join([
-            START, "## Scale: 1M × 2048 features in bounded memory (`benchmarks/scale.py`)", "",
+        section = SECTION.wrap([
+            "## Scale: 1M × 2048 features in bounded memory (`benchmarks/scale.py`)", "",
             dated + f" Synthetic features with "
             f"{args.classes} planted classes, {sizes[-1]:,} × {args.dims} float16 in one memory-mapped `.npy` "
             f"({features.stat().st_size / 1e9:.1f} GB); symmetric noise {args.noise:.0%}; {args.trusted:,} "
@@ -211,9 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             "the smallest streamed run (1.00 is linear growth).", "",
             "    " + command, "", *markdown_table(head, rows), "",
             agreement + f" Target: peak RSS ≤ {TARGET_GB:g} GB at the largest size: **{verdict}** "
-            f"({largest['peak_rss'] / 1e9:.2f} GB).", "", END])
-        write_section(RESULTS, section, START, END)
-        print(f"wrote the scale section of {RESULTS}")
+            f"({largest['peak_rss'] / 1e9:.2f} GB).", ""])
+        SECTION.write(section, RESULTS)
     return 0
 
 

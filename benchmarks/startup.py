@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import subprocess
@@ -29,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from driver import RESULTS, Section, add_write_results, load_average, run_context, write_json
 
-START, END = "<!-- startup:start -->", "<!-- startup:end -->"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+SECTION = Section("startup")
 TARGET_S = 2.0
 
 # Runs the CLI and reports whether torch was imported (stderr, last line).
@@ -112,24 +110,21 @@ def table(rows: list[dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5, help="timed runs per command (default: 5)")
-    p.add_argument("--write-results", action="store_true", help="write the table into benchmarks/RESULTS.md")
+    add_write_results(p, SECTION)
     p.add_argument("--json", type=Path, help="also write the measurements as JSON")
     args = p.parse_args(argv)
-    from purify_cifar10 import load_average
-    from results_file import run_context, write_section
-
     began, load_start = datetime.datetime.now(), load_average()
     rows = measure(args.repeats)
     lines = table(rows)
     print("\n".join(lines))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        write_json(args.json, rows, indent=2)
     if args.write_results:
         sentence, command = run_context("startup.py", began, load_start, argv)
-        section = "\n".join([START, "## Start-up time of the CLI", "", f"{sentence} Each command in a fresh "
-                             f"interpreter, {args.repeats} timed runs after one warm-up.", "", *lines, "",
-                             "Command:", "", f"    {command}", END])
-        write_section(RESULTS, section, START, END)
+        section = SECTION.wrap(["## Start-up time of the CLI", "", f"{sentence} Each command in a fresh "
+                                f"interpreter, {args.repeats} timed runs after one warm-up.", "", *lines, "",
+                                "Command:", "", f"    {command}"])
+        SECTION.write(section, RESULTS)
     cheap_ok = all(r["median_s"] < TARGET_S and not r["torch"] for r in rows if r["cheap"])
     return 0 if cheap_ok else 1
 

@@ -17,8 +17,6 @@ between ``<!-- backbones:start -->`` and ``<!-- backbones:end -->`` is rewritten
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,13 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+import suite_data as data
+from driver import Section, add_no_write, add_threads, command_line, comma_list, git_revision, load_average, timestamp
 
-import suite_data as data  # noqa: E402
-from results_file import write_section  # noqa: E402
-
-START, END = "<!-- backbones:start -->", "<!-- backbones:end -->"
+SECTION = Section("backbones")
 
 
 def throughput(backbone: str, images: int, batch_size: int, device: str) -> float:
@@ -100,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--no-write", action="store_true")
+    add_threads(p, 2)
+    add_no_write(p)
     p.add_argument("--extract", metavar="BACKBONE", help="embed the first --rows training images and stop")
     p.add_argument("--rows", type=int, default=10000)
     args = p.parse_args(argv)
@@ -110,17 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {extract_rows(args.extract, args.rows, args.device)}")
         return 0
     rows = []
-    for backbone in args.backbones.split(","):
+    for backbone in comma_list(args.backbones):
         rate = throughput(backbone, args.images, args.batch_size, args.device)
         rows.append(f"| {backbone} | {args.device} ({args.threads} threads) | {rate:.1f} | {_probe_cells(backbone)} |")
         print(rows[-1], flush=True)
     kmeans = _probe_cells("kmeans")
-    load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
-    section = "\n".join([
-        START, "## Strong features: the packaged ImageNet backbones", "",
-        f"Run {datetime.datetime.now():%Y-%m-%d %H:%M} at `{data.git_revision()}` by "
-        f"`python benchmarks/strong_features.py {' '.join(argv if argv is not None else sys.argv[1:])}`; "
-        f"load average at the end {load}. Images/s: `extract_features` over {args.images} CIFAR-10 images "
+    section = SECTION.wrap([
+        "## Strong features: the packaged ImageNet backbones", "",
+        f"Run {timestamp()} at `{git_revision()}` by `{command_line('strong_features.py', argv)}`; "
+        f"load average at the end {load_average()}. Images/s: `extract_features` over {args.images} CIFAR-10 images "
         "resized to the model's resolution (224 px lite0, 260 px lite2). Probe: softmax regression on all "
         "50,000 training features with clean labels, test accuracy on the 10,000 test images; and 5-fold "
         "cross-fitted on the first 10,000 training rows, the rows every suite feature set covers (lite2 is "
@@ -129,11 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         "(docs/features.md).", "",
         "| backbone | device | images/s | linear probe, test accuracy (%) | 5-fold probe, first 10,000 rows (%) |",
         "|---|---|---|---|---|", *rows,
-        f"| k-means (../shared, for contrast) | | | {kmeans} |",
-        "", END])
-    print(section)
-    if not args.no_write:
-        write_section(HERE / "RESULTS.md", section, START, END)
+        f"| k-means (../shared, for contrast) | | | {kmeans} |", ""])
+    SECTION.emit(section, write=not args.no_write)
     return 0
 
 

@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-import suite_data as data  # noqa: E402
-import suite_methods as methods  # noqa: E402
+import suite_data as data
+import suite_methods as methods
+from driver import comma_list, read_json, write_json
 
 RUNS = data.CACHE / "suite" / "runs"
 
@@ -47,7 +43,7 @@ def _draws(text: str) -> tuple[int, ...]:
     named = {"tune": data.TUNING_DRAWS, "bench": data.BENCHMARK_DRAWS}
     if text in named:
         return named[text]
-    return tuple(int(d) for d in text.split(","))
+    return tuple(comma_list(text, int))
 
 
 def result_path(method: str, cell: data.Cell, digest: str) -> Path:
@@ -55,13 +51,7 @@ def result_path(method: str, cell: data.Cell, digest: str) -> Path:
 
 
 def load(method: str, cell: data.Cell, digest: str) -> dict | None:
-    path = result_path(method, cell, digest)
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    return read_json(result_path(method, cell, digest))
 
 
 def _job(job: tuple[str, data.Cell, str]) -> tuple[str, data.Cell, dict]:
@@ -71,11 +61,7 @@ def _job(job: tuple[str, data.Cell, str]) -> tuple[str, data.Cell, dict]:
     torch.set_num_threads(int(os.environ.get("SUITE_THREADS", "1")))
     out = methods.run_method(method, cell)
     out.update(method=method, cell=cell.key)
-    path = result_path(method, cell, digest)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(out))
-    os.replace(tmp, path)
+    write_json(result_path(method, cell, digest), out)
     return method, cell, out
 
 
@@ -118,11 +104,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run the network candidate (method dmlp) on cells of at most this many rows")
     p.add_argument("--write-results", action="store_true", help="report: rewrite RESULTS.md's suite section")
     args = p.parse_args(argv)
-    args.features = [f for f in args.features.split(",") if f]
-    args.rows = [int(r) for r in args.rows.split(",") if r]
-    args.noises = [n for n in args.noises.split(",") if n]
-    args.trusted = [int(t) for t in args.trusted.split(",") if t]
-    args.methods = [m for m in args.methods.split(",") if m]
+    args.features = comma_list(args.features)
+    args.rows = comma_list(args.rows, int)
+    args.noises = comma_list(args.noises)
+    args.trusted = comma_list(args.trusted, int)
+    args.methods = comma_list(args.methods)
     return args
 
 

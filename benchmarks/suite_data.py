@@ -20,19 +20,14 @@ method of a cell sees the same labels and the same trusted rows. Not part of the
 from __future__ import annotations
 
 import functools
-import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = Path(os.environ.get("DMLP_BENCH_CACHE", ROOT / ".bench-cache"))
-SHARED = Path(os.environ.get("DMLP_SHARED", ROOT.parent / "shared"))
-CIFAR_ROOT = Path(os.environ.get("DMLP_CIFAR_ROOT", Path.home() / ".cache" / "dmlp" / "cifar10"))
-CIFAR_N = Path(os.environ.get("DMLP_CIFAR_N", Path.home() / ".cache" / "dmlp" / "cifar-n" / "CIFAR-10_human.pt"))
+# Where the inputs and the cache are: the driver's, shared by every benchmark script.
+from driver import CACHE, CIFAR_N, CIFAR_ROOT, ROOT, SHARED, write_npy
 
 NUM_CLASSES = 10
 TUNING_DRAWS = (100, 101, 102)
@@ -123,8 +118,6 @@ def test_features(name: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def clean_labels() -> np.ndarray:
-    from dmlp_plugin.data import load_dataset
-
     return np.asarray(_cifar("train").targets, dtype=np.int64)
 
 
@@ -156,10 +149,7 @@ def noisy_labels(noise: str, rows: int, draw: int) -> np.ndarray:
     if path.is_file():
         return np.load(path)
     labels = _make_noisy_labels(noise, rows, draw)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, labels)
-    os.replace(tmp, path)
+    write_npy(path, labels)
     return labels
 
 
@@ -204,14 +194,6 @@ def code_digest(paths: list[Path]) -> str:
         h.update(path.relative_to(ROOT).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:10]
-
-
-def git_revision() -> str:
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":  # python benchmarks/suite_data.py: what is there and what is missing

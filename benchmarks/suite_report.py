@@ -5,18 +5,16 @@ per setting; costs; and what each candidate family adds (``python benchmarks/sui
 from __future__ import annotations
 
 import argparse
-import datetime
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
 import suite_data as data
 import suite_methods as methods
+from driver import RESULTS, Section, git_revision, markdown_table, timestamp
 from suite import cells_of, load
 
-START, END = "<!-- suite:start -->", "<!-- suite:end -->"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+SECTION = Section("suite")
 
 #: How the report names the methods.
 TITLES = {"given": "given labels", "dmlp-nonet": "default", "dmlp": "default + network", "paper": "paper mode",
@@ -69,12 +67,6 @@ def summary(cells: list[data.Cell], acc: dict, names: list[str]) -> list[list[st
         rows.append([TITLES.get(m, m), f"{100 * accs.mean():.2f}", f"{np.mean(ranks[m]):.2f}",
                      f"{100 * gap:+.2f}" if gap == gap else "", f"{100 * worst:+.2f}"])
     return rows
-
-
-def markdown(headers: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def setting_table(cells: list[data.Cell], acc: dict, names: list[str], feature_set: str) -> list[list[str]]:
@@ -163,8 +155,8 @@ def report(args: argparse.Namespace) -> int:
     if not cells:
         print("no results yet: python benchmarks/suite.py run ...")
         return 1
-    parts = [START, "## Benchmark suite", "",
-             f"Generated {datetime.datetime.now():%Y-%m-%d %H:%M} at `{data.git_revision()}` by "
+    parts = ["## Benchmark suite", "",
+             f"Generated {timestamp()} at `{git_revision()}` by "
              f"`python benchmarks/suite.py report --draws {args.draws} --write-results` from "
              f"{len(cells)} cells (draws {args.draws}). Label accuracy (%) on the non-trusted rows. "
              "Rank: 1 is the best method of a cell. Gap to best peer: the method minus the best of "
@@ -173,12 +165,12 @@ def report(args: argparse.Namespace) -> int:
     summary_names = [m for m in names if m != "dmlp"]
     for title, subset in [("All cells", cells)] + [(data.FEATURE_SETS[fs].title, [c for c in cells if c.features == fs])
                                                     for fs in dict.fromkeys(c.features for c in cells)]:
-        parts += [f"### {title}", "", markdown(["method", "mean acc.", "mean rank", "gap to best peer",
-                                                "worst vs given"], summary(subset, acc, summary_names)), ""]
+        parts += [f"### {title}", "", *markdown_table(["method", "mean acc.", "mean rank", "gap to best peer",
+                                                       "worst vs given"], summary(subset, acc, summary_names)), ""]
     for fs in dict.fromkeys(c.features for c in cells):
         parts += [f"### Per setting: {data.FEATURE_SETS[fs].title}", "",
-                  markdown(["noise", "rows", "trusted/class"] + [TITLES.get(m, m) for m in names],
-                           setting_table(cells, acc, names, fs)), ""]
+                  *markdown_table(["noise", "rows", "trusted/class"] + [TITLES.get(m, m) for m in names],
+                                  setting_table(cells, acc, names, fs)), ""]
     for method in ("dmlp", "dmlp-nonet"):
         rows = family_table(cells, runs, method)
         if rows:
@@ -186,20 +178,18 @@ def report(args: argparse.Namespace) -> int:
                       "Gain: label accuracy of the selection among every family minus the selection without this "
                       "one (mean, worst and best cell). Cost: the family's time over the rest of the run's "
                       "(median).", "",
-                      markdown(["family", "mean gain", "worst", "best", "chosen", "cost"], rows), ""]
+                      *markdown_table(["family", "mean gain", "worst", "best", "chosen", "cost"], rows), ""]
     sizes = trusted_size_table(cells, acc, "dmlp-nonet")
     if sizes:
         parts += ["### The default's labels by trusted-set size", "",
                   "Mean label accuracy (%) over the settings (noise, rows, draw) that have every size; the "
                   "trusted rows are drawn at random within each clean class (docs/trusted-set.md).", "",
-                  markdown(sizes[0], sizes[1:]), ""]
+                  *markdown_table(sizes[0], sizes[1:]), ""]
     parts += ["### Wall time (median seconds, one thread)", "",
-              markdown(["features", "rows"] + [TITLES.get(m, m) for m in names if m != "given"],
-                       cost_table(cells, runs, [m for m in names if m != "given"])), "", END]
-    text = "\n".join(parts)
+              *markdown_table(["features", "rows"] + [TITLES.get(m, m) for m in names if m != "given"],
+                              cost_table(cells, runs, [m for m in names if m != "given"])), ""]
+    text = SECTION.wrap(parts)
     print(text)
     if args.write_results:
-        from results_file import write_section
-
-        write_section(RESULTS, text, START, END)
+        SECTION.write(text, RESULTS)
     return 0

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from driver import add_cifar, add_shared, comma_list, shared_dir
+from purify_cifar10 import NUM_CLASSES, draw_trusted, load_inputs, noisy_labels
 
-from purify_cifar10 import (DEFAULT_CIFAR_ROOT, NUM_CLASSES, draw_trusted, load_inputs,  # noqa: E402
-                            noisy_labels, shared_dir)
-
-from dmlp_plugin import PurifyConfig, purify_dataset  # noqa: E402
+from dmlp_plugin import PurifyConfig, purify_dataset
 
 SETTINGS = (  # (name, kind, rate)
     ("sym 20%", "symmetric", 0.2), ("sym 50%", "symmetric", 0.5), ("sym 80%", "symmetric", 0.8),
@@ -32,7 +30,6 @@ SETTINGS = (  # (name, kind, rate)
     ("C10N aggre", "aggre_label", 0.0), ("C10N rand1", "random_label1", 0.0),
     ("C10N worst", "worse_label", 0.0),
 )
-DEFAULT_CIFAR_N = Path.home() / ".cache" / "dmlp" / "cifar-n" / "CIFAR-10_human.pt"
 
 
 def evaluate(features: np.ndarray, clean: np.ndarray, config: PurifyConfig | str, kind: str, rate: float,
@@ -58,17 +55,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="a PurifyConfig expression, or peer:NAME from peers.PEERS, or 'given'")
     p.add_argument("--draws", default="100,101,102")
     p.add_argument("--settings", default=None, help="comma-separated setting names (default: all)")
-    p.add_argument("--shared", type=Path, default=None)
-    p.add_argument("--cifar-n", type=Path, default=DEFAULT_CIFAR_N)
+    add_shared(p)
+    add_cifar(p)
     args = p.parse_args(argv)
-    inputs = load_inputs(shared_dir(args.shared), DEFAULT_CIFAR_ROOT)
+    inputs = load_inputs(shared_dir(args.shared), args.cifar_root)
     configs = {}
     for item in args.config or ["default=PurifyConfig()"]:
         name, _, expr = item.partition("=")
         configs[name] = (expr if expr == "given" else expr.split(":", 1)[1] if expr.startswith("peer:")
                          else eval(expr, {"PurifyConfig": PurifyConfig}))
-    draws = [int(d) for d in args.draws.split(",")]
-    chosen = [s for s in SETTINGS if args.settings is None or s[0] in args.settings.split(",")]
+    draws = comma_list(args.draws, int)
+    chosen = [s for s in SETTINGS if args.settings is None or s[0] in comma_list(args.settings)]
     table: dict[str, dict[str, float]] = {name: {} for name in configs}
     for setting, kind, rate in chosen:
         for name, config in configs.items():

@@ -217,7 +217,7 @@ def test_benchmark_script_core_tables_and_section(tmp_path):
     assert text.startswith(ae.START) and text.endswith(ae.END) and "--epochs 4" in text
     path = tmp_path / "RESULTS.md"
     path.write_text("# Results\n\n<!-- purify:start -->\npurify\n<!-- purify:end -->\n")
-    ae.write_section(path, text, ae.START, ae.END)
-    ae.write_section(path, text, ae.START, ae.END)
+    ae.SECTION.write(text, path)
+    ae.SECTION.write(text, path)
     written = path.read_text()
     assert "purify\n<!-- purify:end -->" in written and written.count(ae.START) == 1

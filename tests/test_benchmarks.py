@@ -17,6 +17,7 @@ import torch
 
 from dmlp_plugin import PurifyConfig
 from dmlp_plugin.engine.ipc import IPCLossWeights, factor, ipc_loss_and_grad, partition
+from dmlp_plugin.reproduce import cifar_inputs
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -106,8 +107,8 @@ def test_targets_are_judged_on_the_mean_over_draws_and_every_draw_must_hold():
 def test_write_section_keeps_other_sections(tmp_path):
     path = tmp_path / "RESULTS.md"
     path.write_text("# Results\n\n<!-- features:start -->\nfeatures\n<!-- features:end -->\n")
-    bench.write_section(path, f"{bench.START}\none\n{bench.END}", bench.START, bench.END)
-    bench.write_section(path, f"{bench.START}\ntwo\n{bench.END}", bench.START, bench.END)
+    bench.SECTION.write(f"{bench.START}\none\n{bench.END}", path)
+    bench.SECTION.write(f"{bench.START}\ntwo\n{bench.END}", path)
     text = path.read_text()
     assert "features\n<!-- features:end -->" in text and "two" in text and "one" not in text
     assert text.count(bench.START) == 1
@@ -166,10 +167,10 @@ def test_with_epochs_scales_the_schedule():
 
 @pytest.mark.shared
 def test_real_subset_of_the_shared_features():
-    if not (SHARED / bench.FEATURES).is_file() or not (SHARED / bench.TRAIN_LABELS).is_file():
+    if not (SHARED / bench.FEATURES).is_file() or not (SHARED / cifar_inputs.TRAIN_LABELS).is_file():
         pytest.skip("../shared features are absent")
     try:
-        inputs = bench.load_inputs(SHARED, bench.DEFAULT_CIFAR_ROOT)
+        inputs = bench.load_inputs(SHARED, cifar_inputs.DEFAULT_CIFAR_ROOT)
     except SystemExit:
         pytest.skip("the built CIFAR-10 folder (test labels) is absent")
     inputs = bench.subset(inputs, 2000)

@@ -10,6 +10,8 @@ import pytest
 
 from engine_fixtures import one_torch_thread  # noqa: F401  (autouse)
 
+from dmlp_plugin.reproduce.cifar_inputs import TRAIN_LABELS
+
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 if str(BENCH) not in sys.path:
@@ -44,8 +46,8 @@ def test_run_setting_tables_and_section_are_well_formed(tmp_path):
     assert text.startswith(rn.START) and text.endswith(rn.END) and "--epochs 4" in text
     path = tmp_path / "RESULTS.md"
     path.write_text("# Results\n\n<!-- purify:start -->\npurify\n<!-- purify:end -->\n")
-    rn.write_section(path, text, rn.START, rn.END)
-    rn.write_section(path, text, rn.START, rn.END)
+    rn.SECTION.write(text, path)
+    rn.SECTION.write(text, path)
     written = path.read_text()
     assert "purify\n<!-- purify:end -->" in written and written.count(rn.START) == 1
 
@@ -64,7 +66,7 @@ def test_missing_shared_folder_exits_with_a_message(tmp_path):
 @pytest.mark.shared
 def test_real_subset_of_the_shared_features():
     shared = rn.shared_dir()
-    if not (shared / rn.FEATURES).is_file() or not (shared / rn.TRAIN_LABELS).is_file():
+    if not (shared / rn.FEATURES).is_file() or not (shared / TRAIN_LABELS).is_file():
         pytest.skip("../shared features are absent")
     features, clean = rn.load_train(shared)
     rows = np.random.default_rng(0).permutation(len(clean))[:2000]
