@@ -31,12 +31,9 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
-from driver import (RESULTS, Section, add_protocol, add_threads, add_write_results, command_line, comma_list,
-                    load_average, load_train, machine_sentence, markdown_table, parse_protocol, print_table,
-                    shared_dir, threads_text, timestamp, warm_up)
-from residual_noise import CONFIGS, Report, add_configs, noise_settings, parse_configs
+from driver import Section, comma_list, end_run, run_header, markdown_table, warm_up
+from residual_noise import CONFIGS, Report, noise_settings, parse_protocol_args, protocol_parser, start
 
 from dmlp_plugin import PurifyConfig, purify_dataset
 from dmlp_plugin.accuracy_estimate import DEFAULT_FOLDS
@@ -162,11 +159,9 @@ def render(rep: Report) -> str:
     a = rep.args
     misses = [r for r in rep.runs if abs(100 * r.error) > TARGET_POINTS]
     differ = [r for r in rep.runs if not r.same_labels]
-    lines = ["## Accuracy estimate of the purified labels (`benchmarks/accuracy_estimate.py`)", "",
-             machine_sentence(rep.started, rep.load_start, rep.load_end) + ": other jobs shared "
-             f"the cores, so times are upper bounds, and the ratios are the fairer figure. Whole run: "
-             f"{rep.total_s / 60:.1f} min. Command:", "",
-             f"    {a.command}", "",
+    lines = [*run_header("## Accuracy estimate of the purified labels (`benchmarks/accuracy_estimate.py`)", rep,
+                         ": other jobs shared the cores, so times are upper bounds, and the ratios are the "
+                         "fairer figure."),
              "`purify_dataset(..., estimate_accuracy=True)` estimates the accuracy of the returned labels on "
              "the non-trusted rows without their clean labels: the trusted set is split into "
              f"`estimate_folds` folds ({DEFAULT_FOLDS} by default; stratified by class); each fold is purified as ordinary rows carrying their "
@@ -198,55 +193,36 @@ def render(rep: Report) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_protocol(p, seeds_help="noise draws (seeds) run with every config, comma-separated")
-    add_configs(p)
+    p = protocol_parser(__doc__, SECTION, "noise draws (seeds) run with every config, comma-separated")
     p.add_argument("--draws", default="1,2,3,4",
                    help="further noise draws run with the default config only (it is 5× cheaper than paper "
                         "mode); '' to skip")
     p.add_argument("--folds", default=str(DEFAULT_FOLDS),
                    help="fold counts of the estimate, comma-separated: each is run on --seeds with every "
                         "config; --draws use the first")
-    add_threads(p, 1, "torch CPU threads (default 1: the cores are shared with other jobs)")
-    add_write_results(p, SECTION)
-    args = p.parse_args(argv)
-    parse_protocol(args)
+    args = parse_protocol_args(p, argv, "accuracy_estimate.py")
     args.draw_list = [d for d in comma_list(args.draws, int) if d not in args.seed_list]
     args.fold_list = comma_list(args.folds, int)
     if not args.fold_list:
         p.error("--folds needs at least one fold count")
-    parse_configs(p, args)
-    args.command = command_line("accuracy_estimate.py", argv)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    started, load_start = timestamp(), load_average()
-    features, clean = load_train(shared_dir(args.shared), args.subset)
-    print(f"{len(clean)} × {features.shape[1]} features, {threads_text()}, load {load_start}")
+    t0, rep, features, clean = start(args)
     warm_up()  # so the first plain run does not pay for first-call overheads and skew its ratio
-    settings = noise_settings(args)
     common = dict(num_trusted=args.trusted, epochs=args.epochs)
-    runs = []
-    for title, kind, rate in settings:
+    for title, kind, rate in noise_settings(args):
         for seed in args.seed_list:
-            runs += run_setting(features, clean, title, kind, rate, configs=args.config_list, seed=seed,
-                                folds=args.fold_list, **common)
+            rep.runs += run_setting(features, clean, title, kind, rate, configs=args.config_list, seed=seed,
+                                    folds=args.fold_list, **common)
         if "default" in args.config_list:
             for seed in args.draw_list:
-                runs += run_setting(features, clean, title, kind, rate, configs=["default"], seed=seed,
-                                    folds=args.fold_list[:1], **common)
-    rep = Report(args, started, load_start, runs, len(clean))
-    rep.load_end, rep.total_s = load_average(), time.perf_counter() - t0
-    print_table("Accuracy estimate against the truth (%)", *runs_table(runs))
-    print_table("Summary", *summary_table(runs))
-    if args.write_results:
-        SECTION.write(render(rep), RESULTS)
-    print(f"total {rep.total_s / 60:.1f} min, load average {rep.load_start} → {rep.load_end}")
+                rep.runs += run_setting(features, clean, title, kind, rate, configs=["default"], seed=seed,
+                                        folds=args.fold_list[:1], **common)
+    end_run(rep, t0, [("Accuracy estimate against the truth (%)", *runs_table(rep.runs)),
+                      ("Summary", *summary_table(rep.runs))], SECTION if args.write_results else None, render)
     return 0
 
 

@@ -119,16 +119,14 @@ def main(argv: list[str] | None = None) -> int:
             "÷ idle 1 thread", "label accuracy", ""]
     print_table("Busy machine", head, rows)
     if args.write_results:
-        dated, command = run_context("busy_machine.py", began, load_start, argv)
-        section = SECTION.wrap([
-            "## Purification on a busy machine (`benchmarks/busy_machine.py`)", "",
-            dated + f" The busy machine has "
-            f"{args.competitors} CPU-bound process(es) (a Python busy loop) running through each run. Each case "
-            f"runs {args.repeats} times; the median counts. Each run "
-            "purifies the 50,000 CIFAR-10 k-means features at symmetric 50% noise (1,000 trusted samples) in a "
-            f"fresh process. Target: `threads=\"auto\"` on the busy machine within {TARGET}x of the idle "
-            "one-thread time.", "", "    " + command, "", *markdown_table(head, rows), ""])
-        SECTION.write(section, RESULTS)
+        SECTION.write(SECTION.wrap_run(
+            "## Purification on a busy machine (`benchmarks/busy_machine.py`)",
+            run_context("busy_machine.py", began, load_start, argv),
+            f"The busy machine has {args.competitors} CPU-bound process(es) (a Python busy loop) running through "
+            f"each run. Each case runs {args.repeats} times; the median counts. Each run purifies the 50,000 "
+            "CIFAR-10 k-means features at symmetric 50% noise (1,000 trusted samples) in a fresh process. Target: "
+            f"`threads=\"auto\"` on the busy machine within {TARGET}x of the idle one-thread time.",
+            markdown_table(head, rows)), RESULTS)
     return 0
 
 

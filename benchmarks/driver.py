@@ -12,7 +12,7 @@ needs them is imported where it is used.
   ``.bench-cache/``), :data:`CIFAR_ROOT` (``$DMLP_CIFAR_ROOT``), :data:`CIFAR_N`
   (``$DMLP_CIFAR_N``), :func:`shared_dir` (``$DMLP_SHARED``, default ``../shared``).
 - Run context: :func:`timestamp`, :func:`git_revision`, :func:`load_average`,
-  :func:`threads_text`, :func:`command_line`, :func:`machine_sentence`, :func:`run_context`.
+  :func:`threads_text`, :func:`command_line`, :func:`run_header`, :func:`run_context`.
 - RESULTS.md: :class:`Section` (the text between ``<!-- NAME:start -->`` and
   ``<!-- NAME:end -->``, written by :func:`results_file.write_section`),
   :func:`markdown_table`, :func:`print_table`.
@@ -20,7 +20,8 @@ needs them is imported where it is used.
   write atomic (``dmlp_plugin.atomic.atomic_write``).
 - Options: :func:`comma_list`, :func:`add_protocol` / :func:`parse_protocol`,
   :func:`add_shared`, :func:`add_cifar`, :func:`add_threads`, :func:`add_write_results`, :func:`add_no_write`.
-- Inputs and timing: :func:`load_train`, :func:`warm_up`, :func:`rss_bytes`, :func:`run_child`.
+- Inputs and timing: :func:`load_train`, :func:`use_threads`, :func:`start_run` /
+  :func:`end_run`, :func:`warm_up`, :func:`rss_bytes`, :func:`run_child`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import platform
 import resource
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
@@ -44,10 +46,12 @@ from results_file import write_section
 
 __all__ = [
     "HERE", "ROOT", "RESULTS", "CACHE", "CIFAR_ROOT", "CIFAR_N", "SHARED", "shared_dir",
-    "timestamp", "git_revision", "load_average", "threads_text", "command_line", "machine_sentence",
-    "run_context", "Section", "write_section", "markdown_table", "print_table",
-    "read_json", "write_json", "write_npy", "write_npz", "comma_list", "add_protocol", "parse_protocol", "add_shared", "add_cifar",
-    "add_threads", "add_write_results", "add_no_write", "load_train", "warm_up", "rss_bytes", "run_child",
+    "timestamp", "git_revision", "load_average", "threads_text", "command_line", "run_header", "run_context",
+    "Section", "write_section", "markdown_table", "print_table",
+    "read_json", "write_json", "write_npy", "write_npz",
+    "comma_list", "add_protocol", "parse_protocol", "add_shared", "add_cifar", "add_threads", "add_write_results",
+    "add_no_write",
+    "load_train", "use_threads", "start_run", "end_run", "warm_up", "rss_bytes", "run_child",
 ]
 
 T = TypeVar("T")
@@ -114,15 +118,19 @@ def command_line(script: str, argv: list[str] | None, prefix: str = "python") ->
     return f"{prefix} benchmarks/{script} " + " ".join(sys.argv[1:] if argv is None else argv)
 
 
-def machine_sentence(started: str, load_start: str, load_end: str) -> str:
-    """``Run STARTED on N CPU cores (cpu), torch V (threads), Python V, dmlp-plugin at `REV`.
-    Load average (1/5/15 min) at start A, at end B`` (the caller ends the sentence)."""
+def run_header(title: str, rep: Any, note: str) -> list[str]:
+    """The opening lines of a timed run's section: ``title``, then ``Run STARTED on N CPU cores
+    (cpu), torch V (threads), Python V, dmlp-plugin at `REV`. Load average (1/5/15 min) at start
+    A, at end B`` + ``note`` + ``Whole run: M min. Command:``, and the command. ``rep`` has
+    ``started``, ``load_start``, ``load_end``, ``total_s`` and ``args.command``."""
     import torch
 
     cpu = platform.processor() or platform.machine()
-    return (f"Run {started} on {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} "
+    return [title, "",
+            f"Run {rep.started} on {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} "
             f"({threads_text()}), Python {platform.python_version()}, dmlp-plugin at `{git_revision()}`. "
-            f"Load average (1/5/15 min) at start {load_start}, at end {load_end}")
+            f"Load average (1/5/15 min) at start {rep.load_start}, at end {rep.load_end}{note} "
+            f"Whole run: {rep.total_s / 60:.1f} min. Command:", "", f"    {rep.args.command}", ""]
 
 
 def run_context(script: str, began: datetime.datetime, load_start: str, argv: list[str] | None) -> tuple[str, str]:
@@ -155,6 +163,13 @@ class Section:
     def wrap(self, lines: Iterable[str]) -> str:
         """``lines`` between the markers, one a line."""
         return "\n".join([self.start, *lines, self.end])
+
+    def wrap_run(self, title: str, context: tuple[str, str], text: str, table: list[str],
+                 after: Iterable[str] = ()) -> str:
+        """A section that opens with :func:`run_context`'s ``(sentence, command)``: the title, the
+        sentence and ``text``, the command, the table, then ``after``."""
+        sentence, command = context
+        return self.wrap([title, "", f"{sentence} {text}", "", "    " + command, "", *table, "", *after])
 
     def emit(self, text: str, *, write: bool, path: Path = RESULTS) -> None:
         """Print ``text``, and write it (scripts that write unless told ``--no-write``)."""
@@ -291,6 +306,33 @@ def add_no_write(p: argparse.ArgumentParser) -> None:
 
 
 # -- inputs and timing ------------------------------------------------------------------------
+
+
+def use_threads(threads: int | None) -> None:
+    """Set torch's CPU thread count, when one is given (else torch's choice stands)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def start_run(threads: int | None) -> tuple[float, str, str]:
+    """The start of a timed run: :func:`use_threads`, then ``(perf_counter, timestamp, load average)``."""
+    use_threads(threads)
+    return time.perf_counter(), timestamp(), load_average()
+
+
+def end_run(rep: Any, t0: float, tables: Iterable[tuple[str, list[str], list[list[str]]]],
+            section: Section | None, render: Callable[[Any], str]) -> None:
+    """The end of a timed run: ``rep.load_end`` and ``rep.total_s`` set (``t0`` from
+    :func:`start_run`), each ``(title, head, body)`` table printed, ``render(rep)`` written
+    into ``section`` (None: not asked to), and the total time and load printed."""
+    rep.load_end, rep.total_s = load_average(), time.perf_counter() - t0
+    for title, head, body in tables:
+        print_table(title, head, body)
+    if section is not None:
+        section.write(render(rep))
+    print(f"total {rep.total_s / 60:.1f} min, load average {rep.load_start} → {rep.load_end}")
 
 
 def load_train(shared: Path, subset: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -31,11 +32,25 @@ import torch
 from driver import markdown_table
 
 NUM_CLASSES = 10
+T = TypeVar("T")
 
 
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def _timed(device: str, warm: Callable[[], object], run: Callable[[], T]) -> tuple[T, float]:
+    """``warm()`` (first-call costs: allocator, kernel choice), then ``run()`` timed, the device
+    synchronised on both sides so that queued GPU work is counted; warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warm()
+        _sync(device)
+        start = time.perf_counter()
+        out = run()
+        _sync(device)
+    return out, time.perf_counter() - start
 
 
 @contextlib.contextmanager
@@ -85,14 +100,8 @@ def cmd_purify(args: argparse.Namespace) -> int:
         config = with_epochs(config, args.epochs)
         kw = dict(val_indices=trusted, val_labels=clean[trusted], num_classes=NUM_CLASSES, seed=0, device=device,
                   progress=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            purify_dataset(features, noisy, config=with_epochs(config, 2), **kw)  # warm-up
-            _sync(device)
-            start = time.perf_counter()
-            result = purify_dataset(features, noisy, config=config, **kw)
-            _sync(device)
-        seconds = time.perf_counter() - start
+        result, seconds = _timed(device, lambda: purify_dataset(features, noisy, config=with_epochs(config, 2), **kw),
+                                 lambda: purify_dataset(features, noisy, config=config, **kw))
         acc = float((result.labels[mask] == clean[mask]).mean())
         # The default pipeline has no epochs: its rounds, and no per-epoch figure.
         paper = isinstance(config, PaperConfig)
@@ -102,14 +111,13 @@ def cmd_purify(args: argparse.Namespace) -> int:
     naive_s = None
     if args.naive_epochs > 0:
         with torch.device(device), _numpy_from_any_device():
-            naive_official(features[mask][:2000], noisy[mask][:2000], features[trusted], clean[trusted],
-                           num_classes=NUM_CLASSES, epochs=1, views=1, seed=0)  # warm-up
-            _sync(device)
-            start = time.perf_counter()
-            out = naive_official(features[mask], noisy[mask], features[trusted], clean[trusted],
-                                 num_classes=NUM_CLASSES, epochs=args.naive_epochs, views=1, seed=0)
-            _sync(device)
-            naive_s = time.perf_counter() - start
+            out, naive_s = _timed(device,
+                                  lambda: naive_official(features[mask][:2000], noisy[mask][:2000], features[trusted],
+                                                         clean[trusted], num_classes=NUM_CLASSES, epochs=1, views=1,
+                                                         seed=0),
+                                  lambda: naive_official(features[mask], noisy[mask], features[trusted],
+                                                         clean[trusted], num_classes=NUM_CLASSES,
+                                                         epochs=args.naive_epochs, views=1, seed=0))
         acc = float((out.labels == clean[mask]).mean())
         rows.append(["naive official loop", device, str(args.naive_epochs), f"{naive_s:.2f}",
                      f"{naive_s * 100 / args.naive_epochs:.2f}", f"{100 * acc:.2f} (after {args.naive_epochs})"])
@@ -142,14 +150,9 @@ def cmd_features(args: argparse.Namespace) -> int:
     rows = []
     for amp in (False, True):
         opts = dict(cache=False, progress=False, batch_size=args.batch_size, device=args.device, amp=amp)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # random weights: speed only
-            extract_features(warm, args.backbone, **opts)
-            _sync(args.device)
-            start = time.perf_counter()
-            out = extract_features(data, args.backbone, **opts)
-            _sync(args.device)
-        seconds = time.perf_counter() - start
+        # random weights (their warning silenced): speed only
+        out, seconds = _timed(args.device, lambda: extract_features(warm, args.backbone, **opts),
+                              lambda: extract_features(data, args.backbone, **opts))
         rows.append([args.backbone, _device_name(args.device), "autocast" if amp else "float32", str(n),
                      f"{seconds:.2f}", f"{n / seconds:.0f}", str(np.asarray(out).shape[1])])
     print(f"Feature extraction throughput (CIFAR-10 test images, batch {args.batch_size})")

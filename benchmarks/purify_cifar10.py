@@ -34,10 +34,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from driver import (CIFAR_N, RESULTS, Section, add_cifar, add_protocol, add_threads, add_write_results,
-                    command_line, comma_list, load_average, load_train, machine_sentence,
-                    markdown_table, parse_protocol, print_table, rss_bytes, run_child, shared_dir,
-                    threads_text, timestamp, warm_up)
+from driver import (CIFAR_N, Section, add_cifar, add_protocol, add_threads, add_write_results, command_line,
+                    comma_list, end_run, load_train, run_header, markdown_table, parse_protocol, print_table,
+                    rss_bytes, run_child, shared_dir, start_run, threads_text, warm_up)
 from naive_official import naive_official
 
 from dmlp_plugin import PurifyConfig, purify_dataset
@@ -462,11 +461,8 @@ def speed_table(rep: Report) -> tuple[list[str], list[list[str]]]:
 
 def render(rep: Report) -> str:
     a = rep.args
-    lines = ["## Purification on CIFAR-10 (`benchmarks/purify_cifar10.py`)", "",
-             machine_sentence(rep.started, rep.load_start, rep.load_end)
-             + ": other jobs shared the cores, so wall times are upper bounds. "
-             f"Whole run: {rep.total_s / 60:.1f} min. Command:", "",
-             f"    {rep.args.command}", "",
+    lines = [*run_header("## Purification on CIFAR-10 (`benchmarks/purify_cifar10.py`)", rep,
+                         ": other jobs shared the cores, so wall times are upper bounds."),
              f"Features: `shared/{FEATURES.as_posix()}` ({rep.num_train:,} × 512 k-means features; a linear probe "
              "on the clean labels reaches 65.9% test accuracy). Trusted set: "
              f"{a.trusted:,} random clean training samples (a random stream separate from the noise's); label "
@@ -563,12 +559,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     shared = shared_dir(args.shared)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    t0, started, load_start = start_run(args.threads)
     if args.memory_probe:
         return _memory_probe_main(shared, args.epochs, args.memory_probe)
-    t0 = time.perf_counter()
-    rep = Report(args, timestamp(), load_average())
+    rep = Report(args, started, load_start)
     inputs = load_inputs(shared, args.cifar_root)
     if args.subset:
         inputs = subset(inputs, args.subset)
@@ -640,17 +634,10 @@ def main(argv: list[str] | None = None) -> int:
             probe = memory_probe(shared, args.epochs, which)
             if probe is not None:
                 rep.memory.append(probe)
-    rep.load_end = load_average()
-    rep.total_s = time.perf_counter() - t0
-    if rep.symmetric:
-        print_table("Summary: label accuracy (%), symmetric noise", *summary_table(rep.symmetric))
-    if rep.unseen:
-        print_table("Noise the default was not tuned for", *unseen_table(rep.unseen))
-    print_table("Speed and memory", *speed_table(rep))
-    section = render(rep)
-    if args.write_results:
-        SECTION.write(section, RESULTS)
-    print(f"total {rep.total_s / 60:.1f} min, load average {rep.load_start} → {rep.load_end}")
+    tables = ([("Summary: label accuracy (%), symmetric noise", *summary_table(rep.symmetric))] if rep.symmetric
+              else []) + ([("Noise the default was not tuned for", *unseen_table(rep.unseen))] if rep.unseen else [])
+    end_run(rep, t0, [*tables, ("Speed and memory", *speed_table(rep))], SECTION if args.write_results else None,
+            render)
     return 0
 
 

@@ -28,11 +28,10 @@ from functools import partial
 from typing import Callable
 
 import numpy as np
-import torch
 
-from driver import (RESULTS, Section, add_protocol, add_threads, add_write_results, command_line, comma_list,
-                    load_average, load_train, machine_sentence, markdown_table, parse_protocol, print_table,
-                    shared_dir, threads_text, timestamp)
+from driver import (Section, add_protocol, add_threads, add_write_results, command_line, comma_list, end_run,
+                    load_train, run_header, markdown_table, parse_protocol, shared_dir, start_run,
+                    threads_text)
 
 from dmlp_plugin import PurifyConfig, PurifyResult, purify_dataset
 from dmlp_plugin.noise_rate import estimate_noise_rate
@@ -195,10 +194,7 @@ class Report:
 def render(rep: Report) -> str:
     a = rep.args
     best = best_by_config(rep.runs)
-    lines = ["## Residual noise of the purified labels (`benchmarks/residual_noise.py`)", "",
-             machine_sentence(rep.started, rep.load_start, rep.load_end) + ". "
-             f"Whole run: {rep.total_s / 60:.1f} min. Command:", "",
-             f"    {a.command}", "",
+    lines = [*run_header("## Residual noise of the purified labels (`benchmarks/residual_noise.py`)", rep, "."),
              "Integrations set Co-teaching's `--forget_rate` and CDR's `--noise_rate` from "
              "`PurifyResult.estimated_noise_rate()`. Here each estimate is checked against the **true "
              "residual noise**: the fraction of the purified labels (`result.labels`) that differ from the "
@@ -231,53 +227,54 @@ def render(rep: Report) -> str:
 # -- main ----------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_protocol(p, seeds_help="seeds, comma-separated (tables show the mean)")
-    add_configs(p)
+def protocol_parser(doc: str, section: Section, seeds_help: str) -> argparse.ArgumentParser:
+    """The options this script and ``accuracy_estimate.py`` share: the CIFAR-10 protocol's,
+    ``--configs`` (of :data:`CONFIGS`), ``--threads`` (default 1) and ``--write-results``."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    add_protocol(p, seeds_help=seeds_help)
+    p.add_argument("--configs", default="default,paper", help=f"comma-separated, of: {', '.join(CONFIGS)}")
     add_threads(p, 1, "torch CPU threads (default 1: the cores are shared with other jobs)")
-    add_write_results(p, SECTION)
+    add_write_results(p, section)
+    return p
+
+
+def parse_protocol_args(p: argparse.ArgumentParser, argv: list[str] | None, script: str) -> argparse.Namespace:
+    """:func:`protocol_parser`'s options as lists (``config_list`` too), or the parser's error
+    naming an unknown config; ``args.command`` repeats the run."""
     args = p.parse_args(argv)
     parse_protocol(args)
-    parse_configs(p, args)
-    args.command = command_line("residual_noise.py", argv)
-    return args
-
-
-def add_configs(p: argparse.ArgumentParser) -> None:
-    """``--configs``: which of :data:`CONFIGS` to run (also ``accuracy_estimate.py``'s)."""
-    p.add_argument("--configs", default="default,paper", help=f"comma-separated, of: {', '.join(CONFIGS)}")
-
-
-def parse_configs(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """``args.config_list``, or the parser's error naming an unknown config."""
     args.config_list = comma_list(args.configs)
     unknown = [c for c in args.config_list if c not in CONFIGS]
     if unknown:
         p.error(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    args.command = command_line(script, argv)
+    return args
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = protocol_parser(__doc__, SECTION, "seeds, comma-separated (tables show the mean)")
+    return parse_protocol_args(p, argv, "residual_noise.py")
+
+
+def start(args: argparse.Namespace) -> tuple[float, Report, np.ndarray, np.ndarray]:
+    """A run's start (:func:`driver.start_run`), its empty report, and the training features
+    and clean labels (announced)."""
+    t0, started, load_start = start_run(args.threads)
+    features, clean = load_train(shared_dir(args.shared), args.subset)
+    print(f"{len(clean)} × {features.shape[1]} features, {threads_text()}, load {load_start}")
+    return t0, Report(args, started, load_start, [], len(clean)), features, clean
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    started, load_start = timestamp(), load_average()
-    features, clean = load_train(shared_dir(args.shared), args.subset)
-    print(f"{len(clean)} × {features.shape[1]} features, {threads_text()}, load {load_start}")
-    settings = noise_settings(args)
-    runs = []
-    for title, kind, rate in settings:
+    t0, rep, features, clean = start(args)
+    for title, kind, rate in noise_settings(args):
         for seed in args.seed_list:
-            runs += run_setting(features, clean, title, kind, rate, configs=args.config_list, seed=seed,
-                                num_trusted=args.trusted, epochs=args.epochs)
-    rep = Report(args, started, load_start, runs, len(clean))
-    rep.load_end, rep.total_s = load_average(), time.perf_counter() - t0
-    print_table("Residual noise: truth and estimates (%), error = estimate − truth (points)", *runs_table(runs))
-    print_table("Error of each estimator (points)", *summary_table(runs))
-    if args.write_results:
-        SECTION.write(render(rep), RESULTS)
-    print(f"total {rep.total_s / 60:.1f} min, load average {rep.load_start} → {rep.load_end}")
+            rep.runs += run_setting(features, clean, title, kind, rate, configs=args.config_list, seed=seed,
+                                    num_trusted=args.trusted, epochs=args.epochs)
+    end_run(rep, t0, [("Residual noise: truth and estimates (%), error = estimate − truth (points)",
+                       *runs_table(rep.runs)), ("Error of each estimator (points)", *summary_table(rep.runs))],
+            SECTION if args.write_results else None, render)
     return 0
 
 

@@ -174,21 +174,19 @@ def main(argv: list[str] | None = None) -> int:
     verdict = ("met" if largest["peak_rss"] / 1e9 <= TARGET_GB else "missed")
     print(f"peak RSS at {largest['n']:,} rows: {largest['peak_rss'] / 1e9:.2f} GB (target ≤ {TARGET_GB} GB: {verdict})")
     if args.write_results:
-        dated, command = run_context("scale.py", began, load_start, argv)
-        section = SECTION.wrap([
-            "## Scale: 1M × 2048 features in bounded memory (`benchmarks/scale.py`)", "",
-            dated + f" Synthetic features with "
-            f"{args.classes} planted classes, {sizes[-1]:,} × {args.dims} float16 in one memory-mapped `.npy` "
+        SECTION.write(SECTION.wrap_run(
+            "## Scale: 1M × 2048 features in bounded memory (`benchmarks/scale.py`)",
+            run_context("scale.py", began, load_start, argv),
+            f"Synthetic features with {args.classes} planted classes, {sizes[-1]:,} × {args.dims} float16 in one "
+            "memory-mapped `.npy` "
             f"({features.stat().st_size / 1e9:.1f} GB); symmetric noise {args.noise:.0%}; {args.trusted:,} "
             "trusted rows; the default config. Each size is the first N rows of the file, purified in a fresh "
             "process; peak RSS is that process's high-water mark (`VmHWM`), which includes the resident "
             "pages of the memory-mapped file. \"estimate\": the planner's figure for the run (`dmlp_plugin/streaming.py`), "
             "which leaves the mapped file out. \"time per row ÷ smallest\": total time per row relative to "
-            "the smallest streamed run (1.00 is linear growth).", "",
-            "    " + command, "", *markdown_table(head, rows), "",
-            agreement + f" Target: peak RSS ≤ {TARGET_GB:g} GB at the largest size: **{verdict}** "
-            f"({largest['peak_rss'] / 1e9:.2f} GB).", ""])
-        SECTION.write(section, RESULTS)
+            "the smallest streamed run (1.00 is linear growth).", markdown_table(head, rows),
+            [agreement + f" Target: peak RSS ≤ {TARGET_GB:g} GB at the largest size: **{verdict}** "
+             f"({largest['peak_rss'] / 1e9:.2f} GB).", ""]), RESULTS)
     return 0
 
 
