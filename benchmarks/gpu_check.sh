@@ -150,11 +150,12 @@ setup() {
         "$PY" - "$CIFAR" "$WORK/tiny-cifar10" <<'EOF'
 import pickle, sys
 from pathlib import Path
+# the package's restricted reader: a batch may hold numpy arrays and plain containers, nothing else
+from dmlp_plugin.data._safe_pickle import load_pickle
 src = Path(sys.argv[1]); src = src if src.name == "cifar-10-batches-py" else src / "cifar-10-batches-py"
 dest = Path(sys.argv[2]) / "cifar-10-batches-py"; dest.mkdir(parents=True, exist_ok=True)
 for name, n in [(f"data_batch_{i}", 50) for i in range(1, 6)] + [("test_batch", 50)]:
-    with open(src / name, "rb") as fh:
-        d = pickle.load(fh, encoding="latin1")
+    d = load_pickle(src / name, what="CIFAR-10 batch")
     d = {"batch_label": d["batch_label"], "labels": d["labels"][:n], "data": d["data"][:n], "filenames": d["filenames"][:n]}
     with open(dest / name, "wb") as fh:
         pickle.dump(d, fh)
