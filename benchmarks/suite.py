@@ -70,18 +70,22 @@ def run(args: argparse.Namespace) -> int:
     todo = [(m, c, digests[m]) for c in cells_of(args) for m in args.methods if load(m, c, digests[m]) is None]
     todo = [(m, c, d) for m, c, d in todo if not _skipped(m, c, args)]
     print(f"{len(todo)} runs to do ({args.jobs} at a time)", flush=True)
-    start = time.time()
     if args.jobs <= 1:
-        results = map(_job, todo)
-    else:
-        import multiprocessing as mp
+        _print_progress(map(_job, todo), len(todo))
+        return 0
+    import multiprocessing as mp
 
-        pool = mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=20)
-        results = pool.imap_unordered(_job, todo)
-    for i, (method, cell, out) in enumerate(results, 1):
-        print(f"[{i}/{len(todo)} {time.time() - start:6.0f}s] {cell.key:45s} {method:14s} "
-              f"{100 * out['label_acc']:6.2f}  {out['seconds']:7.1f} s", flush=True)
+    # the with-block closes the workers before the interpreter exits (no broken pipes at exit)
+    with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=20) as pool:
+        _print_progress(pool.imap_unordered(_job, todo), len(todo))
     return 0
+
+
+def _print_progress(results, total: int) -> None:
+    start = time.time()
+    for i, (method, cell, out) in enumerate(results, 1):
+        print(f"[{i}/{total} {time.time() - start:6.0f}s] {cell.key:45s} {method:14s} "
+              f"{100 * out['label_acc']:6.2f}  {out['seconds']:7.1f} s", flush=True)
 
 
 def _skipped(method: str, cell: data.Cell, args: argparse.Namespace) -> bool:

@@ -185,17 +185,6 @@ def cell_inputs(cell: Cell):
         clean_labels()[:cell.rows]
 
 
-def code_digest(paths: list[Path]) -> str:
-    """A short hash of the files that make a method's result, so a change reruns it."""
-    import hashlib
-
-    h = hashlib.sha1()
-    for path in sorted(paths):
-        h.update(path.relative_to(ROOT).as_posix().encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:10]
-
-
 if __name__ == "__main__":  # python benchmarks/suite_data.py: what is there and what is missing
     for fs in FEATURE_SETS.values():
         print(f"{fs.name:20s} {'ok' if fs.path().is_file() else 'missing: ' + fs.how_to_make()}")
