@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 # Where the inputs and the cache are: the driver's, shared by every benchmark script.
-from driver import CACHE, CIFAR_N, CIFAR_ROOT, ROOT, SHARED, write_npy
+from driver import CACHE, CIFAR_N, CIFAR_ROOT, SHARED, write_npy
 
 NUM_CLASSES = 10
 TUNING_DRAWS = (100, 101, 102)
