@@ -18,6 +18,7 @@ import torch
 from dmlp_plugin import PurifyConfig
 from dmlp_plugin.engine.ipc import IPCLossWeights, factor, ipc_loss_and_grad, partition
 from dmlp_plugin.reproduce import cifar_inputs
+from shared_fixtures import needs_shared
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -168,7 +169,7 @@ def test_with_epochs_scales_the_schedule():
 @pytest.mark.shared
 def test_real_subset_of_the_shared_features():
     if not (SHARED / bench.FEATURES).is_file() or not (SHARED / cifar_inputs.TRAIN_LABELS).is_file():
-        pytest.skip("../shared features are absent")
+        pytest.skip(needs_shared("the CIFAR-10 k-means features and labels"))
     try:
         inputs = bench.load_inputs(SHARED, cifar_inputs.DEFAULT_CIFAR_ROOT)
     except SystemExit:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shared_fixtures import real_cifar10_root, shared_dir  # noqa: F401
+from shared_fixtures import needs_shared, real_cifar10_root, shared_dir  # noqa: F401
 
 from dmlp_plugin.data import CIFAR10, CIFAR100, load_dataset
 from dmlp_plugin.errors import CorruptFileError, InputError, MissingFileError
@@ -157,7 +157,7 @@ def test_cifar100_fine_and_coarse(tmp_path):
 def test_real_cifar10_matches_the_original_label_order(real_cifar10_root):
     shared = shared_dir()
     if shared is None:
-        pytest.skip("../shared is absent")
+        pytest.skip(needs_shared("the CIFAR-10 labels in their original order"))
     ds = CIFAR10(real_cifar10_root)
     expected = np.load(shared / "data" / "cifar10" / "train_labels_original_order.npy")
     assert ds.images.shape == (50000, 32, 32, 3)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from shared_fixtures import real_cifar10_root, shared_dir  # noqa: F401
+from shared_fixtures import needs_shared, real_cifar10_root, shared_dir  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
@@ -37,7 +37,7 @@ def _run(env_extra: dict[str, str], *args: str, timeout: int = 300) -> subproces
 def prepared(tmp_path, real_cifar10_root):
     shared = shared_dir()
     if shared is None:
-        pytest.skip("../shared is absent: nothing to prepare the GPU check's inputs from")
+        pytest.skip(needs_shared("the GPU check's inputs (images, features, the Co-teaching snapshot)"))
     env = {"DMLP_GPU_DATA": str(tmp_path / "gpu-data"), "DMLP_GPU_WORK": str(tmp_path / "work"),
            "DMLP_SHARED": str(shared), "DMLP_GPU_CIFAR": str(real_cifar10_root), "PYTHON": "python"}
     done = _run(env, "--prepare", timeout=120)

@@ -10,6 +10,7 @@ import torch
 
 from dmlp_plugin.errors import ConfigError, InputError, LabelError, ShapeError
 from dmlp_plugin.features.probe import LinearClassifier, fit_linear_classifier, linear_probe
+from shared_fixtures import needs_shared
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -93,7 +94,7 @@ def test_probe_reproduces_the_reference_kmeans_accuracy():
     labels = SHARED / "data" / "cifar10" / "train_labels_original_order.npy"
     test_batch = Path.home() / ".cache" / "dmlp" / "cifar10" / "cifar-10-batches-py" / "test_batch"
     if not (path.is_file() and labels.is_file() and test_batch.is_file()):
-        pytest.skip("../shared features or the CIFAR-10 build are absent")
+        pytest.skip(needs_shared("the CIFAR-10 k-means features, with CIFAR-10 in ~/.cache/dmlp/cifar10,"))
     from dmlp_plugin.data import CIFAR10
 
     z = np.load(path)

@@ -18,6 +18,7 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 import residual_noise as rn  # noqa: E402
+from shared_fixtures import needs_shared
 
 
 def blobs(n: int, d: int = 32, c: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +68,7 @@ def test_missing_shared_folder_exits_with_a_message(tmp_path):
 def test_real_subset_of_the_shared_features():
     shared = rn.shared_dir()
     if not (shared / rn.FEATURES).is_file() or not (shared / TRAIN_LABELS).is_file():
-        pytest.skip("../shared features are absent")
+        pytest.skip(needs_shared("the CIFAR-10 k-means features and labels"))
     features, clean = rn.load_train(shared)
     rows = np.random.default_rng(0).permutation(len(clean))[:2000]
     runs = rn.run_setting(features[rows], clean[rows], "Asymmetric 40%", "asymmetric", 0.4, configs=["default"],

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shared_fixtures import real_cifar10_root, shared_dir  # noqa: F401
+from shared_fixtures import needs_shared, real_cifar10_root, shared_dir  # noqa: F401
 
 from dmlp_integrations import apply
 from dmlp_plugin import PurifyConfig, purify_dataset
@@ -62,7 +62,7 @@ def inputs(real_cifar10_root, tmp_path_factory) -> Inputs:
     """Sym-80% noisy CIFAR-10 labels, as DivideMix's noise file, purified from the shared features."""
     shared = shared_dir()
     if shared is None:
-        pytest.skip("../shared is absent: no features to purify")
+        pytest.skip(needs_shared("the CIFAR-10 features to purify"))
     out = tmp_path_factory.mktemp("upstream-inputs")
     clean = np.load(shared / "data" / "cifar10" / "train_labels_original_order.npy")
     features = np.load(shared / "features" / "cifar10_kmeans_pca512.npz")["train"]
