@@ -107,7 +107,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--network-rows", type=int, default=10000,
                    help="run the network candidate (method dmlp) on cells of at most this many rows")
     p.add_argument("--write-results", action="store_true", help="report: rewrite RESULTS.md's suite section")
+    p.add_argument("--section", choices=("suite", "network"), default="suite",
+                   help="report: the suite's tables, or the network candidate's gain and cost")
     args = p.parse_args(argv)
+    args.argv = argv
     args.features = comma_list(args.features)
     args.rows = comma_list(args.rows, int)
     args.noises = comma_list(args.noises)

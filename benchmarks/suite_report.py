@@ -11,10 +11,11 @@ import numpy as np
 
 import suite_data as data
 import suite_methods as methods
-from driver import RESULTS, Section, git_revision, markdown_table, timestamp
+from driver import RESULTS, Section, command_line, git_revision, markdown_table, timestamp
 from suite import cells_of, load
 
 SECTION = Section("suite")
+NETWORK_SECTION = Section("suite-network")
 
 #: How the report names the methods.
 TITLES = {"given": "given labels", "dmlp-nonet": "default", "dmlp": "default + network", "paper": "paper mode",
@@ -128,6 +129,22 @@ def family_table(cells: list[data.Cell], runs: dict, method: str) -> list[list[s
     return rows
 
 
+def behind_table(cells: list[data.Cell], acc: dict, method: str) -> list[list[str]]:
+    """Per feature set and trusted size: in how many cells ``method`` is more than 0.5 points
+    behind the best peer, and the largest such gap."""
+    rows = []
+    for fs in dict.fromkeys(c.features for c in cells):
+        for t in sorted({c.trusted for c in cells if c.features == fs}):
+            gaps = [acc[c.key][method] - max(acc[c.key][p] for p in methods.PEERS)
+                    for c in cells if c.features == fs and c.trusted == t
+                    and all(m in acc[c.key] for m in (method, *methods.PEERS))]
+            if gaps:
+                behind = [g for g in gaps if g < -0.005]
+                rows.append([data.FEATURE_SETS[fs].title, str(t), f"{len(behind)}/{len(gaps)}",
+                             f"{100 * min(gaps):+.1f}" if behind else ""])
+    return rows
+
+
 def trusted_size_table(cells: list[data.Cell], acc: dict, method: str) -> list[list[str]]:
     """The default's label accuracy by trusted rows per class, per feature set (mean over
     the noises, rows and draws that have every size), beside the given labels'."""
@@ -148,18 +165,41 @@ def trusted_size_table(cells: list[data.Cell], acc: dict, method: str) -> list[l
     return [["feature set", "given"] + [f"{k}/class" for k in sizes] + ["settings"]] + rows if rows else []
 
 
+def _opening(args: argparse.Namespace, cells: list[data.Cell]) -> str:
+    return (f"Generated {timestamp()} at `{git_revision()}` by `{command_line('suite.py', args.argv)}` from "
+            f"{len(cells)} cells (draws {args.draws}). Label accuracy (%) on the non-trusted rows.")
+
+
 def report(args: argparse.Namespace) -> int:
     cells, found = collect(args)
-    acc, runs = found["acc"], found["runs"]
-    names = [m for m in args.methods if any(m in acc[c.key] for c in cells)] + ["given"]
     if not cells:
         print("no results yet: python benchmarks/suite.py run ...")
         return 1
-    parts = ["## Benchmark suite", "",
-             f"Generated {timestamp()} at `{git_revision()}` by "
-             f"`python benchmarks/suite.py report --draws {args.draws} --write-results` from "
-             f"{len(cells)} cells (draws {args.draws}). Label accuracy (%) on the non-trusted rows. "
-             "Rank: 1 is the best method of a cell. Gap to best peer: the method minus the best of "
+    parts = network_parts(args, cells, found) if args.section == "network" else suite_parts(args, cells, found)
+    section = NETWORK_SECTION if args.section == "network" else SECTION
+    text = section.wrap(parts)
+    print(text)
+    if args.write_results:
+        section.write(text, RESULTS)
+    return 0
+
+
+def network_parts(args: argparse.Namespace, cells: list[data.Cell], found: dict) -> list[str]:
+    """The network candidate (method ``dmlp``): what it adds to the default's selection and what
+    it costs, from the cells where it ran."""
+    rows = family_table(cells, found["runs"], "dmlp")
+    return ["## Benchmark suite: the network candidate", "", _opening(args, cells) + " The default with "
+            "`mlp_candidate=True`: the network's gain is the selection among every candidate minus the "
+            "selection without the network (mean, worst and best cell); its cost, its time over the rest of "
+            "the run's (median, one thread).", "",
+            *markdown_table(["family", "mean gain", "worst", "best", "chosen", "cost"], rows), ""]
+
+
+def suite_parts(args: argparse.Namespace, cells: list[data.Cell], found: dict) -> list[str]:
+    acc, runs = found["acc"], found["runs"]
+    names = [m for m in args.methods if any(m in acc[c.key] for c in cells)] + ["given"]
+    parts = ["## Benchmark suite", "", _opening(args, cells) + " Summaries count the cells where every method "
+             "ran. Rank: 1 is the best method of a cell. Gap to best peer: the method minus the best of "
              "fc-logistic, cleanlab and kNN, averaged over cells. Worst vs given: the method minus the given "
              "labels in its worst cell.", ""]
     summary_names = [m for m in names if m != "dmlp"]
@@ -167,18 +207,23 @@ def report(args: argparse.Namespace) -> int:
                                                     for fs in dict.fromkeys(c.features for c in cells)]:
         parts += [f"### {title}", "", *markdown_table(["method", "mean acc.", "mean rank", "gap to best peer",
                                                        "worst vs given"], summary(subset, acc, summary_names)), ""]
+    behind = behind_table(cells, acc, "dmlp-nonet")
+    if behind:
+        parts += ["### Where the default is behind the best peer", "",
+                  "Cells where the default is more than 0.5 points below the best of the three peers, and the "
+                  "largest gap.", "",
+                  *markdown_table(["feature set", "trusted/class", "cells behind", "largest gap"], behind), ""]
     for fs in dict.fromkeys(c.features for c in cells):
         parts += [f"### Per setting: {data.FEATURE_SETS[fs].title}", "",
                   *markdown_table(["noise", "rows", "trusted/class"] + [TITLES.get(m, m) for m in names],
                                   setting_table(cells, acc, names, fs)), ""]
-    for method in ("dmlp", "dmlp-nonet"):
-        rows = family_table(cells, runs, method)
-        if rows:
-            parts += [f"### What each candidate family adds ({TITLES[method]})", "",
-                      "Gain: label accuracy of the selection among every family minus the selection without this "
-                      "one (mean, worst and best cell). Cost: the family's time over the rest of the run's "
-                      "(median).", "",
-                      *markdown_table(["family", "mean gain", "worst", "best", "chosen", "cost"], rows), ""]
+    rows = family_table(cells, runs, "dmlp-nonet")
+    if rows:
+        parts += [f"### What each candidate family adds ({TITLES['dmlp-nonet']})", "",
+                  "Gain: label accuracy of the selection among every family minus the selection without this "
+                  "one (mean, worst and best cell). Cost: the family's time over the rest of the run's "
+                  "(median).", "",
+                  *markdown_table(["family", "mean gain", "worst", "best", "chosen", "cost"], rows), ""]
     sizes = trusted_size_table(cells, acc, "dmlp-nonet")
     if sizes:
         parts += ["### The default's labels by trusted-set size", "",
@@ -188,8 +233,4 @@ def report(args: argparse.Namespace) -> int:
     parts += ["### Wall time (median seconds, one thread)", "",
               *markdown_table(["features", "rows"] + [TITLES.get(m, m) for m in names if m != "given"],
                               cost_table(cells, runs, [m for m in names if m != "given"])), ""]
-    text = SECTION.wrap(parts)
-    print(text)
-    if args.write_results:
-        SECTION.write(text, RESULTS)
-    return 0
+    return parts
