@@ -1,0 +1,70 @@
+"""``benchmarks/suite_report.py``: the suite's summary tables, from per-cell accuracies made up
+here (no cached runs needed), so each number can be worked out by hand."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import suite_data as data  # noqa: E402
+import suite_report as report  # noqa: E402
+
+PEERS = ("fc-logistic", "cleanlab", "knn")
+
+
+def _cell(features: str, noise: str, trusted: int, draw: int = 0) -> data.Cell:
+    return data.Cell(features, 10000, noise, trusted, draw)
+
+
+def _row(default: float, peers: tuple[float, float, float], given: float = 0.5) -> dict:
+    return {"dmlp-nonet": default, **dict(zip(PEERS, peers)), "given": given}
+
+
+def test_summary_ranks_gaps_and_worst_cell_count_only_cells_where_every_method_ran():
+    a, b, lonely = _cell("kmeans", "sym20", 10), _cell("kmeans", "sym50", 10), _cell("kmeans", "sym80", 10)
+    acc = {a.key: _row(0.80, (0.70, 0.60, 0.50), given=0.75),
+           b.key: _row(0.60, (0.65, 0.40, 0.30), given=0.62),
+           lonely.key: {"dmlp-nonet": 0.10, "given": 0.90}}  # no peers: left out of the summary
+    rows = {r[0]: r for r in report.summary([a, b, lonely], acc, ["dmlp-nonet", *PEERS])}
+    default = rows["default"]
+    assert default[1] == "70.00"  # mean of 80 and 60, not pulled down by the lonely cell
+    assert default[2] == "1.50"  # first in a, second in b
+    assert default[3] == "+2.50"  # (+10 - 5) / 2 against the best peer of each cell
+    assert default[4] == "-2.00"  # its worst cell against the given labels: b, 60 - 62
+
+
+def test_behind_table_counts_cells_more_than_half_a_point_behind_the_best_peer():
+    cells = [_cell("efficientnet-lite0", noise, t) for noise in ("sym20", "sym80") for t in (10, 100)]
+    acc = {cells[0].key: _row(0.900, (0.904, 0.80, 0.70)),   # 0.4 behind: not counted
+           cells[1].key: _row(0.910, (0.900, 0.80, 0.70)),   # ahead
+           cells[2].key: _row(0.450, (0.300, 0.56, 0.66)),   # 21 behind the kNN vote
+           cells[3].key: _row(0.750, (0.700, 0.66, 0.68))}
+    rows = report.behind_table(cells, acc, "dmlp-nonet")
+    assert rows == [["EfficientNet-Lite0 (ImageNet)", "10", "1/2", "-21.0"],
+                    ["EfficientNet-Lite0 (ImageNet)", "100", "0/2", ""]]
+
+
+def test_trusted_size_table_averages_only_settings_that_have_every_size():
+    cells = [_cell("kmeans", "sym20", t) for t in (10, 25, 50, 100)] + [_cell("kmeans", "sym50", 10)]
+    acc = {c.key: {"dmlp-nonet": 0.6 + c.trusted / 1000, "given": 0.5} for c in cells}
+    table = report.trusted_size_table(cells, acc, "dmlp-nonet")
+    assert table[0] == ["feature set", "given", "10/class", "25/class", "50/class", "100/class", "settings"]
+    # sym50 has only 10 a class, so it is left out of every column
+    assert table[1] == ["k-means (CPU, unsupervised)", "50.0", "61.0", "62.5", "65.0", "70.0", "1"]
+
+
+@pytest.mark.parametrize("features, rows, kept", [("efficientnet-lite2", 50000, False),
+                                                  ("efficientnet-lite2", 10000, True),
+                                                  ("kmeans", 50000, True)])
+def test_a_feature_set_made_for_fewer_rows_has_no_larger_cells(features, rows, kept):
+    import suite
+
+    args = suite.parse_args(["run", "--draws", "0", "--features", features, "--rows", str(rows),
+                             "--noises", "sym20", "--trusted", "10"])
+    assert bool(suite.cells_of(args)) == kept
