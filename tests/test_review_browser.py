@@ -90,8 +90,17 @@ def test_label_page_clicks_and_typing_make_the_csv_from_csv_reads(browser, image
     assert browser.evaluate("+document.getElementById('done-count').textContent") == 5
     assert browser.evaluate("document.querySelectorAll('.card.done').length") == 5
 
-    browser.open(page.path)  # choices survive a reload (local storage)
-    assert browser.evaluate("+document.getElementById('done-count').textContent") == 5
+    # Choices survive a reload (local storage). Chromium hands a write to a new document
+    # asynchronously, so a reload at once may still read the old storage: reload until it
+    # shows, for at most a few seconds.
+    deadline = time.monotonic() + 5
+    while True:
+        browser.open(page.path)
+        done = browser.evaluate("+document.getElementById('done-count').textContent")
+        if done == 5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert done == 5
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     browser.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})

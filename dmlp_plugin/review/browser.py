@@ -147,8 +147,12 @@ class Chromium:
     def open(self, path: str | os.PathLike, *, wait_images: bool = True) -> None:
         """Load a local file and wait until the document, and its images, have loaded."""
         url = Path(path).resolve().as_uri()
+        # Mark the current document, so that reopening the same URL cannot pass the check below
+        # on the old document before the new one has replaced it.
+        self.evaluate("window.__dmlpLeaving = true")
         self.send("Page.navigate", {"url": url}, page=True)
-        ready = ("location.href === %s && document.readyState === 'complete'" % json.dumps(url)
+        ready = ("!window.__dmlpLeaving && location.href === %s && document.readyState === 'complete'"
+                 % json.dumps(url)
                  + (" && Array.prototype.every.call(document.images, function (i) { return i.complete; })"
                     if wait_images else ""))
         self.wait_for(ready)
