@@ -39,6 +39,7 @@ VARIANTS: dict[str, dict] = {
     "rounds10": {"rounds": 10},
     "strong10": {"rounds": 10, "logistic_weight_decay": (0.1, 0.03, 0.01)},
     "net1": {"mlp_candidate": True, "mlp_layers": 1},
+    "given": {"given_candidate": True},
 }
 
 PEERS = ("fc-logistic", "cleanlab", "knn")
