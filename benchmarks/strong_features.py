@@ -17,6 +17,7 @@ between ``<!-- backbones:start -->`` and ``<!-- backbones:end -->`` is rewritten
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -30,15 +31,20 @@ from driver import Section, add_no_write, add_threads, command_line, comma_list,
 SECTION = Section("backbones")
 
 
+def _head(dataset, n: int):
+    """The dataset's first ``n`` images (a shallow copy: the images are not copied)."""
+    part = copy.copy(dataset)
+    part.images, part.targets = dataset.images[:n], dataset.targets[:n]
+    return part
+
+
 def throughput(backbone: str, images: int, batch_size: int, device: str) -> float:
     """Images per second of extract_features on ``images`` training images."""
     from dmlp_plugin.data import load_dataset
     from dmlp_plugin.features import extract_features
 
-    subset = load_dataset("cifar10", data.CIFAR_ROOT)
-    warm = load_dataset("cifar10", data.CIFAR_ROOT)
-    warm.images, warm.targets = subset.images[:batch_size], subset.targets[:batch_size]
-    subset.images, subset.targets = subset.images[:images], subset.targets[:images]
+    train = load_dataset("cifar10", data.CIFAR_ROOT)
+    warm, subset = _head(train, batch_size), _head(train, images)
     extract_features(warm, backbone, cache=False, progress=False, device=device, batch_size=batch_size)
     start = time.perf_counter()
     extract_features(subset, backbone, cache=False, progress=False, device=device, batch_size=batch_size)
@@ -54,8 +60,7 @@ def extract_rows(backbone: str, rows: int, device: str) -> Path:
     fs = data.FEATURE_SETS[backbone]
     if fs.rows != rows:
         raise SystemExit(f"suite_data.FEATURE_SETS[{backbone!r}] covers {fs.rows} rows, not {rows}")
-    subset = load_dataset("cifar10", data.CIFAR_ROOT)
-    subset.images, subset.targets = subset.images[:rows], subset.targets[:rows]
+    subset = _head(load_dataset("cifar10", data.CIFAR_ROOT), rows)
     train = extract_features(subset, backbone, device=device, cache_dir=data.CACHE / "features")
     save_features(fs.path(), {"train": train})
     return fs.path()
