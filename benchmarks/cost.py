@@ -59,6 +59,7 @@ def time_demo(threads: int, repeats: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     from dmlp_plugin import PurifyConfig
+    from dmlp_plugin.cli.demo import load_demo_data
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_threads(p, 2)
@@ -77,8 +78,6 @@ def main(argv: list[str] | None = None) -> int:
                     f"{net_timings.get('network candidate', float('nan')):.1f} s "
                     f"({net_timings.get('network candidate', 0) / max(1e-9, seconds):.1f}× the default's run) |")
     demo = time_demo(args.threads, args.repeats)
-    from dmlp_plugin.cli.demo import load_demo_data
-
     shape = load_demo_data()["features"].shape
     rows.append(f"| `dmlp demo` (whole process) | {demo:.1f} | ≤ {TARGETS['demo']:.0f} | "
                 f"{shape[0]:,} × {shape[1]} EfficientNet-Lite0 features, 500 trusted |")
