@@ -49,7 +49,7 @@ METHODS = ("dmlp", "dmlp-nonet", "paper", *PEERS)
 #: Bump when a change of the engine or of peers.py moves results: the cache keys on it
 #: (and on each dmlp method's config), not on the code's bytes, so edits that change no
 #: label do not rerun the suite.
-ENGINE_REVISION = "2026-12-06.1"
+ENGINE_REVISION = "2026-12-06.2"
 PEERS_REVISION = "2026-12-06.1"
 
 

@@ -131,6 +131,10 @@ class PurifyConfig(_Fields):
     ---------------------------------------------------------------
     trusted_folds : int
         Folds of the trusted set: every held-out score comes from a fit without its fold.
+    transition_shrinkage : bool
+        Shrink each class's counted row of ``T`` toward one pooled keep rate, by as much
+        as the counts agree with it (empirical Bayes): with 10 trusted rows a class, a
+        row counted alone is mostly sampling noise. False: counted with add-one smoothing.
     transition_em_steps : int
         EM steps refining ``T`` with the training rows' expected counts (0: counted only).
     fit_transition_weight : bool
@@ -171,6 +175,7 @@ class PurifyConfig(_Fields):
     mlp_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     # Calibration
     trusted_folds: int = 5
+    transition_shrinkage: bool = True
     transition_em_steps: int = 20
     fit_transition_weight: bool = True
     fit_posterior_offsets: bool = True

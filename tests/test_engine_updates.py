@@ -169,7 +169,8 @@ def test_transition_row_of_unseen_class_is_uniform_with_smoothing():
 
 
 #: The plain posterior p(y | x, ỹ) ∝ p(y | x)·T[y, ỹ]: T as counted, no weight, no offsets.
-PLAIN = PurifyConfig(transition_em_steps=0, fit_transition_weight=False, fit_posterior_offsets=False)
+PLAIN = PurifyConfig(transition_shrinkage=False, transition_em_steps=0, fit_transition_weight=False,
+                     fit_posterior_offsets=False)
 
 
 def calibrated(scores: torch.Tensor, given: torch.Tensor, val_scores: torch.Tensor, val_labels: torch.Tensor,

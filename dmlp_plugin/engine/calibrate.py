@@ -57,11 +57,12 @@ class Calibrator:
 
     def __init__(self, problem: Problem, config: PurifyConfig, folds: list[torch.Tensor]) -> None:
         self.p, self.config = problem, config
-        self.transition = problem.counted_transition()
+        self.transition = problem.counted_transition(shrink=config.transition_shrinkage)
         # Scoring a trusted row under T counted from that very row would flatter every
         # candidate's log-loss; each row is scored under T counted without its fold.
         self.val_log_t = (None if problem.val_given is None else
-                          heldout_log_transition(problem.val_labels, problem.val_given, folds, problem.num_classes))
+                          heldout_log_transition(problem.val_labels, problem.val_given, folds, problem.num_classes,
+                                                 shrink=config.transition_shrinkage))
         self.offsets = (config.fit_posterior_offsets and problem.val_given is not None
                         and offsets_identified(problem.val_labels, problem.num_classes,
                                                config.offsets_min_rows_per_class))

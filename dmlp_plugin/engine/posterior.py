@@ -16,6 +16,11 @@ off-diagonal entry rests on about two counts, and the posterior's flip threshold
 ``log T[ỹ, ỹ] / T[y, ỹ]``, inherit that noise. :func:`refine_transition` adds the
 training rows' expected counts under the posterior (EM, with the classifier held fixed),
 pooling fifty times more rows.
+
+With 10 trusted rows a class it is worse than coarse: at 90% symmetric noise a class's
+row of ``T`` rests on ten pairs, and the posterior's flip thresholds follow which of
+them landed where. :func:`shrunk_transition` shrinks each class's counts toward one
+pooled keep rate, by as much as the counts themselves say they agree with it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from .lbfgs import minimize_lbfgs_batched
 from .ls_head import fit_temperature
 from .softmax import softmax_
 
-__all__ = ["transition_from_pairs", "transition_from_predictions",
+__all__ = ["transition_from_pairs", "shrunk_transition", "transition_from_predictions",
            "refine_transition", "heldout_log_transition", "fit_transition_weight",
            "fit_posterior_offsets", "offsets_identified", "PosteriorFit"]
 
@@ -47,13 +52,48 @@ def transition_from_pairs(clean: torch.Tensor, given: torch.Tensor, num_classes:
     return (counts / counts.sum(1, keepdim=True)).float()
 
 
+#: The prior strengths ``α`` :func:`shrunk_transition` chooses among: 0.3 to 1,000 pairs'
+#: worth, evenly on a log scale (at 1,000 the pooled rate all but replaces the counts).
+SHRINKAGE_GRID = tuple(10 ** (k / 6 - 0.5) for k in range(22))
+
+
+def shrunk_transition(clean: torch.Tensor, given: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``T[y, ỹ]`` from (clean, given) pairs, each class's row shrunk toward a pooled prior.
+
+    The prior ``T₀`` keeps a label with the keep rate ``κ`` pooled over every pair (its
+    rest spread evenly over the other classes); each row of ``T`` is the Dirichlet
+    posterior mean ``(n[y, :] + α·T₀[y, :]) / (n_y + α)``. The strength ``α`` maximises
+    the counts' Dirichlet-multinomial evidence (empirical Bayes, on
+    :data:`SHRINKAGE_GRID`): large where every class's counts look like draws of ``T₀``
+    (symmetric noise), small where they do not (flips between class pairs, human noise
+    with many rows), so structure the counts show is kept. A class without trusted rows
+    gets ``T₀``. On the suite's tuning draws it adds 8 points of label accuracy with 10
+    trusted rows a class on the strong features and 2 with 25 (docs/engine.md).
+    """
+    c = num_classes
+    counts = torch.zeros(c, c, dtype=torch.float64, device=clean.device)
+    counts.index_put_((clean.long(), given.long()), torch.ones_like(clean, dtype=torch.float64), accumulate=True)
+    keep = (counts.trace() + 1) / (counts.sum() + 2)  # Laplace's rule: defined with no pairs too
+    eye = torch.eye(c, dtype=torch.float64, device=clean.device)
+    prior = keep * eye + (1 - keep) / max(c - 1, 1) * (1 - eye)
+    alphas = torch.tensor(SHRINKAGE_GRID, dtype=torch.float64, device=clean.device).view(-1, 1, 1)
+    lg, rows = torch.lgamma, counts.sum(1)
+    evidence = ((lg(alphas[:, :, 0]) - lg(alphas[:, :, 0] + rows)).sum(1)
+                + (lg(alphas * prior + counts) - lg(alphas * prior)).sum((1, 2)))
+    alpha = alphas[evidence.argmax()]
+    t = counts + alpha * prior
+    return (t / t.sum(1, keepdim=True)).float()
+
+
 def heldout_log_transition(clean: torch.Tensor, given: torch.Tensor, folds: list[torch.Tensor],
-                           num_classes: int, *, smoothing: float = 1.0) -> torch.Tensor:
+                           num_classes: int, *, smoothing: float = 1.0, shrink: bool = False) -> torch.Tensor:
     """``log T₋ₖ[:, ỹ_v]`` (V, C) for each trusted row ``v`` of fold ``k``: ``T`` counted
-    from the other folds' pairs, so a row's score never uses its own (clean, given) pair."""
+    from the other folds' pairs (shrunk as :func:`shrunk_transition` if ``shrink``), so a
+    row's score never uses its own (clean, given) pair."""
     out = torch.empty(len(clean), num_classes, device=clean.device)
     for mask in folds:
-        t = transition_from_pairs(clean[~mask], given[~mask], num_classes, smoothing=smoothing)
+        t = (shrunk_transition(clean[~mask], given[~mask], num_classes) if shrink else
+             transition_from_pairs(clean[~mask], given[~mask], num_classes, smoothing=smoothing))
         out[mask] = t.clamp_min(1e-12).log().T[given[mask]]
     return out
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .posterior import transition_from_pairs
+from .posterior import shrunk_transition, transition_from_pairs
 from .rows import FeatureRows
 
 __all__ = ["Problem", "clock"]
@@ -60,11 +60,13 @@ class Problem:
     def val_onehot(self) -> torch.Tensor:
         return torch.nn.functional.one_hot(self.val_labels, self.num_classes).to(self.dtype)
 
-    def counted_transition(self) -> torch.Tensor | None:
-        """``T[y, ỹ]`` counted on the trusted pairs (None without their given labels)."""
+    def counted_transition(self, *, shrink: bool = False) -> torch.Tensor | None:
+        """``T[y, ỹ]`` counted on the trusted pairs (None without their given labels),
+        shrunk toward a pooled keep rate if ``shrink`` (``posterior.shrunk_transition``)."""
         if self.val_given is None:
             return None
-        return transition_from_pairs(self.val_labels, self.val_given, self.num_classes).to(self.dtype)
+        count = shrunk_transition if shrink else transition_from_pairs
+        return count(self.val_labels, self.val_given, self.num_classes).to(self.dtype)
 
 
 def _tensor_unless_streamed(features: torch.Tensor | FeatureRows) -> torch.Tensor | FeatureRows:
