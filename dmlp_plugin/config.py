@@ -50,6 +50,10 @@ class _Fields:
 
     def _check(self, positive: tuple[str, ...] = (), non_negative_ints: tuple[str, ...] = (),
                non_negative: tuple[str, ...] = (), choices: dict[str, tuple] | None = None) -> None:
+        for field in dataclasses.fields(self):  # a switch given as "no" would be truthy: on
+            value = getattr(self, field.name)
+            if field.type == "bool" and not isinstance(value, bool):
+                raise ConfigError(f"{field.name} must be True or False, got {value!r}")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -74,7 +78,7 @@ class PurifyConfig(_Fields):
 
     Each candidate is a classifier of the true label from the features, fitted on the
     given labels and the trusted rows. One calibrator turns each into a posterior through
-    the noise transition ``T`` counted on the trusted set, and the candidate whose
+    the noise transition ``T`` counted (and shrunk) on the trusted set, and the candidate whose
     cross-fitted trusted-set log-loss is lowest gives the labels (``docs/engine.md``).
     :meth:`paper` returns the paper's method instead.
 
