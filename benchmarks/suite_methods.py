@@ -40,6 +40,8 @@ VARIANTS: dict[str, dict] = {
     "strong10": {"rounds": 10, "logistic_weight_decay": (0.1, 0.03, 0.01)},
     "net1": {"mlp_candidate": True, "mlp_layers": 1},
     "given": {"given_candidate": True},
+    "noshrink": {"transition_shrinkage": False},
+    "offsets20": {"offsets_min_rows_per_class": 20},
 }
 
 PEERS = ("fc-logistic", "cleanlab", "knn")
@@ -50,6 +52,7 @@ METHODS = ("dmlp", "dmlp-nonet", "paper", *PEERS)
 #: (and on each dmlp method's config), not on the code's bytes, so edits that change no
 #: label do not rerun the suite.
 ENGINE_REVISION = "2026-12-06.2"
+PAPER_REVISION = "2026-12-06.1"  # paper mode runs its own loop (engine/paper_loop.py)
 PEERS_REVISION = "2026-12-06.1"
 
 
@@ -61,7 +64,8 @@ def method_digest(method: str) -> str:
     if method in PEERS:
         key = PEERS_REVISION
     else:
-        key = ENGINE_REVISION + json.dumps(config_of(method).to_dict(), sort_keys=True)
+        revision = PAPER_REVISION if method == "paper" else ENGINE_REVISION
+        key = revision + json.dumps(config_of(method).to_dict(), sort_keys=True)
     return hashlib.sha1(key.encode()).hexdigest()[:10]
 
 

@@ -20,8 +20,9 @@ What --mode default runs (docs/engine.md has the map): candidates, each a classi
 the true label fitted on the given labels and the trusted rows: five least-squares rounds
 (DMLP's EAC with a closed-form head), a forward-corrected logistic head at three weight
 decays, and, with --set mlp_candidate=true, a forward-corrected network. Each is turned
-into a posterior through the noise transition counted on the trusted set (refined by EM
-over the training rows, weighted and offset by fits on the trusted rows); the candidate
+into a posterior through the noise transition counted on the trusted set (shrunk toward
+a pooled keep rate, refined by EM over the training rows, weighted and offset by fits on
+the trusted rows); the candidate
 with the lowest cross-fitted trusted log-loss gives the labels. --mode paper is the
 paper's method, IPC + EAC with the official hyperparameters, for reproduction. Evidence: docs/engine.md."""
 

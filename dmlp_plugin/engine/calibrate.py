@@ -50,7 +50,8 @@ class Calibrated:
 class Calibrator:
     """Calibration shared by every candidate of one run (see the module docstring).
 
-    ``transition``: ``T`` counted on the trusted pairs; None for a separate trusted set,
+    ``transition``: ``T`` counted on the trusted pairs (shrunk with
+    ``transition_shrinkage``); None for a separate trusted set,
     whose given labels are unknown: then the first least-squares round estimates it from
     its own predictions (:meth:`round_target`) and every later candidate uses that.
     """
