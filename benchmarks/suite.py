@@ -15,43 +15,15 @@ interrupted run leaves whole tables over fewer draws.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import sys
 import time
-from pathlib import Path
 
 import suite_data as data
 import suite_methods as methods
-from driver import comma_list, read_json, write_json
-
-RUNS = data.CACHE / "suite" / "runs"
-
-
-def cells_of(args: argparse.Namespace) -> list[data.Cell]:
-    """The cells asked for, draw-major (a whole table per draw), cheapest rows first."""
-    draws = _draws(args.draws)
-    out = []
-    for draw, rows, fs, noise, trusted in itertools.product(draws, args.rows, args.features, args.noises,
-                                                            args.trusted):
-        if rows <= data.FEATURE_SETS[fs].rows:  # a feature set made for fewer rows has no larger cells
-            out.append(data.Cell(fs, rows, noise, trusted, draw))
-    return out
-
-
-def _draws(text: str) -> tuple[int, ...]:
-    named = {"tune": data.TUNING_DRAWS, "bench": data.BENCHMARK_DRAWS}
-    if text in named:
-        return named[text]
-    return tuple(comma_list(text, int))
-
-
-def result_path(method: str, cell: data.Cell, digest: str) -> Path:
-    return RUNS / method.replace(":", "_") / f"{cell.key}-{digest}.json"
-
-
-def load(method: str, cell: data.Cell, digest: str) -> dict | None:
-    return read_json(result_path(method, cell, digest))
+from driver import comma_list, write_json
+from suite_data import cells_of
+from suite_methods import load, result_path
 
 
 def _job(job: tuple[str, data.Cell, str]) -> tuple[str, data.Cell, dict]:

@@ -19,7 +19,9 @@ method of a cell sees the same labels and the same trusted rows. Not part of the
 
 from __future__ import annotations
 
+import argparse
 import functools
+import itertools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 # Where the inputs and the cache are: the driver's, shared by every benchmark script.
-from driver import CACHE, CIFAR_N, CIFAR_ROOT, SHARED, write_npy
+from driver import CACHE, CIFAR_N, CIFAR_ROOT, SHARED, comma_list, write_npy
 
 NUM_CLASSES = 10
 TUNING_DRAWS = (100, 101, 102)
@@ -183,6 +185,24 @@ def cell_inputs(cell: Cell):
     x = features(cell.features)[:cell.rows]
     return x, noisy_labels(cell.noise, cell.rows, cell.draw), trusted_rows(cell.rows, cell.trusted, cell.draw), \
         clean_labels()[:cell.rows]
+
+
+def cells_of(args: argparse.Namespace) -> list[Cell]:
+    """The cells asked for, draw-major (a whole table per draw), cheapest rows first."""
+    draws = _draws(args.draws)
+    out = []
+    for draw, rows, fs, noise, trusted in itertools.product(draws, args.rows, args.features, args.noises,
+                                                            args.trusted):
+        if rows <= FEATURE_SETS[fs].rows:  # a feature set made for fewer rows has no larger cells
+            out.append(Cell(fs, rows, noise, trusted, draw))
+    return out
+
+
+def _draws(text: str) -> tuple[int, ...]:
+    named = {"tune": TUNING_DRAWS, "bench": BENCHMARK_DRAWS}
+    if text in named:
+        return named[text]
+    return tuple(comma_list(text, int))
 
 
 if __name__ == "__main__":  # python benchmarks/suite_data.py: what is there and what is missing

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 import suite_data as data
+from driver import read_json
 
-__all__ = ["METHODS", "VARIANTS", "run_method", "method_digest", "select"]
+__all__ = ["METHODS", "VARIANTS", "run_method", "method_digest", "select", "result_path", "load"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -129,3 +130,15 @@ def select(candidates: list[dict], families: tuple[str, ...] | None = None,
 
 def _plain(info: dict) -> dict:
     return {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+#: Every (method, cell) result, one JSON file each, under a key of the code that made it.
+RUNS = data.CACHE / "suite" / "runs"
+
+
+def result_path(method: str, cell: data.Cell, digest: str) -> Path:
+    return RUNS / method.replace(":", "_") / f"{cell.key}-{digest}.json"
+
+
+def load(method: str, cell: data.Cell, digest: str) -> dict | None:
+    return read_json(result_path(method, cell, digest))
