@@ -54,7 +54,7 @@ from driver import (RESULTS, Section, add_cifar, add_shared, add_threads, add_wr
                     timestamp, write_json)
 
 from dmlp_plugin import PurifyConfig, purify_dataset
-from dmlp_plugin.data._safe_pickle import load_pickle
+from dmlp_plugin.safe_pickle import load_pickle
 from dmlp_plugin.errors import DmlpError
 from dmlp_plugin.reproduce.cifar_inputs import NUM_CLASSES, draw_trusted, noisy_labels
 

@@ -151,7 +151,7 @@ setup() {
 import pickle, sys
 from pathlib import Path
 # the package's restricted reader: a batch may hold numpy arrays and plain containers, nothing else
-from dmlp_plugin.data._safe_pickle import load_pickle
+from dmlp_plugin.safe_pickle import load_pickle
 src = Path(sys.argv[1]); src = src if src.name == "cifar-10-batches-py" else src / "cifar-10-batches-py"
 dest = Path(sys.argv[2]) / "cifar-10-batches-py"; dest.mkdir(parents=True, exist_ok=True)
 for name, n in [(f"data_batch_{i}", 50) for i in range(1, 6)] + [("test_batch", 50)]:

@@ -222,7 +222,7 @@ def load_array(path: PathLike, *, key: str | None = None, what: str = "array", r
                 return np.loadtxt(fh, ndmin=1)
         if suffix in (".pt", ".pth"):
             # The data package's loader also admits numpy arrays (CIFAR-N files hold them).
-            from .data._safe_pickle import load_torch_numpy
+            from .safe_pickle import load_torch_numpy
 
             obj = load_torch_numpy(path, what=what)
             if isinstance(obj, dict):

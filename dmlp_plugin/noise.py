@@ -357,7 +357,7 @@ def load_cifar_n(path: str | os.PathLike, *, key: str = "worse_label", num_sampl
     LabelError
         The file's clean labels differ from ``clean_labels``.
     """
-    from .data._safe_pickle import load_torch_numpy
+    from .safe_pickle import load_torch_numpy
 
     table = load_torch_numpy(path, what="CIFAR-N label")
     clean_key = "clean_coarse_label" if key == "noisy_coarse_label" else "clean_label"

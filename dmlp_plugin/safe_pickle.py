@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CorruptFileError, MissingFileError
+from .errors import CorruptFileError, MissingFileError
 
 try:  # numpy >= 2 moved the pickle helpers; files written by numpy 1.x name the old module
     from numpy._core.multiarray import _reconstruct, scalar

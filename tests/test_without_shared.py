@@ -22,7 +22,7 @@ from PIL import Image
 import dmlp_plugin
 from dmlp_plugin.cli import main
 from dmlp_plugin.data import CIFAR10
-from dmlp_plugin.data._safe_pickle import load_pickle
+from dmlp_plugin.safe_pickle import load_pickle
 from dmlp_plugin.errors import MissingFileError, ShapeError
 from dmlp_plugin.reproduce.local_inputs import plan_inputs
 from dmlp_plugin.reproduce.tables import TABLES

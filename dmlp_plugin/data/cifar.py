@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import CorruptFileError, InputError, MissingFileError
-from ._safe_pickle import load_pickle
+from ..safe_pickle import load_pickle
 from .base import ImageDataset
 
 __all__ = ["CIFAR10", "CIFAR100"]

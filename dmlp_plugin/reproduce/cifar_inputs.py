@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import AnyConfig, PaperConfig, PurifyConfig
-from ..data._safe_pickle import load_pickle
+from ..safe_pickle import load_pickle
 from ..errors import CorruptFileError, MissingFileError, ShapeError
 
 __all__ = [
@@ -72,7 +72,7 @@ def load_test_labels(cifar_root: Path) -> np.ndarray:
     """Test labels from the built ``cifar-10-batches-py/test_batch`` (in its order).
 
     The batch is a pickle from a folder the user names, so it is read with the unpickler
-    that admits numpy arrays and plain containers only (:mod:`dmlp_plugin.data._safe_pickle`).
+    that admits numpy arrays and plain containers only (:mod:`dmlp_plugin.safe_pickle`).
 
     Raises
     ------
