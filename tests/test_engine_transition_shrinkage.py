@@ -82,3 +82,30 @@ def test_the_default_calibrator_shrinks_and_the_option_turns_it_off():
                                shrunk_transition(clean, given, 4))
     torch.testing.assert_close(Calibrator(problem, PurifyConfig(transition_shrinkage=False), folds).transition,
                                transition_from_pairs(clean, given, 4))
+
+
+def dense_evidence_transition(clean: torch.Tensor, given: torch.Tensor, c: int) -> torch.Tensor:
+    """The same estimate written over all C² entries: the reference for the summed-over-pairs
+    evidence ``shrunk_transition`` uses."""
+    from dmlp_plugin.engine.posterior import SHRINKAGE_GRID
+
+    counts = torch.zeros(c, c, dtype=torch.float64)
+    counts.index_put_((clean, given), torch.ones(len(clean), dtype=torch.float64), accumulate=True)
+    keep = (counts.trace() + 1) / (counts.sum() + 2)
+    prior = keep * torch.eye(c, dtype=torch.float64) + (1 - keep) / (c - 1) * (1 - torch.eye(c, dtype=torch.float64))
+    alphas = torch.tensor(SHRINKAGE_GRID, dtype=torch.float64).view(-1, 1, 1)
+    lg = torch.lgamma
+    evidence = ((lg(alphas[:, :, 0]) - lg(alphas[:, :, 0] + counts.sum(1))).sum(1)
+                + (lg(alphas * prior + counts) - lg(alphas * prior)).sum((1, 2)))
+    t = counts + alphas[evidence.argmax()] * prior
+    return (t / t.sum(1, keepdim=True)).float()
+
+
+def test_the_evidence_summed_over_occurring_pairs_equals_the_sum_over_every_entry():
+    g = gen(11)
+    for _ in range(50):
+        c = int(torch.randint(2, 12, (1,), generator=g))
+        n = int(torch.randint(0, 150, (1,), generator=g))
+        rate = float(torch.rand(1, generator=g))
+        clean, given = noisy_pairs(g, max(n // c, 0), c, symmetric(c, rate))
+        torch.testing.assert_close(shrunk_transition(clean, given, c), dense_evidence_transition(clean, given, c))
