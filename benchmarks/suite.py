@@ -3,7 +3,7 @@ noise type and rows; resumable, cached, and one command to write its RESULTS.md 
 
     python benchmarks/suite.py run --draws bench --jobs 2            # fill the cache (resumable)
     python benchmarks/suite.py report --draws bench --write-results  # the RESULTS.md section
-    python benchmarks/suite.py run --draws tune --methods dmlp:nonet --rows 10000   # a variant
+    python benchmarks/suite.py run --draws tune --methods dmlp:noshrink --rows 10000   # a variant
 
 A cell is (feature set, rows, noise, trusted rows per class, draw) (``suite_data.py``); a
 method is one of ``suite_methods.METHODS``. Every (method, cell) result is a JSON file in
@@ -88,6 +88,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.noises = comma_list(args.noises)
     args.trusted = comma_list(args.trusted, int)
     args.methods = comma_list(args.methods)
+    known = [*methods.METHODS, *(f"dmlp:{name}" for name in methods.VARIANTS)]
+    unknown = [m for m in args.methods if m not in known]
+    if unknown:
+        p.error(f"unknown method {', '.join(unknown)}; known: {', '.join(known)}")
     return args
 
 

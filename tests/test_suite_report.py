@@ -69,3 +69,12 @@ def test_a_feature_set_made_for_fewer_rows_has_no_larger_cells(features, rows, k
     args = suite.parse_args(["run", "--draws", "0", "--features", features, "--rows", str(rows),
                              "--noises", "sym20", "--trusted", "10"])
     assert bool(suite_data.cells_of(args)) == kept
+
+
+def test_an_unknown_method_is_refused_in_one_line_naming_the_known_ones(capsys):
+    import suite
+
+    with pytest.raises(SystemExit):
+        suite.parse_args(["run", "--methods", "dmlp-nonet,dmlp:nonet"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "unknown method dmlp:nonet" in err and "dmlp:noshrink" in err and "dmlp-nonet" in err.split("known:")[1]
