@@ -11,14 +11,7 @@ import numpy as np
 
 import suite_data as data
 import suite_methods as methods
-from driver import (
-    RESULTS,
-    Section,
-    command_line,
-    git_revision,
-    markdown_table,
-    timestamp,
-)
+from driver import RESULTS, Section, command_line, git_revision, markdown_table, timestamp
 from suite_data import cells_of
 from suite_methods import load
 

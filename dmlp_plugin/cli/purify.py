@@ -22,8 +22,8 @@ the true label fitted on the given labels and the trusted rows: five least-squar
 decays, and, with --set mlp_candidate=true, a forward-corrected network. Each is turned
 into a posterior through the noise transition counted on the trusted set (shrunk toward
 a pooled keep rate, refined by EM over the training rows, weighted and offset by fits on
-the trusted rows); the candidate
-with the lowest cross-fitted trusted log-loss gives the labels. --mode paper is the
+the trusted rows); the candidate with the lowest cross-fitted trusted log-loss gives the
+labels. --mode paper is the
 paper's method, IPC + EAC with the official hyperparameters, for reproduction. Evidence: docs/engine.md."""
 
 #: How `dmlp purify`'s messages call the arguments of purify_dataset: by the flags.

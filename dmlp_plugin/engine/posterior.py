@@ -33,7 +33,8 @@ from .lbfgs import minimize_lbfgs_batched
 from .ls_head import fit_temperature
 from .softmax import softmax_
 
-__all__ = ["transition_from_pairs", "shrunk_transition", "transition_from_predictions",
+__all__ = ["pair_counts", "counted_transition", "transition_from_pairs", "shrunk_transition",
+           "transition_from_predictions",
            "refine_transition", "heldout_log_transition", "fit_transition_weight",
            "fit_posterior_offsets", "offsets_identified", "PosteriorFit"]
 
@@ -42,12 +43,25 @@ __all__ = ["transition_from_pairs", "shrunk_transition", "transition_from_predic
 TRANSITION_WEIGHTS = tuple(k / 20 for k in range(31))
 
 
+def pair_counts(clean: torch.Tensor, given: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``n[y, ỹ]`` (C, C) float64: how many (clean, given) pairs are ``(y, ỹ)``."""
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=clean.device)
+    counts.index_put_((clean.long(), given.long()), torch.ones_like(clean, dtype=torch.float64), accumulate=True)
+    return counts
+
+
+def counted_transition(clean: torch.Tensor, given: torch.Tensor, num_classes: int, *,
+                       shrink: bool = False) -> torch.Tensor:
+    """``T`` from (clean, given) pairs: :func:`shrunk_transition` if ``shrink``, else
+    :func:`transition_from_pairs` with add-one smoothing."""
+    count = shrunk_transition if shrink else transition_from_pairs
+    return count(clean, given, num_classes)
+
+
 def transition_from_pairs(clean: torch.Tensor, given: torch.Tensor, num_classes: int, *,
                           smoothing: float = 1.0) -> torch.Tensor:
     """``T[y, ỹ]`` counted from (clean, given) label pairs, with additive smoothing."""
-    counts = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=clean.device)
-    counts.index_put_((clean.long(), given.long()),
-                      torch.ones_like(clean, dtype=torch.float64), accumulate=True)
+    counts = pair_counts(clean, given, num_classes)
     counts += smoothing / num_classes
     return (counts / counts.sum(1, keepdim=True)).float()
 
@@ -70,14 +84,12 @@ def shrunk_transition(clean: torch.Tensor, given: torch.Tensor, num_classes: int
     gets ``T₀``. On the suite's tuning draws it adds 8 points of label accuracy with 10
     trusted rows a class on the strong features and 2 with 25 (docs/engine.md).
     """
-    c, device = num_classes, clean.device
+    c = num_classes
     clean, given = clean.long(), given.long()
     keep = ((clean == given).sum().double() + 1) / (len(clean) + 2)  # Laplace's rule: defined with no pairs too
     off = (1 - keep) / max(c - 1, 1)
     alpha = _evidence_strength(clean, given, c, keep, off)
-    counts = torch.zeros(c, c, dtype=torch.float64, device=device)
-    counts.index_put_((clean, given), torch.ones_like(clean, dtype=torch.float64), accumulate=True)
-    t = counts + alpha * off
+    t = pair_counts(clean, given, c) + alpha * off
     t.diagonal().add_(alpha * (keep - off))
     return (t / t.sum(1, keepdim=True)).float()
 
@@ -102,14 +114,13 @@ def _evidence_strength(clean: torch.Tensor, given: torch.Tensor, num_classes: in
 
 
 def heldout_log_transition(clean: torch.Tensor, given: torch.Tensor, folds: list[torch.Tensor],
-                           num_classes: int, *, smoothing: float = 1.0, shrink: bool = False) -> torch.Tensor:
+                           num_classes: int, *, shrink: bool = False) -> torch.Tensor:
     """``log T₋ₖ[:, ỹ_v]`` (V, C) for each trusted row ``v`` of fold ``k``: ``T`` counted
     from the other folds' pairs (shrunk as :func:`shrunk_transition` if ``shrink``), so a
     row's score never uses its own (clean, given) pair."""
     out = torch.empty(len(clean), num_classes, device=clean.device)
     for mask in folds:
-        t = (shrunk_transition(clean[~mask], given[~mask], num_classes) if shrink else
-             transition_from_pairs(clean[~mask], given[~mask], num_classes, smoothing=smoothing))
+        t = counted_transition(clean[~mask], given[~mask], num_classes, shrink=shrink)
         out[mask] = t.clamp_min(1e-12).log().T[given[mask]]
     return out
 
@@ -141,10 +152,8 @@ def refine_transition(scores: torch.Tensor, given: torch.Tensor, val_scores: tor
     (docs/engine.md).
     """
     num_classes = scores.shape[1]
-    trusted = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=scores.device)
-    if val_given is not None:
-        trusted.index_put_((val_labels.long(), val_given.long()),
-                           torch.ones_like(val_labels, dtype=torch.float64), accumulate=True)
+    trusted = (pair_counts(val_labels, val_given, num_classes) if val_given is not None else
+               torch.zeros(num_classes, num_classes, dtype=torch.float64, device=scores.device))
     # Everything per row is laid out (C, N), so each pass runs along rows of length N,
     # and the per-step work is a few passes over two (C, N) buffers, reused.
     given_rows = torch.nn.functional.one_hot(given.long(), num_classes).T.to(scores.dtype)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .posterior import shrunk_transition, transition_from_pairs
+from .posterior import counted_transition
 from .rows import FeatureRows
 
 __all__ = ["Problem", "clock"]
@@ -65,8 +65,7 @@ class Problem:
         shrunk toward a pooled keep rate if ``shrink`` (``posterior.shrunk_transition``)."""
         if self.val_given is None:
             return None
-        count = shrunk_transition if shrink else transition_from_pairs
-        return count(self.val_labels, self.val_given, self.num_classes).to(self.dtype)
+        return counted_transition(self.val_labels, self.val_given, self.num_classes, shrink=shrink).to(self.dtype)
 
 
 def _tensor_unless_streamed(features: torch.Tensor | FeatureRows) -> torch.Tensor | FeatureRows:
