@@ -64,11 +64,10 @@ def test_trusted_size_table_averages_only_settings_that_have_every_size():
                                                   ("kmeans", 50000, True)])
 def test_a_feature_set_made_for_fewer_rows_has_no_larger_cells(features, rows, kept):
     import suite
-    import suite_data
 
     args = suite.parse_args(["run", "--draws", "0", "--features", features, "--rows", str(rows),
                              "--noises", "sym20", "--trusted", "10"])
-    assert bool(suite_data.cells_of(args)) == kept
+    assert bool(data.cells_of(args)) == kept
 
 
 def test_an_unknown_method_is_refused_in_one_line_naming_the_known_ones(capsys):
