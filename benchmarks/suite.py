@@ -4,6 +4,7 @@ noise type and rows; resumable, cached, and one command to write its RESULTS.md 
     python benchmarks/suite.py run --draws bench --jobs 2            # fill the cache (resumable)
     python benchmarks/suite.py report --draws bench --write-results  # the RESULTS.md section
     python benchmarks/suite.py run --draws tune --methods dmlp:noshrink --rows 10000   # a variant
+    python benchmarks/suite.py run --draws 0 --rows 10000 --methods estimates     # the default's own estimates
 
 A cell is (feature set, rows, noise, trusted rows per class, draw) (``suite_data.py``); a
 method is one of ``suite_methods.METHODS``. Every (method, cell) result is a JSON file in
@@ -79,8 +80,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--network-rows", type=int, default=10000,
                    help="run the network candidate (method dmlp) on cells of at most this many rows")
     p.add_argument("--write-results", action="store_true", help="report: rewrite RESULTS.md's suite section")
-    p.add_argument("--section", choices=("suite", "network"), default="suite",
-                   help="report: the suite's tables, or the network candidate's gain and cost")
+    p.add_argument("--section", choices=("suite", "network", "estimates"), default="suite",
+                   help="report: the suite's tables, the network candidate's gain and cost, or how close the "
+                        "default's own estimates come (method estimates)")
     args = p.parse_args(argv)
     args.argv = argv
     args.features = comma_list(args.features)
@@ -88,7 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.noises = comma_list(args.noises)
     args.trusted = comma_list(args.trusted, int)
     args.methods = comma_list(args.methods)
-    known = [*methods.METHODS, *(f"dmlp:{name}" for name in methods.VARIANTS)]
+    known = [*methods.METHODS, methods.ESTIMATES, *(f"dmlp:{name}" for name in methods.VARIANTS)]
     unknown = [m for m in args.methods if m not in known]
     if unknown:
         p.error(f"unknown method {', '.join(unknown)}; known: {', '.join(known)}")

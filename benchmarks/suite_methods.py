@@ -9,7 +9,9 @@ fitted with it (the network is fitted last, from the generator's later draws).
 Methods: ``dmlp`` (the default pipeline with every candidate, the network included, or
 ``dmlp-nonet`` without it), ``paper`` (``PurifyConfig.paper()``), and the peers of
 ``peers.py`` (``fc-logistic``, ``cleanlab``, ``knn``). Variants for choosing settings are
-``dmlp:<name>`` with the overrides of :data:`VARIANTS`.
+``dmlp:<name>`` with the overrides of :data:`VARIANTS`. ``estimates`` is not compared with
+the others: it runs the default with ``estimate_accuracy=True`` and records how far the
+result's own estimates (its accuracy, its residual noise) fall from the truth.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import suite_data as data
 from driver import read_json
 
-__all__ = ["METHODS", "VARIANTS", "run_method", "method_digest", "select", "result_path", "load"]
+__all__ = ["METHODS", "ESTIMATES", "VARIANTS", "run_method", "method_digest", "select", "result_path", "load"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,6 +49,9 @@ VARIANTS: dict[str, dict] = {
 
 PEERS = ("fc-logistic", "cleanlab", "knn")
 METHODS = ("dmlp", "dmlp-nonet", "paper", *PEERS)
+#: Methods run and reported on their own, outside the comparison.
+ESTIMATES = "estimates"
+NOISE_RATE_METHODS = ("auto", "entropy", "confidence", "agreement")
 
 
 #: Bump when a change of the engine or of peers.py moves results: the cache keys on it
@@ -77,7 +82,7 @@ def config_of(method: str):
         return PurifyConfig.paper()
     if method == "dmlp":
         return PurifyConfig(mlp_candidate=True)
-    if method == "dmlp-nonet":
+    if method in ("dmlp-nonet", ESTIMATES):
         return PurifyConfig(mlp_candidate=False)
     return PurifyConfig(**VARIANTS[method.split(":", 1)[1]])
 
@@ -97,6 +102,8 @@ def run_method(method: str, cell: data.Cell) -> dict:
         result = fn(x, noisy, trusted, clean[trusted], **kwargs)
         return {"label_acc": float((result.labels[keep] == clean[keep]).mean()), "seconds": result.seconds,
                 "info": _plain(result.info)}
+    if method == ESTIMATES:
+        return _run_estimates(x, noisy, trusted, clean, keep)
     return _run_dmlp(method, x, noisy, trusted, clean, keep)
 
 
@@ -114,6 +121,28 @@ def _run_dmlp(method: str, x, noisy, trusted, clean, keep) -> dict:
     if method == "paper":
         out["history"] = [{"epoch": r["epoch"], "label_accuracy": r.get("label_accuracy")} for r in result.history]
     return out
+
+
+def _run_estimates(x, noisy, trusted, clean, keep) -> dict:
+    """The default with its accuracy estimate: the estimate, its interval and warning, and
+    each residual-noise estimate, beside the truth on the non-trusted rows."""
+    import warnings
+
+    from dmlp_plugin import purify_dataset
+    from dmlp_plugin.noise_rate import estimate_noise_rate
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = purify_dataset(x, noisy, val_indices=trusted, val_labels=clean[trusted], config=config_of(ESTIMATES),
+                                seed=0, device="cpu", threads=None, estimate_accuracy=True)
+    est = result.accuracy_estimate
+    return {"label_acc": float((result.labels[keep] == clean[keep]).mean()),
+            "seconds": time.perf_counter() - t0,
+            "accuracy_estimate": {"accuracy": est.accuracy, "interval": list(est.interval),
+                                  "given_accuracy": est.given_accuracy, "num_rows": est.num_rows},
+            "warned": any("look worse than the given ones" in str(w.message) for w in caught),
+            "noise_rate": {m: estimate_noise_rate(result, m) for m in NOISE_RATE_METHODS}}
 
 
 def select(candidates: list[dict], families: tuple[str, ...] | None = None,

@@ -17,6 +17,7 @@ from suite_methods import load
 
 SECTION = Section("suite")
 NETWORK_SECTION = Section("suite-network")
+ESTIMATES_SECTION = Section("suite-estimates")
 
 #: How the report names the methods.
 TITLES = {"given": "given labels", "dmlp-nonet": "default", "dmlp": "default + network", "paper": "paper mode",
@@ -172,12 +173,17 @@ def _opening(args: argparse.Namespace, cells: list[data.Cell]) -> str:
 
 
 def report(args: argparse.Namespace) -> int:
+    if args.section == "estimates":
+        args.methods = [methods.ESTIMATES, "dmlp-nonet"]
     cells, found = collect(args)
+    if args.section == "estimates":
+        cells = [c for c in cells if (methods.ESTIMATES, c.key) in found["runs"]]
     if not cells:
         print("no results yet: python benchmarks/suite.py run ...")
         return 1
-    parts = network_parts(args, cells, found) if args.section == "network" else suite_parts(args, cells, found)
-    section = NETWORK_SECTION if args.section == "network" else SECTION
+    parts, section = {"network": (network_parts, NETWORK_SECTION), "estimates": (estimates_parts, ESTIMATES_SECTION),
+                      "suite": (suite_parts, SECTION)}[args.section]
+    parts = parts(args, cells, found)
     text = section.wrap(parts)
     print(text)
     if args.write_results:
@@ -235,3 +241,53 @@ def suite_parts(args: argparse.Namespace, cells: list[data.Cell], found: dict) -
               *markdown_table(["features", "rows"] + [TITLES.get(m, m) for m in names if m != "given"],
                               cost_table(cells, runs, [m for m in names if m != "given"])), ""]
     return parts
+
+
+def estimates_parts(args: argparse.Namespace, cells: list[data.Cell], found: dict) -> list[str]:
+    """How close the default's own estimates come to the truth (method ``estimates``)."""
+    runs, acc = found["runs"], found["acc"]
+    groups = [("all", cells)] + [(f"{data.FEATURE_SETS[fs].title}, {t}/class",
+                                  [c for c in cells if c.features == fs and c.trusted == t])
+                                 for fs in dict.fromkeys(c.features for c in cells)
+                                 for t in sorted({c.trusted for c in cells if c.features == fs})]
+    rows = [estimate_row(title, [runs[(methods.ESTIMATES, c.key)] for c in group],
+                         [acc[c.key]["given"] for c in group],
+                         [runs.get(("dmlp-nonet", c.key)) for c in group]) for title, group in groups if group]
+    others = [[m, *error_stats([r["noise_rate"][m] for r in (runs[(methods.ESTIMATES, c.key)] for c in cells)],
+                               [1 - runs[(methods.ESTIMATES, c.key)]["label_acc"] for c in cells])]
+              for m in methods.NOISE_RATE_METHODS]
+    return ["## Benchmark suite: the default's estimates of its own labels", "",
+            _opening(args, cells) + " The default with `estimate_accuracy=True`. Accuracy estimate: "
+            "`result.accuracy_estimate` (cross-fitted over the trusted set) against the labels' accuracy on the "
+            "non-trusted rows; covered: its 95% interval holds the truth; warning right: it warned that the labels "
+            "look worse than the given ones exactly where they are. Residual noise: "
+            "`result.estimated_noise_rate()`, what the integrations set Co-teaching's forget rate and CDR's noise "
+            "rate from, against the true fraction of wrong labels. Errors in points; time: the run with the "
+            "estimate over the plain default's run of the same cell (median).", "",
+            *markdown_table(["cells", "n", "accuracy: mean abs. error", "worst", "within ±3", "covered",
+                             "warning right", "residual noise: mean abs. error", "worst", "time"], rows), "",
+            "Each residual-noise estimator over all cells (mean error, mean abs. error, worst):", "",
+            *markdown_table(["estimator", "mean error", "mean abs. error", "worst"], others), ""]
+
+
+def error_stats(estimates: list, truths: list[float]) -> list[str]:
+    """Mean error, mean absolute error and the worst error, in points ("—" where none applies)."""
+    errors = np.array([e - t for e, t in zip(estimates, truths) if e is not None])
+    if not len(errors):
+        return ["—", "—", "—"]
+    return [f"{100 * errors.mean():+.1f}", f"{100 * np.abs(errors).mean():.1f}",
+            f"{100 * errors[np.abs(errors).argmax()]:+.1f}"]
+
+
+def estimate_row(title: str, records: list[dict], given: list[float], plain: list[dict | None]) -> list[str]:
+    truth = np.array([r["label_acc"] for r in records])
+    est = [r["accuracy_estimate"] for r in records]
+    errors = np.array([e["accuracy"] for e in est]) - truth
+    covered = sum(lo <= t <= hi for t, (lo, hi) in zip(truth, (e["interval"] for e in est)))
+    right = sum(r["warned"] == (t < g) for r, t, g in zip(records, truth, given))
+    residual = error_stats([r["noise_rate"]["auto"] for r in records], list(1 - truth))
+    ratios = [r["seconds"] / p["seconds"] for r, p in zip(records, plain) if p is not None]
+    n = len(records)
+    return [title, str(n), f"{100 * np.abs(errors).mean():.1f}", f"{100 * errors[np.abs(errors).argmax()]:+.1f}",
+            f"{int((np.abs(errors) <= 0.03).sum())}/{n}", f"{covered}/{n}", f"{right}/{n}", residual[1], residual[2],
+            f"{np.median(ratios):.1f}×" if ratios else ""]

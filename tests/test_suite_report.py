@@ -77,3 +77,29 @@ def test_an_unknown_method_is_refused_in_one_line_naming_the_known_ones(capsys):
         suite.parse_args(["run", "--methods", "dmlp-nonet,dmlp:nonet"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "unknown method dmlp:nonet" in err and "dmlp:noshrink" in err and "dmlp-nonet" in err.split("known:")[1]
+
+
+def _estimate(truth: float, estimate: float, interval: tuple[float, float], warned: bool, residual: float | None,
+              seconds: float = 6.0) -> dict:
+    return {"label_acc": truth, "seconds": seconds, "warned": warned,
+            "accuracy_estimate": {"accuracy": estimate, "interval": list(interval)},
+            "noise_rate": {"auto": residual}}
+
+
+def test_estimate_row_scores_the_estimate_its_interval_its_warning_and_the_residual_noise():
+    records = [_estimate(0.80, 0.84, (0.78, 0.90), False, 0.15),   # +4: outside ±3, covered
+               _estimate(0.60, 0.61, (0.62, 0.70), True, 0.42),    # +1, not covered; warned, and right to
+               _estimate(0.90, 0.88, (0.80, 0.95), True, None)]    # -2, covered; warned wrongly; no residual
+    given = [0.70, 0.65, 0.85]
+    plain = [{"seconds": 2.0}, {"seconds": 3.0}, None]
+    row = report.estimate_row("k-means, 10/class", records, given, plain)
+    assert row[:2] == ["k-means, 10/class", "3"]
+    assert row[2:5] == ["2.3", "+4.0", "2/3"]  # mean |4, 1, 2|; the worst keeps its sign
+    assert row[5:7] == ["2/3", "2/3"]
+    # residual noise: truths 20 and 40 against 15 and 42; the run without an estimate is left out
+    assert row[7:9] == ["3.5", "-5.0"]
+    assert row[9] == "2.5×"  # median of 6/2 and 6/3; the cell without a plain run is left out
+
+
+def test_error_stats_say_so_when_no_estimate_applies():
+    assert report.error_stats([None, None], [0.1, 0.2]) == ["—", "—", "—"]
