@@ -265,3 +265,21 @@ def test_missing_matplotlib_names_the_extra(tmp_path, monkeypatch, capsys, store
 def test_write_report_on_an_empty_store(tmp_path):
     with pytest.raises(MissingFileError, match="dmlp reproduce"):
         write_report(tmp_path)
+
+
+def test_a_table8_store_is_reported_under_its_title_and_caption(tmp_path):
+    """Table 8's spec lives with its runner (its cells depend on the sources given), not in
+    TABLES: the report must still name it and give its caption."""
+    from dmlp_plugin.reproduce.feature_tables import TABLE8, run_table8
+
+    inputs = synthetic_inputs(600)
+    source = tmp_path / "other.npz"
+    np.savez(source, train=inputs.train[:, ::-1].copy(), test=inputs.test[:, ::-1].copy())
+    store = ResultStore(tmp_path / "results")
+    run_table8(store, {"mine": source}, lambda: inputs, cifar_root=tmp_path, smoke=True, rates=(0.8,))
+    report = write_report(tmp_path / "results", tmp_path / "out")
+    text = report.path.read_text()
+    assert f"## {TABLE8.title} (smoke run)" in text and "## table8" not in text
+    assert TABLE8.measures in text and TABLE8.paper_caption in text
+    # its rows name their own features: no note that they are the k-means ones
+    assert text.split(TABLE8.paper_caption)[1].split("\n")[0] == ""
