@@ -264,7 +264,7 @@ def estimates_parts(args: argparse.Namespace, cells: list[data.Cell], found: dic
             "`result.estimated_noise_rate()`, what the integrations set Co-teaching's forget rate and CDR's noise "
             "rate from, against the true fraction of wrong labels. Errors in points; time: the run with the "
             "estimate over the plain default's run of the same cell (median).", "",
-            *markdown_table(["cells", "n", "accuracy: mean abs. error", "worst", "within ±3", "covered",
+            *markdown_table(["cells", "n", "accuracy: mean error", "mean abs. error", "worst", "within ±3", "covered",
                              "warning right", "residual noise: mean abs. error", "worst", "time"], rows), "",
             "Each residual-noise estimator over all cells (mean error, mean abs. error, worst):", "",
             *markdown_table(["estimator", "mean error", "mean abs. error", "worst"], others), ""]
@@ -288,6 +288,7 @@ def estimate_row(title: str, records: list[dict], given: list[float], plain: lis
     residual = error_stats([r["noise_rate"]["auto"] for r in records], list(1 - truth))
     ratios = [r["seconds"] / p["seconds"] for r, p in zip(records, plain) if p is not None]
     n = len(records)
-    return [title, str(n), f"{100 * np.abs(errors).mean():.1f}", f"{100 * errors[np.abs(errors).argmax()]:+.1f}",
+    return [title, str(n), f"{100 * errors.mean():+.1f}", f"{100 * np.abs(errors).mean():.1f}",
+            f"{100 * errors[np.abs(errors).argmax()]:+.1f}",
             f"{int((np.abs(errors) <= 0.03).sum())}/{n}", f"{covered}/{n}", f"{right}/{n}", residual[1], residual[2],
             f"{np.median(ratios):.1f}×" if ratios else ""]

@@ -94,11 +94,11 @@ def test_estimate_row_scores_the_estimate_its_interval_its_warning_and_the_resid
     plain = [{"seconds": 2.0}, {"seconds": 3.0}, None]
     row = report.estimate_row("k-means, 10/class", records, given, plain)
     assert row[:2] == ["k-means, 10/class", "3"]
-    assert row[2:5] == ["2.3", "+4.0", "2/3"]  # mean |4, 1, 2|; the worst keeps its sign
-    assert row[5:7] == ["2/3", "2/3"]
+    assert row[2:6] == ["+1.0", "2.3", "+4.0", "2/3"]  # mean of 4, 1, -2; mean |.|; the worst keeps its sign
+    assert row[6:8] == ["2/3", "2/3"]
     # residual noise: truths 20 and 40 against 15 and 42; the run without an estimate is left out
-    assert row[7:9] == ["3.5", "-5.0"]
-    assert row[9] == "2.5×"  # median of 6/2 and 6/3; the cell without a plain run is left out
+    assert row[8:10] == ["3.5", "-5.0"]
+    assert row[10] == "2.5×"  # median of 6/2 and 6/3; the cell without a plain run is left out
 
 
 def test_error_stats_say_so_when_no_estimate_applies():
