@@ -276,10 +276,14 @@ def test_a_table8_store_is_reported_under_its_title_and_caption(tmp_path):
     source = tmp_path / "other.npz"
     np.savez(source, train=inputs.train[:, ::-1].copy(), test=inputs.test[:, ::-1].copy())
     store = ResultStore(tmp_path / "results")
-    run_table8(store, {"mine": source}, lambda: inputs, cifar_root=tmp_path, smoke=True, rates=(0.8,))
+    run_table8(store, {"early": source}, lambda: inputs, cifar_root=tmp_path, smoke=True, rates=(0.8,))
     report = write_report(tmp_path / "results", tmp_path / "out")
     text = report.path.read_text()
     assert f"## {TABLE8.title} (smoke run)" in text and "## table8" not in text
     assert TABLE8.measures in text and TABLE8.paper_caption in text
+    # k-means first, as the run prints them, though "early" sorts before it; each by rate and mode
+    rows = [line.split("|")[2].strip() for line in text.split(TABLE8.measures)[1].splitlines()
+            if line.startswith("| sym")]
+    assert rows == ["kmeans (default)", "kmeans (paper)", "early (default)", "early (paper)"]
     # its rows name their own features: no note that they are the k-means ones
     assert text.split(TABLE8.paper_caption)[1].split("\n")[0] == ""

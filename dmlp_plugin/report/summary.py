@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import MissingFileError
 from ..io import atomic_write
 from ..reproduce.render import FEATURE_NOTE, latest_records, markdown_table, table_rows
-from ..reproduce.feature_tables import TABLE8
+from ..reproduce.feature_tables import TABLE8, table8_cells
 from ..reproduce.store import ResultStore
 from ..reproduce.tables import TABLES
 from .plots import Plot, plot_confusion, plot_downstream, plot_label_accuracy, plot_methods, plot_trusted_size
@@ -50,9 +50,13 @@ def _cell_order(table: str, records: list[dict[str, Any]]):
     """Sort key: the table definition's cell order, unknown cells after, by id."""
     spec = SPECS.get(table)
     keys: dict[str, int] = {}
-    if spec is not None:
-        for i, cell in enumerate(spec.cells([0])):
-            keys.setdefault(cell.key, i)
+    if spec is TABLE8:  # its cells are the sources the store holds: k-means first, as the run
+        sources = sorted({str(r.get("settings", {}).get("source", "")) for r in records}, key=lambda s: s != "kmeans")
+        cells = [cell for _, cell in table8_cells(sources)]
+    else:
+        cells = spec.cells([0]) if spec is not None else []
+    for i, cell in enumerate(cells):
+        keys.setdefault(cell.key, i)
     return lambda r: (keys.get(str(r.get("key", "")).removeprefix("smoke_"), len(keys)), int(r.get("seed", 0)),
                       r["cell_id"])
 
