@@ -195,11 +195,30 @@ def network_parts(args: argparse.Namespace, cells: list[data.Cell], found: dict)
     """The network candidate (method ``dmlp``): what it adds to the default's selection and what
     it costs, from the cells where it ran."""
     rows = family_table(cells, found["runs"], "dmlp")
-    return ["## Benchmark suite: the network candidate", "", _opening(args, cells) + " The default with "
-            "`mlp_candidate=True`: the network's gain is the selection among every candidate minus the "
-            "selection without the network (mean, worst and best cell); its cost, its time over the rest of "
-            "the run's (median, one thread).", "",
-            *markdown_table(["family", "mean gain", "worst", "best", "chosen", "cost"], rows), ""]
+    parts = ["## Benchmark suite: the network candidate", "", _opening(args, cells) + " The default with "
+             "`mlp_candidate=True`: the network's gain is the selection among every candidate minus the "
+             "selection without the network (mean, worst and best cell); its cost, its time over the rest of "
+             "the run's (median, one thread).", "",
+             *markdown_table(["family", "mean gain", "worst", "best", "chosen", "cost"], rows), ""]
+    groups = network_groups(cells, found["runs"])
+    if len(groups) > 1:
+        parts += ["The network by feature set, rows and trusted rows a class:", "",
+                  *markdown_table(["features", "rows", "trusted/class", "cells", "mean gain", "worst", "best", "chosen",
+                                   "cost"], groups), ""]
+    return parts
+
+
+def network_groups(cells: list[data.Cell], runs: dict) -> list[list[str]]:
+    """The network family's row of :func:`family_table` per (feature set, rows, trusted size)."""
+    out = []
+    keys = dict.fromkeys((c.features, c.rows, c.trusted) for c in cells if ("dmlp", c.key) in runs)
+    for fs, n, t in keys:
+        group = [c for c in cells if (c.features, c.rows, c.trusted) == (fs, n, t)]
+        row = [r for r in family_table(group, runs, "dmlp") if r[0] == "network candidate"]
+        if row:
+            cells_run = sum(("dmlp", c.key) in runs for c in group)
+            out.append([data.FEATURE_SETS[fs].title, f"{n:,}", str(t), str(cells_run), *row[0][1:]])
+    return out
 
 
 def suite_parts(args: argparse.Namespace, cells: list[data.Cell], found: dict) -> list[str]:

@@ -103,3 +103,22 @@ def test_estimate_row_scores_the_estimate_its_interval_its_warning_and_the_resid
 
 def test_error_stats_say_so_when_no_estimate_applies():
     assert report.error_stats([None, None], [0.1, 0.2]) == ["—", "—", "—"]
+
+
+def _network_run(with_net: float, without: float, net_s: float, rest_s: float) -> dict:
+    net_wins = with_net > without
+    return {"candidates": [
+        {"name": "round 5", "family": "least-squares rounds", "trusted_nll": 0.5, "label_accuracy": without,
+         "selected": not net_wins},
+        {"name": "mlp", "family": "network candidate", "trusted_nll": 0.4 if net_wins else 0.6,
+         "label_accuracy": with_net, "selected": net_wins}],
+        "timings": {"network candidate": net_s, "total": net_s + rest_s}}
+
+
+def test_network_groups_split_the_gain_by_rows_and_trusted_size():
+    small, big = _cell("kmeans", "sym20", 25), data.Cell("kmeans", 50000, "sym20", 100, 0)
+    runs = {("dmlp", small.key): _network_run(0.70, 0.71, 10.0, 1.0),   # not chosen: no gain
+            ("dmlp", big.key): _network_run(0.89, 0.87, 200.0, 8.0)}    # chosen: +2 points at 25x
+    rows = report.network_groups([small, big], runs)
+    assert rows == [["k-means (CPU, unsupervised)", "10,000", "25", "1", "+0.00", "+0.00", "+0.00", "0/1", "10.00×"],
+                    ["k-means (CPU, unsupervised)", "50,000", "100", "1", "+2.00", "+2.00", "+2.00", "1/1", "25.00×"]]
