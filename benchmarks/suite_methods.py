@@ -102,8 +102,6 @@ def run_method(method: str, cell: data.Cell) -> dict:
         result = fn(x, noisy, trusted, clean[trusted], **kwargs)
         return {"label_acc": float((result.labels[keep] == clean[keep]).mean()), "seconds": result.seconds,
                 "info": _plain(result.info)}
-    if method == ESTIMATES:
-        return _run_estimates(x, noisy, trusted, clean, keep)
     return _run_dmlp(method, x, noisy, trusted, clean, keep)
 
 
@@ -113,35 +111,27 @@ def _run_dmlp(method: str, x, noisy, trusted, clean, keep) -> dict:
     config = config_of(method)
     t0 = time.perf_counter()
     result = purify_dataset(x, noisy, val_indices=trusted, val_labels=clean[trusted], clean_labels=clean,
-                            config=config, seed=0, device="cpu", threads=None)
+                            config=config, seed=0, device="cpu", threads=None, estimate_accuracy=method == ESTIMATES)
     seconds = time.perf_counter() - t0
     out = {"label_acc": float((result.labels[keep] == clean[keep]).mean()), "seconds": seconds,
            "timings": result.timings, "candidates": result.metadata.get("candidates"),
            "feature_check": result.metadata.get("feature_check")}
+    if method == ESTIMATES:
+        out.update(_estimates(result))
     if method == "paper":
         out["history"] = [{"epoch": r["epoch"], "label_accuracy": r.get("label_accuracy")} for r in result.history]
     return out
 
 
-def _run_estimates(x, noisy, trusted, clean, keep) -> dict:
-    """The default with its accuracy estimate: the estimate, its interval and warning, and
-    each residual-noise estimate, beside the truth on the non-trusted rows."""
-    import warnings
-
-    from dmlp_plugin import purify_dataset
+def _estimates(result) -> dict:
+    """The result's own estimates: its accuracy estimate with interval and warning, and each
+    residual-noise estimate (the report sets them beside the truth)."""
     from dmlp_plugin.noise_rate import estimate_noise_rate
 
-    t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = purify_dataset(x, noisy, val_indices=trusted, val_labels=clean[trusted], config=config_of(ESTIMATES),
-                                seed=0, device="cpu", threads=None, estimate_accuracy=True)
     est = result.accuracy_estimate
-    return {"label_acc": float((result.labels[keep] == clean[keep]).mean()),
-            "seconds": time.perf_counter() - t0,
-            "accuracy_estimate": {"accuracy": est.accuracy, "interval": list(est.interval),
+    return {"accuracy_estimate": {"accuracy": est.accuracy, "interval": list(est.interval),
                                   "given_accuracy": est.given_accuracy, "num_rows": est.num_rows},
-            "warned": any("look worse than the given ones" in str(w.message) for w in caught),
+            "warned": est.worse_than_given,  # what makes purify_dataset warn
             "noise_rate": {m: estimate_noise_rate(result, m) for m in NOISE_RATE_METHODS}}
 
 
