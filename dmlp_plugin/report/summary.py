@@ -90,8 +90,7 @@ def table_markdown(table: str, records: list[dict[str, Any]], *, smoke: bool = F
     head, body = table_rows(table, records)
     lines += [*markdown_table(head, body), ""]
     if spec is not None:
-        # Table 8's rows name their own feature source; the k-means note is for the others.
-        lines += [spec.paper_caption if spec is TABLE8 else f"{spec.paper_caption} {FEATURE_NOTE}", ""]
+        lines += [spec.paper_caption if spec.rows_name_features else f"{spec.paper_caption} {FEATURE_NOTE}", ""]
     lines += [_protocol_line(records), ""]
     warned = sorted({w for r in records for w in r.get("warnings") or []})
     if warned:

@@ -47,7 +47,7 @@ TABLE8 = TableSpec(
     "given with --source NAME=FILE (features .npz or a checkpoint), and on CIFAR-10 k-means features.",
     "Paper: Table 8, DMLP-Naive on CIFAR-10 (a ResNet trained on the purified labels, Last epoch), by feature "
     "source: MoCo ResNet-18, SimCLR ResNet-18, SimCLR ResNet-50.",
-    lambda seed: [], lambda s: s.get("mode") == "default")
+    lambda seed: [], lambda s: s.get("mode") == "default", rows_name_features=True)
 
 
 def parse_sources(items: Sequence[str]) -> dict[str, Path]:

@@ -147,6 +147,9 @@ class TableSpec:
     #: Whether a cell (by its settings, :meth:`CellSpec.settings`) is one whose confusion
     #: matrix a report shows: our default, normally.
     headline: Callable[[dict[str, Any]], bool]
+    #: Whether every row names the features it ran on (Table 8's sources); otherwise the
+    #: rows are on the run's k-means features, and reports say so.
+    rows_name_features: bool = False
 
     def cells(self, seeds: tuple[int, ...] | list[int] = (0,)) -> list[CellSpec]:
         """The cells for ``seeds``, in table order (settings first, then seed)."""
